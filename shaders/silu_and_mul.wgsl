@@ -1,0 +1,22 @@
+// silu_and_mul: out = silu(gate) * up, gate = x[:, :inter], up = x[:, inter:]
+// x: [n, 2 * inter] f32; out: [n, inter] f32. One thread per output element.
+
+#include "lib/common.wgsl"
+
+struct Params { n: u32, inter: u32 }
+@group(0) @binding(0) var<uniform> params: Params;
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(2) var<storage, read_write> out: array<f32>;
+
+override WG: u32 = 256;
+
+@compute @workgroup_size(WG)
+fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) lid: u32) {
+  let idx = wg_index(wid, nwg) * WG + lid;
+  if (idx >= params.n * params.inter) { return; }
+  let t = idx / params.inter;
+  let j = idx % params.inter;
+  let g = x[t * 2u * params.inter + j];
+  let u = x[t * 2u * params.inter + params.inter + j];
+  out[idx] = g / (1.0 + exp(-g)) * u;
+}

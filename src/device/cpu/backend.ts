@@ -1,0 +1,185 @@
+// The cpu backend: host memory and the reference ops. It is the oracle of the parity tests and
+// runs the model where no GPU is present (slowly).
+
+import type { Completion, CommandStream, Device, DeviceBuffer, DeviceInfo, MemoryInfo, StreamOptions, Support, Tensor } from '../device.ts';
+import { UnsupportedError } from '../device.ts';
+import { decode, encode } from '../dtype.ts';
+import { type OpArgs, type OpName, checkOp } from '../ops.ts';
+import { tensorBytes } from '../tensor.ts';
+import * as ref from './reference.ts';
+
+interface CpuBuffer extends DeviceBuffer {
+  data: Uint8Array;
+}
+
+let nextId = 1;
+
+export class CpuDevice implements Device {
+  readonly info: DeviceInfo = {
+    backend: 'cpu',
+    name: 'cpu',
+    description: 'reference (TypeScript, float64 accumulation)',
+    features: { f16: true, subgroups: false, subgroupMatrix: false, timestamps: false },
+    maxBindingBytes: 2 ** 31,
+    maxBufferBytes: 2 ** 31,
+    bindingAlignment: 4,
+  };
+  private allocated = 0;
+  private live = new Set<CpuBuffer>();
+
+  alloc(bytes: number, label = 'buffer'): DeviceBuffer {
+    const b: CpuBuffer = { id: nextId++, size: bytes, label, device: this, data: new Uint8Array(bytes) };
+    this.allocated += bytes;
+    this.live.add(b);
+    return b;
+  }
+
+  free(buffer: DeviceBuffer): void {
+    if (this.live.delete(buffer as CpuBuffer)) this.allocated -= buffer.size;
+  }
+
+  memory(): MemoryInfo {
+    return { allocated: this.allocated };
+  }
+
+  upload(dst: Tensor, data: ArrayBufferView): void {
+    const src = new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+    const b = dst.buffer as CpuBuffer;
+    if (dst.offset + src.byteLength > b.size) throw new RangeError(`upload of ${src.byteLength} bytes past the end of ${b.label}`);
+    b.data.set(src, dst.offset);
+  }
+
+  async download(src: Tensor): Promise<Uint8Array> {
+    return this.bytes(src).slice();
+  }
+
+  supports<K extends OpName>(name: K, args: OpArgs[K]): Support {
+    return checkOp(name, args);
+  }
+
+  stream(options: StreamOptions = {}): CommandStream {
+    return new CpuStream(this, options);
+  }
+
+  async sync(): Promise<void> {}
+
+  destroy(): void {
+    this.live.clear();
+    this.allocated = 0;
+  }
+
+  bytes(t: Tensor): Uint8Array {
+    const b = t.buffer as CpuBuffer;
+    return b.data.subarray(t.offset, t.offset + tensorBytes(t));
+  }
+
+  read(t: Tensor): Float64Array | Float32Array | Int32Array | Uint32Array {
+    return decode(this.bytes(t), t.dtype);
+  }
+
+  write(t: Tensor, values: ArrayLike<number>): void {
+    this.bytes(t).set(encode(values, t.dtype));
+  }
+
+  /** Runs one op now. */
+  run<K extends OpName>(name: K, args: OpArgs[K]): void {
+    const s = checkOp(name, args);
+    if (!s.ok) throw new UnsupportedError(s.reason);
+    runOp(this, name, args);
+  }
+}
+
+function runOp(d: CpuDevice, name: OpName, args: any): void {
+  switch (name) {
+    case 'embedding': {
+      const a = args as OpArgs['embedding'];
+      d.write(a.out, ref.embedding(d.read(a.ids), d.read(a.table), a.table.shape[1]));
+      return;
+    }
+    case 'rms_norm': {
+      const a = args as OpArgs['rms_norm'];
+      const [n, h] = a.x.shape;
+      const [out, res] = ref.rmsNorm(d.read(a.x), d.read(a.weight), n, h, a.eps, a.residual && d.read(a.residual));
+      if (a.residual && res) d.write(a.residual, res);
+      d.write(a.out, out);
+      return;
+    }
+    case 'rope': {
+      const a = args as OpArgs['rope'];
+      const [n, w] = a.x.shape;
+      d.write(a.x, ref.rope(d.read(a.x), d.read(a.positions), d.read(a.invFreq), n, w, a.numHeads, a.headSize, a.interleaved));
+      return;
+    }
+    case 'silu_and_mul': {
+      const a = args as OpArgs['silu_and_mul'];
+      d.write(a.out, ref.siluAndMul(d.read(a.x), a.x.shape[0], a.out.shape[1]));
+      return;
+    }
+    case 'matmul': {
+      const a = args as OpArgs['matmul'];
+      const [m, k] = a.a.shape;
+      d.write(a.out, ref.matmul(d.read(a.a), d.read(a.w), m, a.w.shape[0], k, a.bias && d.read(a.bias)));
+      return;
+    }
+    case 'softmax': {
+      const a = args as OpArgs['softmax'];
+      d.write(a.out, ref.softmax(d.read(a.x), a.x.shape[0], a.x.shape[1]));
+      return;
+    }
+    case 'argmax': {
+      const a = args as OpArgs['argmax'];
+      d.write(a.out, ref.argmax(d.read(a.x), a.x.shape[0], a.x.shape[1]));
+      return;
+    }
+    case 'sample': {
+      const a = args as OpArgs['sample'];
+      const [n, v] = a.logits.shape;
+      d.write(a.out, ref.sample(d.read(a.logits), n, v, d.read(a.temperature), d.read(a.topK), d.read(a.topP), d.read(a.draws)));
+      return;
+    }
+    case 'copy': {
+      const a = args as OpArgs['copy'];
+      d.bytes(a.out).set(d.bytes(a.x));
+      return;
+    }
+  }
+}
+
+class CpuStream implements CommandStream {
+  private cmds: (() => void)[] = [];
+  private reads: { t: Tensor; resolve: (b: Uint8Array) => void }[] = [];
+  constructor(private d: CpuDevice, private options: StreamOptions) {}
+
+  op<K extends OpName>(name: K, args: OpArgs[K]): this {
+    const s = checkOp(name, args);
+    if (!s.ok) throw new UnsupportedError(s.reason);
+    this.cmds.push(() => runOp(this.d, name, args));
+    return this;
+  }
+
+  copy(src: Tensor, dst: Tensor): this {
+    if (tensorBytes(src) !== tensorBytes(dst)) throw new RangeError('copy: byte sizes differ');
+    this.cmds.push(() => this.d.bytes(dst).set(this.d.bytes(src)));
+    return this;
+  }
+
+  write(dst: Tensor, data: ArrayBufferView): this {
+    const copy = new Uint8Array(data.buffer, data.byteOffset, data.byteLength).slice();
+    this.cmds.push(() => this.d.upload(dst, copy));
+    return this;
+  }
+
+  read(src: Tensor): Promise<Uint8Array> {
+    return new Promise((resolve) => this.reads.push({ t: src, resolve }));
+  }
+
+  submit(): Completion {
+    const t0 = performance.now();
+    for (const c of this.cmds) c();
+    const ms = performance.now() - t0;
+    for (const r of this.reads) r.resolve(this.d.bytes(r.t).slice());
+    this.cmds = [];
+    this.reads = [];
+    return { done: async () => {}, elapsedMs: async () => ms };
+  }
+}

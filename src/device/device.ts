@@ -1,0 +1,123 @@
+// The device layer: the one interface that the model and the engine call, and that each
+// backend (cpu, webgpu, native) fills in. Modelled on ggml-backend: a device owns buffers,
+// runs ops by name with typed params, records many dispatches into a command stream that is
+// submitted once per step, and says up front which ops and shapes it supports.
+
+import type { DType } from './dtype.ts';
+import type { OpArgs, OpName } from './ops.ts';
+
+export type BackendName = 'cpu' | 'webgpu' | 'native';
+
+/** A raw allocation on a device. Tensors are typed views into one. */
+export interface DeviceBuffer {
+  readonly id: number;
+  readonly size: number; // bytes
+  readonly label: string;
+  readonly device: Device;
+}
+
+/** A contiguous, row-major view into a buffer. `offset` is in bytes. */
+export interface Tensor {
+  readonly buffer: DeviceBuffer;
+  readonly offset: number;
+  readonly shape: readonly number[];
+  readonly dtype: DType;
+}
+
+export interface DeviceFeatures {
+  /** WGSL `enable f16` (or native half arithmetic). */
+  f16: boolean;
+  /** subgroup (warp) operations. */
+  subgroups: boolean;
+  /** matrix units reachable from kernels (subgroup matrices / tensor cores). */
+  subgroupMatrix: boolean;
+  /** GPU-side timestamps for stream timing. */
+  timestamps: boolean;
+}
+
+export interface DeviceInfo {
+  backend: BackendName;
+  /** Human name of the adapter, e.g. "NVIDIA H100 80GB HBM3" or "llvmpipe". */
+  name: string;
+  /** Driver/backend description (Vulkan, OpenGL ES, ...). */
+  description: string;
+  features: DeviceFeatures;
+  /** Largest single tensor binding a kernel can take, in bytes. */
+  maxBindingBytes: number;
+  /** Largest single allocation, in bytes. */
+  maxBufferBytes: number;
+  /** Required alignment of a tensor's byte offset when it is bound to a kernel. */
+  bindingAlignment: number;
+}
+
+export interface MemoryInfo {
+  /** Bytes currently allocated through this device. */
+  allocated: number;
+  /** Total device memory if the backend can tell, else undefined. */
+  total?: number;
+}
+
+/** What `supports` answers: true, or the reason it cannot. */
+export type Support = { ok: true } | { ok: false; reason: string };
+
+export interface Completion {
+  /** Resolves when every command of the stream has finished on the device. */
+  done(): Promise<void>;
+  /** GPU time of the stream in ms where the stream was created with timing, else wall time. */
+  elapsedMs(): Promise<number>;
+}
+
+export interface StreamOptions {
+  /** Measure the stream's time on the device (timestamp queries where present). */
+  timing?: boolean;
+  label?: string;
+}
+
+/**
+ * A command stream: ops and copies are recorded in order and run when `submit` is called.
+ * The model records a whole step into one stream and submits once.
+ */
+export interface CommandStream {
+  op<K extends OpName>(name: K, args: OpArgs[K]): this;
+  /** dst <- src, same byte size. */
+  copy(src: Tensor, dst: Tensor): this;
+  /** Host data into a tensor, ordered with the recorded ops. */
+  write(dst: Tensor, data: ArrayBufferView): this;
+  /** Read a tensor back once the stream has run; the promise resolves after submit. */
+  read(src: Tensor): Promise<Uint8Array>;
+  submit(): Completion;
+}
+
+export interface Device {
+  readonly info: DeviceInfo;
+
+  alloc(bytes: number, label?: string): DeviceBuffer;
+  free(buffer: DeviceBuffer): void;
+  memory(): MemoryInfo;
+
+  /** Writes host data into a tensor (queued before any later submit). */
+  upload(dst: Tensor, data: ArrayBufferView): void;
+  /** Reads a tensor back (waits for all submitted work). */
+  download(src: Tensor): Promise<Uint8Array>;
+
+  supports<K extends OpName>(name: K, args: OpArgs[K]): Support;
+  stream(options?: StreamOptions): CommandStream;
+  /** Waits until all submitted work has finished. */
+  sync(): Promise<void>;
+  destroy(): void;
+}
+
+/** A user asked for something this device cannot do (unsupported op, shape or feature). */
+export class UnsupportedError extends Error {
+  override name = 'UnsupportedError';
+}
+
+/** A backend exists in the design but is not available in this build or on this machine. */
+export class BackendUnavailableError extends Error {
+  override name = 'BackendUnavailableError';
+}
+
+/** A tensor is larger than a kernel binding or buffer can hold on this device. */
+export class TensorTooLargeError extends Error {
+  override name = 'TensorTooLargeError';
+}

@@ -1,0 +1,145 @@
+// The op list of the device layer: names, typed params, and the shape/dtype rules that every
+// backend shares. A backend's `supports` starts from `checkOp` and adds its own limits.
+//
+// Notation: `x: [n, h] f32` is a contiguous row-major tensor of n rows of h f32 values.
+
+import type { DType } from './dtype.ts';
+import type { Support, Tensor } from './device.ts';
+
+export type WeightDType = 'f32' | 'f16' | 'bf16';
+
+export interface OpArgs {
+  /** out[i, :] = table[ids[i], :]. ids: [n] i32, table: [vocab, h] f32|f16|bf16, out: [n, h] f32 */
+  embedding: { ids: Tensor; table: Tensor; out: Tensor };
+  /**
+   * RMSNorm with an optional fused residual add (vLLM's fused_add_rms_norm):
+   * with residual: residual <- x + residual; out <- norm(residual) * weight.
+   * x, out, residual: [n, h] f32 (out may alias x); weight: [h] f32|f16|bf16
+   */
+  rms_norm: { x: Tensor; weight: Tensor; out: Tensor; residual?: Tensor; eps: number };
+  /**
+   * Rotary embedding in place on the first `numHeads` heads of each row of x, neox/LLaMA layout
+   * (pairs i and i + rot/2) or interleaved (GPT-J: pairs 2i, 2i+1). invFreq carries rope_theta
+   * and any rope_scaling (computed once on the host, see src/model/rope.ts).
+   * x: [n, w] f32 with w >= numHeads * headSize; positions: [n] i32; invFreq: [rot/2] f32, rot <= headSize
+   */
+  rope: { x: Tensor; positions: Tensor; invFreq: Tensor; numHeads: number; headSize: number; interleaved?: boolean };
+  /** out = silu(x[:, :i]) * x[:, i:]. x: [n, 2i] f32, out: [n, i] f32 */
+  silu_and_mul: { x: Tensor; out: Tensor };
+  /**
+   * out = a @ w^T (+ bias). a: [m, k] f32; w: [n, k] f32|f16|bf16 (HF Linear layout); bias: [n] f32; out: [m, n] f32.
+   * `kernel` forces a variant (benchmarks and tests); by default the backend picks by m and features.
+   */
+  matmul: { a: Tensor; w: Tensor; bias?: Tensor; out: Tensor; kernel?: MatmulKernel };
+  /** Row softmax. x, out: [n, v] f32 (out may alias x) */
+  softmax: { x: Tensor; out: Tensor };
+  /** Index of each row's largest value (the lowest index on ties). x: [n, v] f32; out: [n] i32 */
+  argmax: { x: Tensor; out: Tensor };
+  /**
+   * One token per row from softmax(logits / temperature) restricted to the top-k and then the
+   * top-p (nucleus) set, by inverse CDF in vocabulary order at the row's uniform draw in [0, 1).
+   * temperature 0 means greedy; topK <= 0 or >= v means no top-k; topP >= 1 means no top-p.
+   * logits: [n, v] f32; temperature, topP, draws: [n] f32; topK: [n] i32; out: [n] i32
+   */
+  sample: { logits: Tensor; temperature: Tensor; topK: Tensor; topP: Tensor; draws: Tensor; out: Tensor };
+  /** out = x, as a kernel (the bandwidth ceiling of the op benchmark). x, out: [n] f32 */
+  copy: { x: Tensor; out: Tensor };
+}
+
+export type OpName = keyof OpArgs;
+export const OP_NAMES: OpName[] = ['embedding', 'rms_norm', 'rope', 'silu_and_mul', 'matmul', 'softmax', 'argmax', 'sample', 'copy'];
+
+/** Matmul variants: `gemv` for few rows (memory-bound decode), `tiled` portable prefill, `sgmat` subgroup matrices. */
+export type MatmulKernel = 'gemv' | 'tiled' | 'sgmat';
+
+const OK: Support = { ok: true };
+const no = (reason: string): Support => ({ ok: false, reason });
+
+function shapeStr(t: Tensor): string {
+  return `[${t.shape.join(', ')}] ${t.dtype}`;
+}
+
+/** Checks that t has the given rank and dtype(s); dims given as numbers must match. */
+function expect(name: string, t: Tensor | undefined, dtypes: DType[], dims: (number | undefined)[]): string | undefined {
+  if (!t) return `${name} is missing`;
+  if (!dtypes.includes(t.dtype)) return `${name} must be ${dtypes.join('|')}, got ${shapeStr(t)}`;
+  if (t.shape.length !== dims.length) return `${name} must have rank ${dims.length}, got ${shapeStr(t)}`;
+  for (let i = 0; i < dims.length; i++) {
+    const d = dims[i];
+    if (d !== undefined && t.shape[i] !== d) return `${name} dim ${i} must be ${d}, got ${shapeStr(t)}`;
+  }
+  return undefined;
+}
+
+const W: DType[] = ['f32', 'f16', 'bf16'];
+const F: DType[] = ['f32'];
+const I: DType[] = ['i32'];
+
+/** Shape and dtype rules of each op, independent of the backend. */
+export function checkOp<K extends OpName>(name: K, args: OpArgs[K]): Support {
+  const err = check(name, args);
+  return err ? no(`${name}: ${err}`) : OK;
+}
+
+function check(name: OpName, a: any): string | undefined {
+  switch (name) {
+    case 'embedding': {
+      const n = a.ids?.shape[0];
+      const h = a.table?.shape[1];
+      return expect('ids', a.ids, I, [undefined]) ?? expect('table', a.table, W, [undefined, undefined]) ?? expect('out', a.out, F, [n, h]);
+    }
+    case 'rms_norm': {
+      const [n, h] = a.x?.shape ?? [];
+      return (
+        expect('x', a.x, F, [undefined, undefined]) ??
+        expect('weight', a.weight, W, [h]) ??
+        expect('out', a.out, F, [n, h]) ??
+        (a.residual ? expect('residual', a.residual, F, [n, h]) : undefined) ??
+        (a.eps > 0 ? undefined : `eps must be > 0, got ${a.eps}`)
+      );
+    }
+    case 'rope': {
+      const n = a.x?.shape[0];
+      const e = expect('x', a.x, F, [undefined, undefined]) ?? expect('positions', a.positions, I, [n]) ?? expect('invFreq', a.invFreq, F, [undefined]);
+      if (e) return e;
+      if (!(a.headSize > 0 && a.headSize % 2 === 0)) return `headSize must be even and > 0, got ${a.headSize}`;
+      if (a.numHeads * a.headSize > a.x.shape[1]) return `numHeads * headSize = ${a.numHeads * a.headSize} exceeds row width ${a.x.shape[1]}`;
+      if (a.invFreq.shape[0] * 2 > a.headSize) return `rotary dim ${a.invFreq.shape[0] * 2} exceeds headSize ${a.headSize}`;
+      return undefined;
+    }
+    case 'silu_and_mul': {
+      const [n, w] = a.x?.shape ?? [];
+      if (w % 2) return `x width must be even, got ${w}`;
+      return expect('x', a.x, F, [undefined, undefined]) ?? expect('out', a.out, F, [n, w / 2]);
+    }
+    case 'matmul': {
+      const [m, k] = a.a?.shape ?? [];
+      const n = a.w?.shape[0];
+      return (
+        expect('a', a.a, F, [undefined, undefined]) ??
+        expect('w', a.w, W, [undefined, k]) ??
+        (a.bias ? expect('bias', a.bias, F, [n]) : undefined) ??
+        expect('out', a.out, F, [m, n])
+      );
+    }
+    case 'softmax': {
+      const [n, v] = a.x?.shape ?? [];
+      return expect('x', a.x, F, [undefined, undefined]) ?? expect('out', a.out, F, [n, v]);
+    }
+    case 'argmax':
+      return expect('x', a.x, F, [undefined, undefined]) ?? expect('out', a.out, I, [a.x.shape[0]]);
+    case 'sample': {
+      const n = a.logits?.shape[0];
+      return (
+        expect('logits', a.logits, F, [undefined, undefined]) ??
+        expect('temperature', a.temperature, F, [n]) ??
+        expect('topK', a.topK, I, [n]) ??
+        expect('topP', a.topP, F, [n]) ??
+        expect('draws', a.draws, F, [n]) ??
+        expect('out', a.out, I, [n])
+      );
+    }
+    case 'copy':
+      return expect('x', a.x, F, [undefined]) ?? expect('out', a.out, F, [a.x.shape[0]]);
+  }
+}

@@ -1,0 +1,51 @@
+// Tensor helpers over any Device: allocate, view, fill from host arrays, read back.
+
+import type { Device, Tensor } from './device.ts';
+import { DTYPE_BYTES, type DType, byteSize, decode, encode, numel } from './dtype.ts';
+
+/** A fresh tensor in its own buffer. */
+export function empty(device: Device, shape: readonly number[], dtype: DType, label = 'tensor'): Tensor {
+  const bytes = Math.max(4, (byteSize(shape, dtype) + 3) & ~3);
+  return { buffer: device.alloc(bytes, label), offset: 0, shape: [...shape], dtype };
+}
+
+/** A tensor holding `values` converted to `dtype`. */
+export function fromArray(device: Device, values: ArrayLike<number>, shape: readonly number[], dtype: DType, label = 'tensor'): Tensor {
+  if (values.length !== numel(shape)) throw new Error(`fromArray: ${values.length} values for shape [${shape}]`);
+  const t = empty(device, shape, dtype, label);
+  device.upload(t, pad4(encode(values, dtype)));
+  return t;
+}
+
+/** A view of `shape` starting `elementOffset` elements into t (contiguous, same dtype). */
+export function view(t: Tensor, elementOffset: number, shape: readonly number[]): Tensor {
+  const offset = t.offset + elementOffset * DTYPE_BYTES[t.dtype];
+  if (offset + byteSize(shape, t.dtype) > t.offset + byteSize(t.shape, t.dtype)) {
+    throw new RangeError(`view [${shape}] at ${elementOffset} is outside [${t.shape}]`);
+  }
+  return { buffer: t.buffer, offset, shape: [...shape], dtype: t.dtype };
+}
+
+/** Rows [start, start + count) of a tensor's first dimension. */
+export function rows(t: Tensor, start: number, count: number): Tensor {
+  const rowElems = numel(t.shape.slice(1));
+  return view(t, start * rowElems, [count, ...t.shape.slice(1)]);
+}
+
+/** Reads a tensor back as numbers. */
+export async function toArray(device: Device, t: Tensor): Promise<Float64Array | Float32Array | Int32Array | Uint32Array> {
+  const bytes = await device.download(t);
+  return decode(bytes.subarray(0, byteSize(t.shape, t.dtype)), t.dtype);
+}
+
+/** Byte length rounded up to a multiple of 4 (WebGPU writes are 4-byte granular). */
+export function pad4(bytes: Uint8Array): Uint8Array {
+  if (bytes.byteLength % 4 === 0) return bytes;
+  const out = new Uint8Array((bytes.byteLength + 3) & ~3);
+  out.set(bytes);
+  return out;
+}
+
+export function tensorBytes(t: Tensor): number {
+  return byteSize(t.shape, t.dtype);
+}

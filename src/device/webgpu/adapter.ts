@@ -1,0 +1,83 @@
+// Finding a WebGPU adapter through Dawn (the `webgpu` npm package): Vulkan on a GPU server
+// (with the toggles that expose f16 and subgroup matrices on NVIDIA), else OpenGL ES in
+// compatibility mode, which is what Mesa's llvmpipe offers on a machine without a GPU.
+
+import { BackendUnavailableError } from '../device.ts';
+
+export type AdapterChoice = 'auto' | 'vulkan' | 'opengles';
+
+export interface GpuContext {
+  gpu: GPU;
+  adapter: GPUAdapter;
+  device: GPUDevice;
+  backend: 'vulkan' | 'opengles';
+  features: Set<string>;
+  subgroupMatrix: boolean;
+}
+
+const GPU_FLAGS = ['enable-dawn-features=allow_unsafe_apis,vulkan_enable_f16_on_nvidia', 'disable-dawn-features=timestamp_quantization'];
+const WANTED_FEATURES = ['shader-f16', 'subgroups', 'timestamp-query', 'chromium-experimental-subgroup-matrix'];
+const WANTED_LIMITS = [
+  'maxStorageBufferBindingSize',
+  'maxBufferSize',
+  'maxComputeWorkgroupSizeX',
+  'maxComputeWorkgroupSizeY',
+  'maxComputeInvocationsPerWorkgroup',
+  'maxComputeWorkgroupStorageSize',
+  'maxStorageBuffersPerShaderStage',
+  'maxComputeWorkgroupsPerDimension',
+] as const;
+
+let dawn: { create: (flags: string[]) => GPU; globals: Record<string, unknown> } | undefined;
+
+async function loadDawn() {
+  if (!dawn) {
+    // Mesa's EGL needs a platform without a display server; harmless where a GPU driver is used.
+    process.env.EGL_PLATFORM ??= 'surfaceless';
+    const mod = (await import('webgpu')) as any;
+    dawn = { create: mod.create, globals: mod.globals };
+    // GPUBufferUsage, GPUShaderStage, GPUMapMode ... as in a browser
+    for (const [k, v] of Object.entries(dawn.globals)) if (!(k in globalThis)) (globalThis as any)[k] = v;
+  }
+  return dawn;
+}
+
+async function tryAdapter(kind: 'vulkan' | 'opengles'): Promise<{ gpu: GPU; adapter: GPUAdapter } | undefined> {
+  const { create } = await loadDawn();
+  if (kind === 'vulkan') {
+    const gpu = create(['backend=vulkan', ...GPU_FLAGS]);
+    const adapter = await gpu.requestAdapter({ powerPreference: 'high-performance' });
+    return adapter ? { gpu, adapter } : undefined;
+  }
+  const gpu = create(['backend=opengles']);
+  const adapter = await gpu.requestAdapter({ featureLevel: 'compatibility' } as GPURequestAdapterOptions);
+  return adapter ? { gpu, adapter } : undefined;
+}
+
+export async function openGpu(choice: AdapterChoice = 'auto'): Promise<GpuContext> {
+  const order: ('vulkan' | 'opengles')[] = choice === 'auto' ? ['vulkan', 'opengles'] : [choice];
+  let found: { gpu: GPU; adapter: GPUAdapter; backend: 'vulkan' | 'opengles' } | undefined;
+  for (const kind of order) {
+    const r = await tryAdapter(kind);
+    if (r) {
+      found = { ...r, backend: kind };
+      break;
+    }
+  }
+  if (!found) {
+    throw new BackendUnavailableError(
+      `webgpu: no adapter found (tried ${order.join(', ')}). On a GPU server install the Vulkan loader (libvulkan1) ` +
+        `and the GPU's Vulkan driver; without a GPU install Mesa (libegl1 libgles2 libegl-mesa0 libgl1-mesa-dri) for llvmpipe.`,
+    );
+  }
+  const { gpu, adapter, backend } = found;
+  const features = [...adapter.features].filter((f) => WANTED_FEATURES.includes(f)) as GPUFeatureName[];
+  const requiredLimits: Record<string, number> = {};
+  for (const l of WANTED_LIMITS) requiredLimits[l] = (adapter.limits as any)[l];
+  const device = await adapter.requestDevice({ requiredFeatures: features, requiredLimits });
+  device.addEventListener?.('uncapturederror', (e: any) => console.error('parallm: webgpu error:', e.error?.message ?? e));
+  const set = new Set<string>(features);
+  const configs = ((adapter.info as any).subgroupMatrixConfigs ?? []) as { componentType: string; resultComponentType: string; M: number; N: number; K: number }[];
+  const sgm = configs.some((c) => c.componentType === 'f16' && c.resultComponentType === 'f32' && c.M === 16 && c.N === 16 && c.K === 16);
+  return { gpu, adapter, device, backend, features: set, subgroupMatrix: sgm && set.has('chromium-experimental-subgroup-matrix') && set.has('shader-f16') };
+}

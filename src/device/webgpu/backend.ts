@@ -1,0 +1,335 @@
+// The webgpu backend: Dawn buffers, a command stream that records every dispatch of a step into
+// as few compute passes as the data flow allows and submits once, and the op planner of
+// ./ops.ts that turns an op into dispatches of the kernels in shaders/.
+
+import type { Completion, CommandStream, Device, DeviceBuffer, DeviceInfo, MemoryInfo, StreamOptions, Support, Tensor } from '../device.ts';
+import { TensorTooLargeError, UnsupportedError } from '../device.ts';
+import { type OpArgs, type OpName, checkOp } from '../ops.ts';
+import { pad4, tensorBytes } from '../tensor.ts';
+import { type AdapterChoice, type GpuContext, openGpu } from './adapter.ts';
+import { type Kernel, KernelCache, RW_ALL } from './kernels.ts';
+import { type Dispatch, planOp, supportsOp } from './ops.ts';
+
+interface GpuBuffer extends DeviceBuffer {
+  gpu: GPUBuffer;
+}
+
+export interface WebGpuOptions {
+  adapter?: AdapterChoice;
+  /** Lower the per-binding limit below the adapter's (tests of the splitting paths). */
+  maxBindingBytes?: number;
+}
+
+let nextId = 1;
+const UNIFORM_ALIGN = 256;
+
+export class WebGpuDevice implements Device {
+  readonly info: DeviceInfo;
+  readonly kernels: KernelCache;
+  private allocated = 0;
+  private uniforms?: GPUBuffer;
+  private staging?: GPUBuffer;
+
+  static async open(options: WebGpuOptions = {}): Promise<WebGpuDevice> {
+    return new WebGpuDevice(await openGpu(options.adapter), options);
+  }
+
+  private constructor(readonly ctx: GpuContext, options: WebGpuOptions) {
+    const { adapter, device, features } = ctx;
+    const info = adapter.info as GPUAdapterInfo;
+    const limits = device.limits;
+    const name = [info.vendor, info.device || info.description || info.architecture].filter(Boolean).join(' ') || 'unknown adapter';
+    this.info = {
+      backend: 'webgpu',
+      name,
+      description: `Dawn ${ctx.backend}${info.description ? ` (${info.description})` : ''}`,
+      features: {
+        f16: features.has('shader-f16'),
+        subgroups: features.has('subgroups'),
+        subgroupMatrix: ctx.subgroupMatrix,
+        timestamps: features.has('timestamp-query'),
+      },
+      maxBindingBytes: Math.min(options.maxBindingBytes ?? Infinity, limits.maxStorageBufferBindingSize),
+      maxBufferBytes: limits.maxBufferSize,
+      bindingAlignment: limits.minStorageBufferOffsetAlignment,
+    };
+    this.kernels = new KernelCache(device);
+  }
+
+  get gpu(): GPUDevice {
+    return this.ctx.device;
+  }
+
+  alloc(bytes: number, label = 'buffer'): DeviceBuffer {
+    const size = Math.max(16, Math.ceil(bytes / 16) * 16);
+    if (size > this.info.maxBufferBytes) {
+      throw new TensorTooLargeError(`webgpu: cannot allocate ${label} of ${bytes} bytes: the adapter's largest buffer is ${this.info.maxBufferBytes} bytes`);
+    }
+    const gpu = this.gpu.createBuffer({ size, label, usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST });
+    this.allocated += size;
+    const b: GpuBuffer = { id: nextId++, size, label, device: this, gpu };
+    return b;
+  }
+
+  free(buffer: DeviceBuffer): void {
+    const b = buffer as GpuBuffer;
+    b.gpu.destroy();
+    this.allocated -= b.size;
+  }
+
+  memory(): MemoryInfo {
+    return { allocated: this.allocated };
+  }
+
+  upload(dst: Tensor, data: ArrayBufferView): void {
+    const bytes = pad4(new Uint8Array(data.buffer, data.byteOffset, data.byteLength));
+    if (dst.offset % 4) throw new RangeError(`webgpu: upload offset ${dst.offset} is not a multiple of 4`);
+    this.gpu.queue.writeBuffer((dst.buffer as GpuBuffer).gpu, dst.offset, bytes as Uint8Array<ArrayBuffer>);
+  }
+
+  async download(src: Tensor): Promise<Uint8Array> {
+    const s = this.stream();
+    const p = s.read(src);
+    s.submit();
+    return p;
+  }
+
+  supports<K extends OpName>(name: K, args: OpArgs[K]): Support {
+    const c = checkOp(name, args);
+    return c.ok ? supportsOp(this, name, args) : c;
+  }
+
+  stream(options: StreamOptions = {}): CommandStream {
+    return new WebGpuStream(this, options);
+  }
+
+  async sync(): Promise<void> {
+    await this.gpu.queue.onSubmittedWorkDone();
+  }
+
+  destroy(): void {
+    this.gpu.destroy();
+  }
+
+  /** A uniform buffer of at least `bytes`, reused across submits (queue order keeps it safe). */
+  uniformBuffer(bytes: number): GPUBuffer {
+    if (!this.uniforms || this.uniforms.size < bytes) {
+      this.uniforms?.destroy();
+      const size = Math.max(64 * 1024, 2 ** Math.ceil(Math.log2(bytes)));
+      this.uniforms = this.gpu.createBuffer({ size, label: 'params', usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST });
+    }
+    return this.uniforms;
+  }
+
+  stagingBuffer(bytes: number): GPUBuffer {
+    if (!this.staging || this.staging.size < bytes) {
+      this.staging?.destroy();
+      const size = Math.max(64 * 1024, 2 ** Math.ceil(Math.log2(bytes)));
+      this.staging = this.gpu.createBuffer({ size, label: 'staging', usage: GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST });
+    }
+    return this.staging;
+  }
+
+  /** The compiled kernel of a dispatch (read_write bindings where its tensors share a buffer). */
+  kernel(d: Dispatch): Kernel {
+    const buffers = Object.values(d.tensors).map((t) => t.buffer.id);
+    const aliased = new Set(buffers).size !== buffers.length;
+    return this.kernels.get(d.file, aliased ? [...d.flags, RW_ALL] : d.flags, d.overrides);
+  }
+
+  /** The buffer range a kernel sees for tensor t. */
+  binding(t: Tensor, what: string): GPUBufferBinding {
+    const b = t.buffer as GpuBuffer;
+    if (t.offset % this.info.bindingAlignment) {
+      throw new UnsupportedError(`webgpu: ${what} starts at byte ${t.offset}, not a multiple of ${this.info.bindingAlignment}`);
+    }
+    const size = Math.min(b.size - t.offset, Math.ceil(tensorBytes(t) / 16) * 16);
+    if (size > this.info.maxBindingBytes) {
+      throw new TensorTooLargeError(`webgpu: ${what} [${t.shape}] ${t.dtype} is ${size} bytes, over this adapter's binding limit of ${this.info.maxBindingBytes}`);
+    }
+    return { buffer: b.gpu, offset: t.offset, size };
+  }
+}
+
+type Command =
+  | { kind: 'dispatch'; d: Dispatch; kernel: Kernel }
+  | { kind: 'copy'; src: Tensor; dst: Tensor }
+  | { kind: 'write'; dst: Tensor; data: Uint8Array };
+
+class WebGpuStream implements CommandStream {
+  private cmds: Command[] = [];
+  private reads: { t: Tensor; resolve: (b: Uint8Array) => void; reject: (e: unknown) => void }[] = [];
+  constructor(private dev: WebGpuDevice, private options: StreamOptions) {}
+
+  op<K extends OpName>(name: K, args: OpArgs[K]): this {
+    const s = this.dev.supports(name, args);
+    if (!s.ok) throw new UnsupportedError(s.reason);
+    for (const d of planOp(this.dev, name, args)) this.dispatch(d);
+    return this;
+  }
+
+  /** A raw dispatch of a kernel (benchmarks, and ops planned elsewhere). */
+  dispatch(d: Dispatch): this {
+    this.cmds.push({ kind: 'dispatch', d, kernel: this.dev.kernel(d) });
+    return this;
+  }
+
+  copy(src: Tensor, dst: Tensor): this {
+    if (tensorBytes(src) !== tensorBytes(dst) || tensorBytes(src) % 4) throw new RangeError('copy: byte sizes differ or are not a multiple of 4');
+    this.cmds.push({ kind: 'copy', src, dst });
+    return this;
+  }
+
+  write(dst: Tensor, data: ArrayBufferView): this {
+    this.cmds.push({ kind: 'write', dst, data: pad4(new Uint8Array(data.buffer, data.byteOffset, data.byteLength)).slice() });
+    return this;
+  }
+
+  read(src: Tensor): Promise<Uint8Array> {
+    return new Promise((resolve, reject) => this.reads.push({ t: src, resolve, reject }));
+  }
+
+  submit(): Completion {
+    const dev = this.dev;
+    const gpu = dev.gpu;
+    const t0 = performance.now();
+
+    // params of every dispatch in one uniform upload; host writes in one staging upload
+    const dispatches = this.cmds.filter((c) => c.kind === 'dispatch');
+    const uniformBytes = new Uint8Array(Math.max(UNIFORM_ALIGN, dispatches.length * UNIFORM_ALIGN));
+    const view = new DataView(uniformBytes.buffer);
+    const writes = this.cmds.filter((c): c is { kind: 'write'; dst: Tensor; data: Uint8Array } => c.kind === 'write');
+    const stagingSize = writes.reduce((s, w) => s + Math.ceil(w.data.byteLength / 4) * 4, 0);
+    const uniforms = dev.uniformBuffer(uniformBytes.byteLength);
+    const staging = stagingSize ? dev.stagingBuffer(stagingSize) : undefined;
+
+    const timing = this.options.timing && dev.info.features.timestamps;
+    const querySet = timing ? gpu.createQuerySet({ type: 'timestamp', count: 2 }) : undefined;
+    const numPasses = countPasses(this.cmds);
+
+    const enc = gpu.createCommandEncoder({ label: this.options.label });
+    let pass: GPUComputePassEncoder | undefined;
+    let passIndex = 0;
+    let slot = 0;
+    let stagingOff = 0;
+    const endPass = () => {
+      pass?.end();
+      pass = undefined;
+    };
+    for (const c of this.cmds) {
+      if (c.kind === 'dispatch') {
+        if (!pass) {
+          const tw: GPUComputePassTimestampWrites | undefined = querySet
+            ? {
+                querySet,
+                ...(passIndex === 0 ? { beginningOfPassWriteIndex: 0 } : {}),
+                ...(passIndex === numPasses - 1 ? { endOfPassWriteIndex: 1 } : {}),
+              }
+            : undefined;
+          pass = enc.beginComputePass(tw && (passIndex === 0 || passIndex === numPasses - 1) ? { timestampWrites: tw } : {});
+          passIndex++;
+        }
+        const { d, kernel } = c;
+        const offset = slot * UNIFORM_ALIGN;
+        slot++;
+        writeParams(view, offset, kernel, d.params);
+        pass.setPipeline(kernel.pipeline);
+        pass.setBindGroup(0, bindGroup(dev, d, kernel, uniforms, offset));
+        pass.dispatchWorkgroups(d.grid[0], d.grid[1] ?? 1, d.grid[2] ?? 1);
+      } else if (c.kind === 'copy') {
+        endPass();
+        const s = dev.binding(c.src, 'copy source');
+        const t = dev.binding(c.dst, 'copy destination');
+        enc.copyBufferToBuffer(s.buffer, s.offset ?? 0, t.buffer, t.offset ?? 0, tensorBytes(c.src));
+      } else {
+        endPass();
+        const n = Math.ceil(c.data.byteLength / 4) * 4;
+        gpu.queue.writeBuffer(staging!, stagingOff, c.data as Uint8Array<ArrayBuffer>);
+        enc.copyBufferToBuffer(staging!, stagingOff, (c.dst.buffer as GpuBuffer).gpu, c.dst.offset, n);
+        stagingOff += n;
+      }
+    }
+    endPass();
+    if (slot) gpu.queue.writeBuffer(uniforms, 0, uniformBytes, 0, slot * UNIFORM_ALIGN);
+
+    let tsRead: GPUBuffer | undefined;
+    if (querySet && numPasses > 0) {
+      const resolve = gpu.createBuffer({ size: 16, usage: GPUBufferUsage.QUERY_RESOLVE | GPUBufferUsage.COPY_SRC });
+      tsRead = gpu.createBuffer({ size: 16, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
+      enc.resolveQuerySet(querySet, 0, 2, resolve, 0);
+      enc.copyBufferToBuffer(resolve, 0, tsRead, 0, 16);
+    }
+    const readBufs = this.reads.map((r) => {
+      const size = Math.ceil(tensorBytes(r.t) / 4) * 4;
+      const buf = gpu.createBuffer({ size, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
+      enc.copyBufferToBuffer((r.t.buffer as GpuBuffer).gpu, r.t.offset, buf, 0, size);
+      return buf;
+    });
+    gpu.queue.submit([enc.finish()]);
+
+    const reads = this.reads;
+    this.cmds = [];
+    this.reads = [];
+    reads.forEach((r, i) => {
+      const buf = readBufs[i];
+      buf.mapAsync(GPUMapMode.READ).then(
+        () => {
+          const out = new Uint8Array(buf.getMappedRange()).slice(0, tensorBytes(r.t));
+          buf.unmap();
+          buf.destroy();
+          r.resolve(out);
+        },
+        (e) => r.reject(e),
+      );
+    });
+    let donePromise: Promise<void> | undefined;
+    const done = () => (donePromise ??= gpu.queue.onSubmittedWorkDone());
+    return {
+      done,
+      elapsedMs: async () => {
+        await done();
+        const wall = performance.now() - t0;
+        if (!tsRead) return wall;
+        await tsRead.mapAsync(GPUMapMode.READ);
+        const ts = new BigInt64Array(tsRead.getMappedRange().slice(0));
+        tsRead.unmap();
+        tsRead.destroy();
+        querySet?.destroy();
+        return Number(ts[1] - ts[0]) / 1e6;
+      },
+    };
+  }
+}
+
+function countPasses(cmds: Command[]): number {
+  let n = 0;
+  let open = false;
+  for (const c of cmds) {
+    if (c.kind === 'dispatch') {
+      if (!open) n++;
+      open = true;
+    } else open = false;
+  }
+  return n;
+}
+
+function writeParams(view: DataView, offset: number, kernel: Kernel, params: Record<string, number>): void {
+  if (!kernel.params) return;
+  for (const f of kernel.params.fields) {
+    const v = params[f.name];
+    if (v === undefined) throw new Error(`${kernel.key}: params.${f.name} not given`);
+    if (f.type === 'f32') view.setFloat32(offset + f.offset, v, true);
+    else if (f.type === 'i32') view.setInt32(offset + f.offset, v, true);
+    else view.setUint32(offset + f.offset, v, true);
+  }
+}
+
+function bindGroup(dev: WebGpuDevice, d: Dispatch, kernel: Kernel, uniforms: GPUBuffer, offset: number): GPUBindGroup {
+  const entries: GPUBindGroupEntry[] = kernel.bindings.map((b) => {
+    if (b.kind === 'uniform') return { binding: b.binding, resource: { buffer: uniforms, offset, size: kernel.params!.size } };
+    const t = d.tensors[b.name];
+    if (!t) throw new Error(`${kernel.key}: tensor '${b.name}' not given`);
+    return { binding: b.binding, resource: dev.binding(t, `${kernel.key} ${b.name}`) };
+  });
+  return dev.gpu.createBindGroup({ layout: kernel.layout, entries });
+}
