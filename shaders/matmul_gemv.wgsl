@@ -23,7 +23,6 @@ struct Params { m: u32, n: u32, k: u32, ldo: u32, col0: u32 }
 override ROWS: u32 = 1;
 override COLS: u32 = 4;
 override WG: u32 = 256;
-const LANES = WG / COLS;
 const MAX_ROWS = 16u;
 
 var<workgroup> partial: array<f32, WG * MAX_ROWS>;
@@ -45,14 +44,15 @@ fn load_w8(col: u32, chunk: u32) -> array<vec4f, 2> {
 
 @compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) lid: u32) {
-  let c = lid / LANES;          // which of this workgroup's columns
-  let lane = lid % LANES;       // position along k
+  let lanes = WG / COLS;
+  let c = lid / lanes;          // which of this workgroup's columns
+  let lane = lid % lanes;       // position along k
   let col = wg_index(wid, nwg) * COLS + c;
   let chunks = params.k / 8u;
   let k4 = params.k / 4u;
   var acc: array<f32, MAX_ROWS>;
   if (col < params.n) {
-    for (var ch = lane; ch < chunks; ch += LANES) {
+    for (var ch = lane; ch < chunks; ch += lanes) {
       let wv = load_w8(col, ch);
       for (var r = 0u; r < ROWS; r++) {
         let x0 = a[r * k4 + 2u * ch];
@@ -65,7 +65,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, 
     partial[r * WG + lid] = acc[r];
   }
   workgroupBarrier();
-  for (var s = LANES / 2u; s > 0u; s >>= 1u) {
+  for (var s = lanes / 2u; s > 0u; s >>= 1u) {
     if (lane < s) {
       for (var r = 0u; r < ROWS; r++) {
         partial[r * WG + lid] += partial[r * WG + lid + s];

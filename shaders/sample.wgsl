@@ -72,68 +72,67 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, 
   let base = row * v;
   let temp = temperature[row];
 
-  // the largest key (and for greedy rows, the lowest index holding it)
+  // Every pass below runs for every row whatever its parameters (disabled filters degenerate
+  // to keeping everything): barriers stay in uniform control flow, which llvmpipe's GL path
+  // needs to compute reductions correctly.
+
+  // the largest key, and the lowest index holding it (the greedy answer)
   var mk = 0u;
   for (var j = lid; j < v; j += WG) { mk = max(mk, key(logits[base + j])); }
   mk = max_u(lid, mk);
-  if (temp <= 0.0) {
-    var first = 0xffffffffu;
-    for (var j = lid; j < v; j += WG) {
-      if (key(logits[base + j]) == mk) { first = min(first, j); }
-    }
-    first = ~max_u(lid, ~first); // min through max
-    if (lid == 0u) { out[row] = i32(first); }
-    return;
+  var first = 0xffffffffu;
+  for (var j = lid; j < v; j += WG) {
+    if (key(logits[base + j]) == mk) { first = min(first, j); }
   }
-  let inv_t = 1.0 / temp;
+  first = ~max_u(lid, ~first); // min through max
+  let greedy = temp <= 0.0;
+  let inv_t = select(1.0 / temp, 1.0, greedy);
   // the largest logit, decoded from its key
   let maxv = bitcast<f32>(select(mk & 0x7fffffffu, ~mk, (mk & 0x80000000u) == 0u));
 
   // top-k: the largest t with count(key >= t) >= k is the key of the k-th largest logit
+  // (k = v keeps everything)
+  let k_in = top_k[row];
+  let k = select(v, u32(k_in), k_in > 0 && u32(k_in) < v);
   var tk = 0u;
-  let k = top_k[row];
-  if (k > 0 && u32(k) < v) {
-    for (var bit = 31i; bit >= 0i; bit--) {
-      let cand = tk | (1u << u32(bit));
-      var c = 0u;
-      for (var j = lid; j < v; j += WG) { c += select(0u, 1u, key(logits[base + j]) >= cand); }
-      if (sum_u(lid, c) >= u32(k)) { tk = cand; }
-    }
+  for (var bit = 31i; bit >= 0i; bit--) {
+    let cand = tk | (1u << u32(bit));
+    var c = 0u;
+    for (var j = lid; j < v; j += WG) { c += select(0u, 1u, key(logits[base + j]) >= cand); }
+    if (sum_u(lid, c) >= k) { tk = cand; }
   }
 
-  // top-p: the largest t whose kept mass reaches top_p of the top-k mass
+  // top-p: the largest t whose kept mass reaches top_p of the top-k mass (top_p >= 1: an
+  // unreachable goal leaves t = 0, i.e. no cut beyond top-k)
   var z = 0.0;
   for (var j = lid; j < v; j += WG) {
     let x = logits[base + j];
     z += select(0.0, exp((x - maxv) * inv_t), key(x) >= tk);
   }
   z = sum_f(lid, z);
-  var cut = tk;
   let p = top_p[row];
-  if (p < 1.0) {
-    let target = p * z;
-    var t = 0u;
-    for (var bit = 31i; bit >= 0i; bit--) {
-      let cand = t | (1u << u32(bit));
-      let lim = max(cand, tk);
-      var s = 0.0;
-      for (var j = lid; j < v; j += WG) {
-        let x = logits[base + j];
-        s += select(0.0, exp((x - maxv) * inv_t), key(x) >= lim);
-      }
-      if (sum_f(lid, s) >= target) { t = cand; }
-    }
-    cut = max(t, tk);
-    z = 0.0;
+  let mass_goal = select(p * z, 3.402823e38, p >= 1.0);
+  var t = 0u;
+  for (var bit = 31i; bit >= 0i; bit--) {
+    let cand = t | (1u << u32(bit));
+    let lim = max(cand, tk);
+    var s = 0.0;
     for (var j = lid; j < v; j += WG) {
       let x = logits[base + j];
-      z += select(0.0, exp((x - maxv) * inv_t), key(x) >= cut);
+      s += select(0.0, exp((x - maxv) * inv_t), key(x) >= lim);
     }
-    z = sum_f(lid, z);
+    if (sum_f(lid, s) >= mass_goal) { t = cand; }
   }
+  let cut = max(t, tk);
+  z = 0.0;
+  for (var j = lid; j < v; j += WG) {
+    let x = logits[base + j];
+    z += select(0.0, exp((x - maxv) * inv_t), key(x) >= cut);
+  }
+  z = sum_f(lid, z);
 
   // inverse CDF in vocabulary order: each thread owns a contiguous chunk; an exclusive scan
-  // of chunk sums finds the chunk holding the draw
+  // of the chunk sums finds the chunk holding the draw
   let chunk = (v + WG - 1u) / WG;
   let lo = min(lid * chunk, v);
   let hi = min(lo + chunk, v);
@@ -143,31 +142,36 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, 
     let x = logits[base + j];
     if (key(x) >= cut) { cs += exp((x - maxv) * inv_t); last = j + 1u; }
   }
+  // a serial scan of 256 sums by one thread costs nothing next to the passes above, and is
+  // exact on every backend (a Hillis-Steele scan miscomputed on llvmpipe's GL path)
   red_f[lid] = cs;
   workgroupBarrier();
-  for (var s = 1u; s < WG; s <<= 1u) {
-    let add = select(0.0, red_f[lid - s], lid >= s);
-    workgroupBarrier();
-    red_f[lid] += add;
-    workgroupBarrier();
+  if (lid == 0u) {
+    var run = 0.0;
+    for (var i = 0u; i < WG; i++) {
+      let c = red_f[i];
+      red_f[i] = run;
+      run += c;
+    }
   }
-  let incl = red_f[lid];
-  let excl = incl - cs;
-  let target = draws[row] * z;
+  workgroupBarrier();
+  let excl = red_f[lid];
+  let incl = excl + cs;
+  let goal = draws[row] * z;
   var pick = 0u; // 1 + index, 0 = not in this chunk
-  if (cs > 0.0 && excl <= target && target < incl) {
+  if (cs > 0.0 && excl <= goal && goal < incl) {
     var acc = excl;
     for (var j = lo; j < hi; j++) {
       let x = logits[base + j];
       if (key(x) >= cut) {
         acc += exp((x - maxv) * inv_t);
         pick = j + 1u;
-        if (acc > target) { break; }
+        if (acc > goal) { break; }
       }
     }
   }
   // rounding can leave the draw past the last chunk: take the last kept token then
   let picked = max_u(lid, pick);
   let fallback = max_u(lid, last);
-  if (lid == 0u) { out[row] = i32(select(fallback, picked, picked > 0u) - 1u); }
+  if (lid == 0u) { out[row] = select(i32(select(fallback, picked, picked > 0u) - 1u), i32(first), greedy); }
 }

@@ -13,6 +13,8 @@ export interface GpuContext {
   backend: 'vulkan' | 'opengles';
   features: Set<string>;
   subgroupMatrix: boolean;
+  /** Uncaptured device errors (invalid shaders, pipelines, bindings) not yet reported. */
+  errors: string[];
 }
 
 const GPU_FLAGS = ['enable-dawn-features=allow_unsafe_apis,vulkan_enable_f16_on_nvidia', 'disable-dawn-features=timestamp_quantization'];
@@ -75,9 +77,14 @@ export async function openGpu(choice: AdapterChoice = 'auto'): Promise<GpuContex
   const requiredLimits: Record<string, number> = {};
   for (const l of WANTED_LIMITS) requiredLimits[l] = (adapter.limits as any)[l];
   const device = await adapter.requestDevice({ requiredFeatures: features, requiredLimits });
-  device.addEventListener?.('uncapturederror', (e: any) => console.error('parallm: webgpu error:', e.error?.message ?? e));
+  const errors: string[] = [];
+  device.addEventListener?.('uncapturederror', (e: any) => errors.push(String(e.error?.message ?? e)));
   const set = new Set<string>(features);
   const configs = ((adapter.info as any).subgroupMatrixConfigs ?? []) as { componentType: string; resultComponentType: string; M: number; N: number; K: number }[];
   const sgm = configs.some((c) => c.componentType === 'f16' && c.resultComponentType === 'f32' && c.M === 16 && c.N === 16 && c.K === 16);
-  return { gpu, adapter, device, backend, features: set, subgroupMatrix: sgm && set.has('chromium-experimental-subgroup-matrix') && set.has('shader-f16') };
+  // matmul_sgmat lays four 32-wide subgroups over its tile
+  const info = adapter.info as GPUAdapterInfo;
+  const warp32 = info.subgroupMinSize === 32 && info.subgroupMaxSize === 32;
+  const usable = sgm && warp32 && ['chromium-experimental-subgroup-matrix', 'shader-f16', 'subgroups'].every((f) => set.has(f));
+  return { gpu, adapter, device, backend, features: set, subgroupMatrix: usable, errors };
 }

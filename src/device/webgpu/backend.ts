@@ -105,6 +105,13 @@ export class WebGpuDevice implements Device {
 
   async sync(): Promise<void> {
     await this.gpu.queue.onSubmittedWorkDone();
+    this.throwErrors();
+  }
+
+  /** A bug surfaced by Dawn's validation (a kernel that does not compile, a bad binding) fails loudly. */
+  throwErrors(): void {
+    const errs = this.ctx.errors.splice(0);
+    if (errs.length) throw new Error(`webgpu: ${errs.length} device error(s):\n${errs.join('\n')}`);
   }
 
   destroy(): void {
@@ -283,7 +290,7 @@ class WebGpuStream implements CommandStream {
       );
     });
     let donePromise: Promise<void> | undefined;
-    const done = () => (donePromise ??= gpu.queue.onSubmittedWorkDone());
+    const done = () => (donePromise ??= gpu.queue.onSubmittedWorkDone().then(() => dev.throwErrors()));
     return {
       done,
       elapsedMs: async () => {

@@ -150,18 +150,10 @@ export class KernelCache {
       buffer: { type: b.kind === 'uniform' ? 'uniform' : b.kind === 'read' ? 'read-only-storage' : 'storage' },
     }));
     const layout = this.device.createBindGroupLayout({ entries, label: key });
-    this.device.pushErrorScope('validation');
     const pipeline = this.device.createComputePipeline({
       label: key,
       layout: this.device.createPipelineLayout({ bindGroupLayouts: [layout] }),
       compute: { module, entryPoint: entry, constants: overrides },
-    });
-    // pipeline errors surface asynchronously; report them with the shader log when they happen
-    void this.device.popErrorScope().then(async (err) => {
-      if (!err) return;
-      const info = await module.getCompilationInfo();
-      const msgs = info.messages.map((m) => `${m.type} ${m.lineNum}:${m.linePos} ${m.message}`).join('\n');
-      console.error(`parallm: kernel ${key} failed to build: ${err.message}\n${msgs}`);
     });
     return { key, pipeline, layout, bindings, params };
   }

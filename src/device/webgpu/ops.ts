@@ -108,7 +108,7 @@ export function planOp<K extends OpName>(dev: WebGpuDevice, name: K, args: OpArg
       const { x, out } = a as OpArgs['softmax'];
       const [n, v] = x.shape;
       const inPlace = sameTensor(x, out);
-      const tensors = inPlace ? { out } : { x, out };
+      const tensors: Record<string, Tensor> = inPlace ? { out } : { x, out };
       return [{ file: 'softmax.wgsl', flags: inPlace ? ['IN_PLACE'] : [], overrides: {}, tensors, params: { n, v }, grid: grid(n) }];
     }
     case 'argmax': {
