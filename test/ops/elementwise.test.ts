@@ -2,7 +2,7 @@
 // CPU reference on every backend under test.
 
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { Device } from '../../src/device/index.ts';
+import { type Device, createDevice } from '../../src/device/index.ts';
 import { fromArray, roundTrip, toArray, view } from '../../src/device/index.ts';
 import { SEED, backendsUnderTest, host, normal, openBackend, output, reference, relErr, rng, runOp, uniform } from './harness.ts';
 
@@ -47,6 +47,21 @@ describe.each(backendsUnderTest())('%s backend: row-wise ops', (backend) => {
     const want = await reference('rms_norm', args);
     expect(relErr(got.out, want.out)).toBeLessThan(F32_TOL);
     if (withResidual) expect(relErr(got.residual, want.residual)).toBeLessThan(F32_TOL);
+  });
+
+  it('embedding: a table larger than one binding is split into row blocks', async () => {
+    // a 16 KiB binding limit splits a [300, 64] f16 table (37.5 KiB) into blocks of 128 rows
+    const small = await createDevice(backend, { maxBindingBytes: 16 * 1024 });
+    try {
+      const [n, hidden, vocab] = [50, 64, 300];
+      const ids = Int32Array.from({ length: n }, (_, i) => (i === 0 ? vocab - 1 : Math.floor(r() * vocab)));
+      const table = normal(r, vocab * hidden);
+      const args = { ids: host(ids, [n], 'i32'), table: host(table, [vocab, hidden], 'f16'), out: output([n, hidden]) };
+      const got = await runOp(small, 'embedding', args);
+      expect(relErr(got.out, (await reference('embedding', args)).out)).toBe(0);
+    } finally {
+      small.destroy();
+    }
   });
 
   it('rms_norm in place (out aliases x) with a residual', async () => {

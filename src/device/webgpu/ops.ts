@@ -43,6 +43,7 @@ const OK: Support = { ok: true };
 export function supportsOp<K extends OpName>(dev: WebGpuDevice, name: K, args: OpArgs[K]): Support {
   const a = args as any;
   if (name === 'embedding' && a.table.dtype !== 'f32' && a.table.shape[1] % 2) return no('embedding: 16-bit tables need an even hidden size');
+  if (name === 'embedding' && tensorBytes(a.table) / a.table.shape[0] > dev.info.maxBindingBytes) return no('embedding: a single table row exceeds the binding limit');
   if (name === 'rms_norm' && a.weight.dtype !== 'f32' && a.x.shape[1] % 2) return no('rms_norm: 16-bit weights need an even hidden size');
   if (name === 'copy' && a.x.shape[0] % 4) return no('copy: length must be a multiple of 4');
   if (name === 'matmul') {
@@ -73,7 +74,14 @@ export function planOp<K extends OpName>(dev: WebGpuDevice, name: K, args: OpArg
       const { ids, table, out } = a as OpArgs['embedding'];
       const [n] = ids.shape;
       const [vocab, hidden] = table.shape;
-      return [{ file: 'embedding.wgsl', flags: [weightFlag(table)], overrides: {}, tensors: { ids, table, out }, params: { n, hidden, vocab }, grid: grid(n) }];
+      const block = rowBlock(dev, table);
+      const plans: Dispatch[] = [];
+      for (let row0 = 0; row0 < vocab; row0 += block) {
+        const nb = Math.min(block, vocab - row0);
+        const tensors = { ids, table: rows(table, row0, nb), out };
+        plans.push({ file: 'embedding.wgsl', flags: [weightFlag(table)], overrides: {}, tensors, params: { n, hidden, vocab, row0, rows: nb }, grid: grid(n) });
+      }
+      return plans;
     }
     case 'rms_norm': {
       const { x, weight, out, residual, eps } = a as OpArgs['rms_norm'];
@@ -142,14 +150,7 @@ function planMatmul(dev: WebGpuDevice, args: OpArgs['matmul']): Dispatch[] {
   const kernel = pickMatmul(dev, args);
   const [m, k] = a.shape;
   const n = w.shape[0];
-  const rowBytes = tensorBytes(w) / n;
-  let block = Math.min(n, Math.floor(dev.info.maxBindingBytes / rowBytes));
-  if (block < n) {
-    // each block's first row must start on the binding alignment
-    const step = dev.info.bindingAlignment / gcd(dev.info.bindingAlignment, rowBytes);
-    block = Math.floor(block / step) * step;
-    if (block === 0) throw new TensorTooLargeError(`matmul: cannot split w [${w.shape}] into aligned blocks under ${dev.info.maxBindingBytes} bytes`);
-  }
+  const block = rowBlock(dev, w);
   const plans: Dispatch[] = [];
   for (let n0 = 0; n0 < n; n0 += block) {
     const nb = Math.min(block, n - n0);
@@ -170,6 +171,19 @@ function planMatmul(dev: WebGpuDevice, args: OpArgs['matmul']): Dispatch[] {
 
 export const SG_TILE_M = 64;
 export const SG_TILE_N = 64;
+
+/** Rows per block of a 2-D tensor split so that each block fits one binding and starts aligned. */
+function rowBlock(dev: WebGpuDevice, t: Tensor): number {
+  const n = t.shape[0];
+  const rowBytes = tensorBytes(t) / n;
+  let block = Math.min(n, Math.floor(dev.info.maxBindingBytes / rowBytes));
+  if (block < n) {
+    const step = dev.info.bindingAlignment / gcd(dev.info.bindingAlignment, rowBytes);
+    block = Math.floor(block / step) * step;
+    if (block === 0) throw new TensorTooLargeError(`cannot split [${t.shape}] ${t.dtype} into aligned row blocks under ${dev.info.maxBindingBytes} bytes`);
+  }
+  return block;
+}
 
 function gcd(x: number, y: number): number {
   while (y) [x, y] = [y, x % y];

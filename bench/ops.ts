@@ -1,0 +1,231 @@
+// The op benchmark (npm run bench:ops / parallm bench ops): every op at LLaMA-2-7B shapes,
+// timed on the device (timestamp queries where present), as GB/s or TFLOP/s and as a fraction
+// of this device's own ceilings measured by the same tool: a large copy kernel and a large
+// f16-weight matmul. Writes bench/results/ops-<gpu>-<date>.json and prints a markdown table.
+
+import { execSync } from 'node:child_process';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { type Device, type OpArgs, type OpName, type Tensor, createDevice, empty, fromArray } from '../src/device/index.ts';
+import { pickMatmul } from '../src/device/webgpu/ops.ts';
+import type { WebGpuDevice } from '../src/device/webgpu/backend.ts';
+
+interface Row {
+  op: string;
+  shape: string;
+  kernel?: string;
+  ms: number;
+  gbps?: number;
+  tflops?: number;
+  /** achieved / ceiling (copy bandwidth for memory-bound ops, matmul rate for compute-bound) */
+  fraction?: number;
+  bound: 'memory' | 'compute' | 'latency';
+}
+
+export interface BenchOptions {
+  backend: string;
+  out: string;
+  quick?: boolean;
+  /** JSON of ceilings measured by PyTorch on the same GPU (scripts/torch_ceilings.py) */
+  peer?: string;
+}
+
+const H = 4096;
+const I = 11008;
+const V = 32000;
+const HEADS = 32;
+const HEAD = 128;
+
+function rand(n: number, scale = 1): Float32Array {
+  const a = new Float32Array(n);
+  let s = 0x9e3779b9;
+  for (let i = 0; i < n; i++) {
+    s ^= s << 13;
+    s ^= s >>> 17;
+    s ^= s << 5;
+    a[i] = ((s >>> 0) / 4294967296 - 0.5) * 2 * scale;
+  }
+  return a;
+}
+
+/**
+ * Median over `trials` of the per-op time of `reps` back-to-back launches in one stream;
+ * `make(i)` gives the i-th launch's args, so that inputs can rotate past the L2 cache.
+ */
+async function time<K extends OpName>(dev: Device, name: K, make: (i: number) => OpArgs[K], reps: number, trials: number): Promise<number> {
+  const warm = dev.stream();
+  warm.op(name, make(0));
+  await warm.submit().done();
+  const times: number[] = [];
+  for (let t = 0; t < trials; t++) {
+    const s = dev.stream({ timing: true });
+    for (let i = 0; i < reps; i++) s.op(name, make(i));
+    times.push((await s.submit().elapsedMs()) / reps);
+  }
+  times.sort((a, b) => a - b);
+  return times[Math.floor(times.length / 2)];
+}
+
+function sets(dev: Device, count: number, make: () => Tensor): Tensor[] {
+  return Array.from({ length: count }, make);
+}
+
+export async function runOpsBench(opts: BenchOptions): Promise<void> {
+  const dev = await createDevice(opts.backend);
+  const quick = !!opts.quick;
+  const reps = quick ? 3 : 20;
+  const trials = quick ? 1 : 5;
+  const rows: Row[] = [];
+  const f = (x: number) => Math.round(x * 1000) / 1000;
+  const maxBind = Math.min(dev.info.maxBindingBytes, 512 * 2 ** 20);
+
+  // ceiling 1: a large copy kernel (bytes read + bytes written)
+  const copyN = Math.floor((quick ? 32 * 2 ** 20 : maxBind) / 4 / 1024) * 1024;
+  const cx = fromArray(dev, rand(copyN), [copyN], 'f32');
+  const cy = empty(dev, [copyN], 'f32');
+  const copyMs = await time(dev, 'copy', () => ({ x: cx, out: cy }), reps, trials);
+  const copyGBps = (2 * copyN * 4) / (copyMs * 1e6);
+  dev.free(cx.buffer);
+  dev.free(cy.buffer);
+
+  // ceiling 2: a large matmul with f16 weights on the fastest kernel this device has
+  const mm = quick ? 512 : 4096;
+  const ma = fromArray(dev, rand(mm * mm), [mm, mm], 'f32');
+  const mw = fromArray(dev, rand(mm * mm, 0.02), [mm, mm], 'f16');
+  const mo = empty(dev, [mm, mm], 'f32');
+  const mmArgs = { a: ma, w: mw, out: mo };
+  const mmKernel = dev.info.backend === 'webgpu' ? pickMatmul(dev as WebGpuDevice, mmArgs) : 'cpu';
+  const mmMs = await time(dev, 'matmul', () => mmArgs, quick ? 1 : 5, trials);
+  const mmTflops = (2 * mm ** 3) / (mmMs * 1e9);
+  for (const t of [ma, mw, mo]) dev.free(t.buffer);
+
+  const mem = (op: string, shape: string, ms: number, bytes: number, kernel?: string): Row => ({
+    op,
+    shape,
+    kernel,
+    ms: f(ms),
+    gbps: f(bytes / (ms * 1e6)),
+    fraction: f(bytes / (ms * 1e6) / copyGBps),
+    bound: 'memory',
+  });
+
+  const tokenCounts = quick ? [1, 256] : [1, 16, 256, 2048];
+  for (const n of tokenCounts) {
+    const x = fromArray(dev, rand(n * H), [n, H], 'f32');
+    const res = fromArray(dev, rand(n * H), [n, H], 'f32');
+    const w = fromArray(dev, rand(H), [H], 'f16');
+    const out = empty(dev, [n, H], 'f32');
+    const ms = await time(dev, 'rms_norm', () => ({ x, weight: w, out, residual: res, eps: 1e-5 }), reps, trials);
+    rows.push(mem('rms_norm+residual', `[${n}, ${H}]`, ms, n * H * 4 * 4 + H * 2));
+
+    const qk = fromArray(dev, rand(n * 3 * H), [n, 3 * H], 'f32');
+    const pos = fromArray(dev, Array.from({ length: n }, (_, i) => i), [n], 'i32');
+    const inv = fromArray(dev, Array.from({ length: HEAD / 2 }, (_, i) => 1 / 10000 ** ((2 * i) / HEAD)), [HEAD / 2], 'f32');
+    const rms = await time(dev, 'rope', () => ({ x: qk, positions: pos, invFreq: inv, numHeads: 2 * HEADS, headSize: HEAD }), reps, trials);
+    rows.push(mem('rope (q and k)', `[${n}, ${2 * HEADS}, ${HEAD}]`, rms, n * 2 * H * 4 * 2));
+
+    const gu = fromArray(dev, rand(n * 2 * I), [n, 2 * I], 'f32');
+    const act = empty(dev, [n, I], 'f32');
+    const sms = await time(dev, 'silu_and_mul', () => ({ x: gu, out: act }), reps, trials);
+    rows.push(mem('silu_and_mul', `[${n}, ${2 * I}]`, sms, n * I * 4 * 3));
+
+    const ids = fromArray(dev, Array.from({ length: n }, (_, i) => (i * 7919) % V), [n], 'i32');
+    const table = fromArray(dev, rand(V * H, 0.02), [V, H], 'f16');
+    const ems = await time(dev, 'embedding', () => ({ ids, table, out }), reps, trials);
+    rows.push(mem('embedding', `[${n}] of [${V}, ${H}] f16`, ems, n * H * 6));
+    for (const t of [x, res, w, out, qk, pos, inv, gu, act, ids, table]) dev.free(t.buffer);
+  }
+
+  // matmul: decode (gemv, memory-bound) and prefill (compute-bound) at the 7B projections
+  const shapes: [number, number][] = [
+    [H, H],
+    [I, H],
+    [H, I],
+  ];
+  for (const [n, k] of shapes) {
+    const wBytes = n * k * 2;
+    // rotate through enough copies of w that they do not all fit in cache (~256 MiB in all)
+    const copies = quick ? 1 : Math.max(2, Math.ceil((256 * 2 ** 20) / wBytes));
+    const ws = sets(dev, copies, () => fromArray(dev, rand(n * k, 0.02), [n, k], 'f16'));
+    for (const m of quick ? [1, 16] : [1, 2, 4, 8, 16]) {
+      const a = fromArray(dev, rand(m * k), [m, k], 'f32');
+      const out = empty(dev, [m, n], 'f32');
+      const ms = await time(dev, 'matmul', (i) => ({ a, w: ws[i % copies], out }), reps, trials);
+      rows.push(mem('matmul decode', `[${m}, ${k}] x [${n}, ${k}]^T f16`, ms, wBytes + m * k * 4 + m * n * 4, 'gemv'));
+      dev.free(a.buffer);
+      dev.free(out.buffer);
+    }
+    const m = quick ? 256 : 2048;
+    const a = fromArray(dev, rand(m * k), [m, k], 'f32');
+    const out = empty(dev, [m, n], 'f32');
+    const args = { a, w: ws[0], out };
+    const kernel = dev.info.backend === 'webgpu' ? pickMatmul(dev as WebGpuDevice, args) : 'cpu';
+    const ms = await time(dev, 'matmul', (i) => ({ a, w: ws[i % copies], out }), quick ? 1 : 5, trials);
+    const tflops = (2 * m * n * k) / (ms * 1e9);
+    rows.push({ op: 'matmul prefill', shape: `[${m}, ${k}] x [${n}, ${k}]^T f16`, kernel, ms: f(ms), tflops: f(tflops), fraction: f(tflops / mmTflops), bound: 'compute' });
+    dev.free(a.buffer);
+    dev.free(out.buffer);
+    for (const w of ws) dev.free(w.buffer);
+  }
+
+  // logits-side ops: one pass over [n, V] would be the floor; sampling makes ~67 passes by design
+  for (const n of quick ? [1, 64] : [1, 64, 256]) {
+    const logits = fromArray(dev, rand(n * V, 5), [n, V], 'f32');
+    const probs = empty(dev, [n, V], 'f32');
+    const ids = empty(dev, [n], 'i32');
+    const sm = await time(dev, 'softmax', () => ({ x: logits, out: probs }), reps, trials);
+    rows.push(mem('softmax', `[${n}, ${V}]`, sm, n * V * 8));
+    const am = await time(dev, 'argmax', () => ({ x: logits, out: ids }), reps, trials);
+    rows.push(mem('argmax', `[${n}, ${V}]`, am, n * V * 4));
+    const temp = fromArray(dev, new Array(n).fill(0.8), [n], 'f32');
+    const topK = fromArray(dev, new Array(n).fill(50), [n], 'i32');
+    const topP = fromArray(dev, new Array(n).fill(0.95), [n], 'f32');
+    const draws = fromArray(dev, Array.from({ length: n }, (_, i) => (i * 0.618) % 1), [n], 'f32');
+    const sam = await time(dev, 'sample', () => ({ logits, temperature: temp, topK, topP, draws, out: ids }), reps, trials);
+    rows.push({ op: 'sample (T, top-k 50, top-p 0.95)', shape: `[${n}, ${V}]`, ms: f(sam), bound: 'latency' });
+    for (const t of [logits, probs, ids, temp, topK, topP, draws]) dev.free(t.buffer);
+  }
+
+  const gpu = dev.info.name;
+  const date = new Date().toISOString().slice(0, 10);
+  let commit = 'unknown';
+  try {
+    commit = execSync('git rev-parse --short HEAD', { stdio: ['ignore', 'pipe', 'ignore'] }).toString().trim();
+  } catch {}
+  const peer = opts.peer && existsSync(opts.peer) ? JSON.parse(readFileSync(opts.peer, 'utf8')) : undefined;
+  const result = {
+    gpu,
+    device: dev.info,
+    date,
+    commit,
+    timing: dev.info.features.timestamps ? 'gpu timestamps' : 'wall clock (no timestamp-query)',
+    ceilings: { copyGBps: f(copyGBps), matmulTflops: f(mmTflops), matmulShape: `${mm}^3 f16 weights`, matmulKernel: mmKernel },
+    peer,
+    rows,
+  };
+  mkdirSync(opts.out, { recursive: true });
+  const slug = gpu.toLowerCase().replace(/[^a-z0-9]+/g, '-').replace(/^-|-$/g, '');
+  const file = join(opts.out, `ops-${slug}-${date}.json`);
+  writeFileSync(file, JSON.stringify(result, null, 2) + '\n');
+
+  console.log(`\n${gpu} (${dev.info.description}), ${result.timing}, commit ${commit}`);
+  console.log(`ceilings: copy ${f(copyGBps)} GB/s; matmul ${f(mmTflops)} TFLOP/s (${mm}^3, ${mmKernel})`);
+  if (peer) console.log(`peer (PyTorch): ${JSON.stringify(peer)}`);
+  console.log('\n| op | shape | kernel | ms | GB/s | TFLOP/s | of ceiling |\n|---|---|---|---|---|---|---|');
+  for (const r of rows) {
+    console.log(`| ${r.op} | ${r.shape} | ${r.kernel ?? ''} | ${r.ms} | ${r.gbps ?? ''} | ${r.tflops ?? ''} | ${r.fraction !== undefined ? `${Math.round(r.fraction * 100)}%` : ''} |`);
+  }
+  console.log(`\nwritten to ${file}`);
+  dev.destroy();
+}
+
+// `npm run bench:ops -- [--quick] [--backend b] [--out dir] [--peer file]`
+if (import.meta.url === `file://${process.argv[1]}`) {
+  const argv = process.argv.slice(2);
+  const val = (flag: string, d: string) => {
+    const i = argv.indexOf(flag);
+    return i >= 0 ? argv[i + 1] : d;
+  };
+  await runOpsBench({ backend: val('--backend', 'webgpu'), out: val('--out', 'bench/results'), quick: argv.includes('--quick'), peer: val('--peer', '') || undefined });
+  process.exit(0);
+}
