@@ -83,7 +83,7 @@ export interface CommandStream {
   copy(src: Tensor, dst: Tensor): this;
   /** Host data into a tensor, ordered with the recorded ops. */
   write(dst: Tensor, data: ArrayBufferView): this;
-  /** Read a tensor back once the stream has run; the promise resolves after submit. */
+  /** Read a tensor as it is at this point of the stream; the promise resolves after submit. */
   read(src: Tensor): Promise<Uint8Array>;
   submit(): Completion;
 }

@@ -161,11 +161,11 @@ export class WebGpuDevice implements Device {
 type Command =
   | { kind: 'dispatch'; d: Dispatch; kernel: Kernel }
   | { kind: 'copy'; src: Tensor; dst: Tensor }
-  | { kind: 'write'; dst: Tensor; data: Uint8Array };
+  | { kind: 'write'; dst: Tensor; data: Uint8Array }
+  | { kind: 'read'; src: Tensor; into?: GPUBuffer; resolve: (b: Uint8Array) => void; reject: (e: unknown) => void };
 
 class WebGpuStream implements CommandStream {
   private cmds: Command[] = [];
-  private reads: { t: Tensor; resolve: (b: Uint8Array) => void; reject: (e: unknown) => void }[] = [];
   constructor(private dev: WebGpuDevice, private options: StreamOptions) {}
 
   op<K extends OpName>(name: K, args: OpArgs[K]): this {
@@ -193,7 +193,7 @@ class WebGpuStream implements CommandStream {
   }
 
   read(src: Tensor): Promise<Uint8Array> {
-    return new Promise((resolve, reject) => this.reads.push({ t: src, resolve, reject }));
+    return new Promise((resolve, reject) => this.cmds.push({ kind: 'read', src, resolve, reject }));
   }
 
   submit(): Completion {
@@ -248,6 +248,11 @@ class WebGpuStream implements CommandStream {
         const s = dev.binding(c.src, 'copy source');
         const t = dev.binding(c.dst, 'copy destination');
         enc.copyBufferToBuffer(s.buffer, s.offset ?? 0, t.buffer, t.offset ?? 0, tensorBytes(c.src));
+      } else if (c.kind === 'read') {
+        endPass();
+        const size = Math.ceil(tensorBytes(c.src) / 4) * 4;
+        c.into = gpu.createBuffer({ size, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
+        enc.copyBufferToBuffer((c.src.buffer as GpuBuffer).gpu, c.src.offset, c.into, 0, size);
       } else {
         endPass();
         const n = Math.ceil(c.data.byteLength / 4) * 4;
@@ -266,29 +271,22 @@ class WebGpuStream implements CommandStream {
       enc.resolveQuerySet(querySet, 0, 2, resolve, 0);
       enc.copyBufferToBuffer(resolve, 0, tsRead, 0, 16);
     }
-    const readBufs = this.reads.map((r) => {
-      const size = Math.ceil(tensorBytes(r.t) / 4) * 4;
-      const buf = gpu.createBuffer({ size, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
-      enc.copyBufferToBuffer((r.t.buffer as GpuBuffer).gpu, r.t.offset, buf, 0, size);
-      return buf;
-    });
     gpu.queue.submit([enc.finish()]);
 
-    const reads = this.reads;
+    const reads = this.cmds.filter((c) => c.kind === 'read');
     this.cmds = [];
-    this.reads = [];
-    reads.forEach((r, i) => {
-      const buf = readBufs[i];
+    for (const r of reads) {
+      const buf = r.into!;
       buf.mapAsync(GPUMapMode.READ).then(
         () => {
-          const out = new Uint8Array(buf.getMappedRange()).slice(0, tensorBytes(r.t));
+          const out = new Uint8Array(buf.getMappedRange()).slice(0, tensorBytes(r.src));
           buf.unmap();
           buf.destroy();
           r.resolve(out);
         },
         (e) => r.reject(e),
       );
-    });
+    }
     let donePromise: Promise<void> | undefined;
     const done = () => (donePromise ??= gpu.queue.onSubmittedWorkDone().then(() => dev.throwErrors()));
     return {

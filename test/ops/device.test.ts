@@ -1,0 +1,81 @@
+// The device layer itself: backend selection, buffers, streams, supports(), typed errors.
+
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { BackendUnavailableError, type Device, UnsupportedError, createDevice, empty, fromArray, toArray, view } from '../../src/device/index.ts';
+import { backendsUnderTest } from './harness.ts';
+
+describe('backend selection', () => {
+  it('native is not built yet and says so', async () => {
+    await expect(createDevice('native')).rejects.toThrow(BackendUnavailableError);
+    await expect(createDevice('native')).rejects.toThrow(/not built/);
+  });
+  it('an unknown backend lists the known ones', async () => {
+    await expect(createDevice('metal')).rejects.toThrow(/webgpu, native, cpu/);
+  });
+});
+
+describe.each(['cpu', ...backendsUnderTest()])('%s device', (backend) => {
+  let dev: Device;
+  beforeAll(async () => {
+    dev = await createDevice(backend);
+  });
+  afterAll(() => dev?.destroy());
+
+  it('uploads, downloads and views sub-ranges', async () => {
+    const t = fromArray(dev, Array.from({ length: 1024 }, (_, i) => i * 0.5), [1024], 'f32');
+    expect(Array.from(await toArray(dev, view(t, 256, [4])))).toEqual([128, 128.5, 129, 129.5]);
+    const h = fromArray(dev, [1, -2, 3.5, 65504], [4], 'f16');
+    expect(Array.from(await toArray(dev, h))).toEqual([1, -2, 3.5, 65504]);
+  });
+
+  it('tracks allocated memory', () => {
+    const before = dev.memory().allocated;
+    const t = empty(dev, [1 << 20], 'f32');
+    expect(dev.memory().allocated - before).toBeGreaterThanOrEqual(4 << 20);
+    dev.free(t.buffer);
+    expect(dev.memory().allocated).toBe(before);
+  });
+
+  it('a stream runs writes, ops, copies and reads in recorded order', async () => {
+    const x = empty(dev, [256], 'f32');
+    const y = empty(dev, [256], 'f32');
+    const s = dev.stream();
+    s.write(x, new Float32Array(256).fill(2));
+    s.op('softmax', { x: view(x, 0, [1, 256]), out: view(y, 0, [1, 256]) });
+    const r1 = s.read(y);
+    s.copy(x, y);
+    const r2 = s.read(y);
+    await s.submit().done();
+    expect(new Float32Array((await r1).buffer)[0]).toBeCloseTo(1 / 256, 7);
+    expect(new Float32Array((await r2).buffer)[0]).toBe(2);
+  });
+
+  it('supports() explains a shape mismatch and op() throws a typed error', () => {
+    const a = empty(dev, [4, 8], 'f32');
+    const w = empty(dev, [16, 9], 'f16');
+    const out = empty(dev, [4, 16], 'f32');
+    const s = dev.supports('matmul', { a, w, out });
+    expect(s.ok).toBe(false);
+    if (!s.ok) expect(s.reason).toMatch(/w dim 1 must be 8/);
+    expect(() => dev.stream().op('matmul', { a, w, out })).toThrow(UnsupportedError);
+  });
+
+  it('timing gives a positive elapsed time', async () => {
+    const x = fromArray(dev, new Float32Array(1 << 16).fill(1), [1 << 16], 'f32');
+    const y = empty(dev, [1 << 16], 'f32');
+    const ms = await dev.stream({ timing: true }).op('copy', { x, out: y }).submit().elapsedMs();
+    expect(ms).toBeGreaterThan(0);
+  });
+});
+
+// On the GPU machine (npm run test:gpu) the suite must run on the GPU with its fast paths,
+// not fall back to llvmpipe and pass vacuously.
+describe.runIf(process.env.PARALLM_TEST_GPU === '1')('GPU machine', () => {
+  it('webgpu runs on a Vulkan GPU adapter with f16, subgroups, subgroup matrices and timestamps', async () => {
+    const dev = await createDevice('webgpu');
+    console.log('GPU adapter:', JSON.stringify(dev.info));
+    expect(dev.info.description).toMatch(/vulkan/);
+    expect(dev.info.features).toEqual({ f16: true, subgroups: true, subgroupMatrix: true, timestamps: true });
+    dev.destroy();
+  });
+});
