@@ -118,7 +118,7 @@ export class KernelCache {
     // WebGPU forbids a buffer bound both read-only and writable in one dispatch; where the
     // planner sees tensors of one buffer aliased so, every binding becomes read_write
     if (flags.has(RW_ALL)) code = code.replaceAll('var<storage, read>', 'var<storage, read_write>');
-    const reflect = new WgslReflect(code);
+    const reflect = new WgslReflect(declarationsOnly(code));
     const bindings: Binding[] = [];
     let params: Kernel['params'];
     for (const group of reflect.getBindGroups()) {
@@ -157,4 +157,29 @@ export class KernelCache {
     });
     return { key, pipeline, layout, bindings, params };
   }
+}
+
+/**
+ * The source with every function body emptied: reflection needs only declarations and entry
+ * points, and wgsl_reflect's parser does not know newer builtins (subgroup matrix templates).
+ */
+export function declarationsOnly(code: string): string {
+  const noComments = code.replace(/\/\/[^\n]*/g, '');
+  let out = '';
+  let i = 0;
+  const fnRe = /\bfn\s+\w+/g;
+  for (let m = fnRe.exec(noComments); m; m = fnRe.exec(noComments)) {
+    const open = noComments.indexOf('{', m.index);
+    if (open < 0) break;
+    let depth = 0;
+    let j = open;
+    for (; j < noComments.length; j++) {
+      if (noComments[j] === '{') depth++;
+      else if (noComments[j] === '}' && --depth === 0) break;
+    }
+    out += noComments.slice(i, open + 1) + '}';
+    i = j + 1;
+    fnRe.lastIndex = i;
+  }
+  return out + noComments.slice(i);
 }
