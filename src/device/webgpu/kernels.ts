@@ -164,7 +164,7 @@ export class KernelCache {
  * points, and wgsl_reflect's parser does not know newer builtins (subgroup matrix templates).
  */
 export function declarationsOnly(code: string): string {
-  const noComments = code.replace(/\/\/[^\n]*/g, '');
+  const noComments = code.replace(/\/\/[^\n]*/g, '').replace(/^\s*diagnostic\s*\([^)]*\)\s*;/gm, '');
   let out = '';
   let i = 0;
   const fnRe = /\bfn\s+\w+/g;
