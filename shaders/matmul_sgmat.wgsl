@@ -1,122 +1,109 @@
 // matmul_sgmat: out = a @ w^T (+ bias) on the matrix units (tensor cores) through WGSL
-// subgroup matrices, f16 x f16 -> f32 16 x 16 x 16. A 64 x 64 output tile per workgroup of
-// four 32-wide subgroups, each owning a 32 x 32 quarter as 2 x 2 accumulators; k in steps of
-// 32 staged in workgroup memory as f16 (a is converted from f32 on the way in, so values
-// beyond f16's range, 65504, saturate). The tile is staged through workgroup memory on the
-// way out too, which makes any m, n and the bias simple.
-// a: [m, k] f32; w: [n, k] f32 | f16 | bf16 (k even for 16-bit); bias: [ldo] f32;
-// out: [m, ldo] f32, columns [col0, col0 + n) written.
+// subgroup matrices, f16 x f16 -> f32, 16 x 16 x 16.
+//
+// Both operands are read straight from global memory by subgroupMatrixLoad (a first staged
+// version copied tiles through workgroup memory and ran 4x slower on an H200: see
+// docs/perf-notes.md and shaders/lab/sgmat_staged.wgsl). A subgroup owns a 32 x 64 block of
+// out as 2 x 4 accumulators (6 matrix loads feed 8 multiplies per k step); a workgroup of
+// four subgroups owns 64 x 128. Tiles that cross the edge of out are stored through
+// workgroup memory with bounds checks; the others are stored directly.
+// a: [m_pad, k] f16, m_pad a multiple of 64 (zero rows past m, see cast_f16.wgsl); w: [n, k] f16;
+// k % 16 == 0 and n % 16 == 0; bias: [ldo] f32; out: [m, ldo] f32, columns [col0, col0 + n).
 
 enable f16;
 enable subgroups;
 enable chromium_experimental_subgroup_matrix;
-// Each subgroup loads its own quarter: the offsets are uniform within a subgroup, which is
-// what the matrix units need, though not within the workgroup, which is all Tint can prove.
+// Each subgroup loads its own block: offsets are uniform within a subgroup, which is what the
+// matrix units need, though not within the workgroup, which is all Tint can prove.
 diagnostic(off, chromium.subgroup_matrix_uniformity);
 
 #include "lib/common.wgsl"
 
 struct Params { m: u32, n: u32, k: u32, ldo: u32, col0: u32, tiles_n: u32 }
 @group(0) @binding(0) var<uniform> params: Params;
-@group(0) @binding(1) var<storage, read> a: array<f32>;
-#if W_F32
-@group(0) @binding(2) var<storage, read> w: array<f32>;
-#else
-@group(0) @binding(2) var<storage, read> w: array<u32>;
-#endif
+@group(0) @binding(1) var<storage, read> a: array<f16>;
+@group(0) @binding(2) var<storage, read> w: array<f16>;
 #if BIAS
 @group(0) @binding(3) var<storage, read> bias: array<f32>;
 #endif
 @group(0) @binding(4) var<storage, read_write> out: array<f32>;
 
 const TM = 64u;
-const TN = 64u;
-const TK = 32u;
-const THREADS = 128u;
-var<workgroup> as_: array<f16, TM * TK>; // [TM][TK] row-major: the left operand
-var<workgroup> ws_: array<f16, TN * TK>; // [TN][TK] row-major = the right operand [TK][TN] column-major
-var<workgroup> cs_: array<f32, TM * TN>; // [TM][TN] the result tile
+const TN = 128u;
+// one 16 x 16 result per subgroup at a time, for the edge tiles
+var<workgroup> edge: array<f32, 4u * 256u>;
 
-@compute @workgroup_size(THREADS)
+fn store(acc: subgroup_matrix_result<f32, 16, 16>, r: u32, c: u32, inside: bool, sg: u32, lane: u32, sgs: u32) {
+  if (inside) {
+    subgroupMatrixStore<row_major>(&out, r * params.ldo + params.col0 + c, acc, params.ldo);
+  } else {
+    subgroupMatrixStore<row_major>(&edge, sg * 256u, acc, 16u);
+    workgroupBarrier();
+    for (var e = lane; e < 256u; e += sgs) {
+      let rr = r + e / 16u;
+      let cc = c + e % 16u;
+      if (rr < params.m && cc < params.n) { out[rr * params.ldo + params.col0 + cc] = edge[sg * 256u + e]; }
+    }
+    workgroupBarrier();
+  }
+}
+
+@compute @workgroup_size(128)
 fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) lid: u32,
-        @builtin(subgroup_size) sg_size: u32) {
+        @builtin(subgroup_invocation_id) lane: u32, @builtin(subgroup_size) sgs: u32) {
   let tile = wg_index(wid, nwg);
-  let tr0 = (tile / params.tiles_n) * TM;
-  let tc0 = (tile % params.tiles_n) * TN;
-  let m = params.m;
-  let n = params.n;
+  let tr = (tile / params.tiles_n) * TM;
+  let tc = (tile % params.tiles_n) * TN;
+  // the planner uses this kernel only where subgroups are 32 wide: 4 subgroups, 2 x 2 blocks
+  let sg = lid / sgs;
+  let r0 = tr + (sg / 2u) * 32u;
+  let c0 = tc + (sg % 2u) * 64u;
   let k = params.k;
-  // the planner uses this kernel only where subgroups are 32 wide: 4 subgroups, 2 x 2 quarters
-  let sg = lid / sg_size;
-  let rb = (sg / 2u) * 32u;
-  let cb = (sg % 2u) * 32u;
-  var acc00 = subgroup_matrix_result<f32, 16, 16>();
-  var acc01 = subgroup_matrix_result<f32, 16, 16>();
-  var acc10 = subgroup_matrix_result<f32, 16, 16>();
-  var acc11 = subgroup_matrix_result<f32, 16, 16>();
-  for (var k0 = 0u; k0 < k; k0 += TK) {
-    for (var e = lid; e < TM * TK; e += THREADS) {
-      let gr = tr0 + e / TK;
-      let gk = k0 + e % TK;
-      var v = 0.0;
-      if (gr < m && gk < k) { v = a[gr * k + gk]; }
-      as_[e] = f16(clamp(v, -65504.0, 65504.0));
-    }
-#if W_F32
-    for (var e = lid; e < TN * TK; e += THREADS) {
-      let gc = tc0 + e / TK;
-      let gk = k0 + e % TK;
-      var v = 0.0;
-      if (gc < n && gk < k) { v = w[gc * k + gk]; }
-      ws_[e] = f16(v);
-    }
-#else
-    // pairs of 16-bit weights: k is even, so a pair never straddles two rows
-    for (var e = lid; e < TN * TK / 2u; e += THREADS) {
-      let r = e / (TK / 2u);
-      let gc = tc0 + r;
-      let kk = 2u * (e % (TK / 2u));
-      let gk = k0 + kk;
-      var v = vec2f(0.0);
-      if (gc < n && gk < k) {
-        let u = w[(gc * k + gk) / 2u];
-#if W_BF16
-        v = unpack_bf16x2(u);
-#else
-        v = unpack2x16float(u);
-#endif
-      }
-      ws_[r * TK + kk] = f16(v.x);
-      ws_[r * TK + kk + 1u] = f16(v.y);
-    }
-#endif
-    workgroupBarrier();
-    for (var kk = 0u; kk < TK; kk += 16u) {
-      let l0 = subgroupMatrixLoad<subgroup_matrix_left<f16, 16, 16>, row_major>(&as_, rb * TK + kk, TK);
-      let l1 = subgroupMatrixLoad<subgroup_matrix_left<f16, 16, 16>, row_major>(&as_, (rb + 16u) * TK + kk, TK);
-      let r0 = subgroupMatrixLoad<subgroup_matrix_right<f16, 16, 16>, col_major>(&ws_, cb * TK + kk, TK);
-      let r1 = subgroupMatrixLoad<subgroup_matrix_right<f16, 16, 16>, col_major>(&ws_, (cb + 16u) * TK + kk, TK);
-      acc00 = subgroupMatrixMultiplyAccumulate(l0, r0, acc00);
-      acc01 = subgroupMatrixMultiplyAccumulate(l0, r1, acc01);
-      acc10 = subgroupMatrixMultiplyAccumulate(l1, r0, acc10);
-      acc11 = subgroupMatrixMultiplyAccumulate(l1, r1, acc11);
-    }
-    workgroupBarrier();
+  var c00 = subgroup_matrix_result<f32, 16, 16>();
+  var c01 = subgroup_matrix_result<f32, 16, 16>();
+  var c02 = subgroup_matrix_result<f32, 16, 16>();
+  var c03 = subgroup_matrix_result<f32, 16, 16>();
+  var c10 = subgroup_matrix_result<f32, 16, 16>();
+  var c11 = subgroup_matrix_result<f32, 16, 16>();
+  var c12 = subgroup_matrix_result<f32, 16, 16>();
+  var c13 = subgroup_matrix_result<f32, 16, 16>();
+  for (var kk = 0u; kk < k; kk += 16u) {
+    let l0 = subgroupMatrixLoad<subgroup_matrix_left<f16, 16, 16>, row_major>(&a, r0 * k + kk, k);
+    let l1 = subgroupMatrixLoad<subgroup_matrix_left<f16, 16, 16>, row_major>(&a, (r0 + 16u) * k + kk, k);
+    // w is [n, k] row-major: as the right operand [k, n] it is column-major with stride k
+    let q0 = subgroupMatrixLoad<subgroup_matrix_right<f16, 16, 16>, col_major>(&w, c0 * k + kk, k);
+    let q1 = subgroupMatrixLoad<subgroup_matrix_right<f16, 16, 16>, col_major>(&w, (c0 + 16u) * k + kk, k);
+    let q2 = subgroupMatrixLoad<subgroup_matrix_right<f16, 16, 16>, col_major>(&w, (c0 + 32u) * k + kk, k);
+    let q3 = subgroupMatrixLoad<subgroup_matrix_right<f16, 16, 16>, col_major>(&w, (c0 + 48u) * k + kk, k);
+    c00 = subgroupMatrixMultiplyAccumulate(l0, q0, c00);
+    c01 = subgroupMatrixMultiplyAccumulate(l0, q1, c01);
+    c02 = subgroupMatrixMultiplyAccumulate(l0, q2, c02);
+    c03 = subgroupMatrixMultiplyAccumulate(l0, q3, c03);
+    c10 = subgroupMatrixMultiplyAccumulate(l1, q0, c10);
+    c11 = subgroupMatrixMultiplyAccumulate(l1, q1, c11);
+    c12 = subgroupMatrixMultiplyAccumulate(l1, q2, c12);
+    c13 = subgroupMatrixMultiplyAccumulate(l1, q3, c13);
   }
-  subgroupMatrixStore<row_major>(&cs_, rb * TN + cb, acc00, TN);
-  subgroupMatrixStore<row_major>(&cs_, rb * TN + cb + 16u, acc01, TN);
-  subgroupMatrixStore<row_major>(&cs_, (rb + 16u) * TN + cb, acc10, TN);
-  subgroupMatrixStore<row_major>(&cs_, (rb + 16u) * TN + cb + 16u, acc11, TN);
-  workgroupBarrier();
-  for (var e = lid; e < TM * TN; e += THREADS) {
-    let r = tr0 + e / TN;
-    let c = tc0 + e % TN;
-    if (r < m && c < n) {
-      var v = cs_[e];
+  // uniform over the workgroup: every subgroup takes the same path, so the barriers in store() are safe
+  let inside = tr + TM <= params.m && tc + TN <= params.n;
+  store(c00, r0, c0, inside, sg, lane, sgs);
+  store(c01, r0, c0 + 16u, inside, sg, lane, sgs);
+  store(c02, r0, c0 + 32u, inside, sg, lane, sgs);
+  store(c03, r0, c0 + 48u, inside, sg, lane, sgs);
+  store(c10, r0 + 16u, c0, inside, sg, lane, sgs);
+  store(c11, r0 + 16u, c0 + 16u, inside, sg, lane, sgs);
+  store(c12, r0 + 16u, c0 + 32u, inside, sg, lane, sgs);
+  store(c13, r0 + 16u, c0 + 48u, inside, sg, lane, sgs);
 #if BIAS
-      v += bias[params.col0 + c];
-#endif
-      out[r * params.ldo + params.col0 + c] = v;
+  // the bias is added after the tile is in out (an accumulator cannot be indexed per element)
+  storageBarrier();
+  for (var e = lid; e < TM * TN; e += 128u) {
+    let rr = tr + e / TN;
+    let cc = tc + e % TN;
+    if (rr < params.m && cc < params.n) {
+      let i = rr * params.ldo + params.col0 + cc;
+      out[i] = out[i] + bias[params.col0 + cc];
     }
   }
+#endif
 }

@@ -49,8 +49,12 @@ export interface OpArgs {
 export type OpName = keyof OpArgs;
 export const OP_NAMES: OpName[] = ['embedding', 'rms_norm', 'rope', 'silu_and_mul', 'matmul', 'softmax', 'argmax', 'sample', 'copy'];
 
-/** Matmul variants: `gemv` for few rows (memory-bound decode), `tiled` portable prefill, `sgmat` subgroup matrices. */
-export type MatmulKernel = 'gemv' | 'tiled' | 'sgmat';
+/**
+ * Matmul variants: `gemv` for few rows (memory-bound decode; `gemv_sg` its subgroup version),
+ * `tiled` the portable prefill kernel, `sgmat` prefill on the matrix units (subgroup matrices).
+ */
+export type MatmulKernel = 'gemv' | 'gemv_sg' | 'tiled' | 'sgmat';
+export const MATMUL_KERNELS: MatmulKernel[] = ['gemv', 'gemv_sg', 'tiled', 'sgmat'];
 
 const OK: Support = { ok: true };
 const no = (reason: string): Support => ({ ok: false, reason });

@@ -2,7 +2,7 @@
 // odd shapes, every weight dtype, bias, and a weight split across bindings.
 
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type Device, type MatmulKernel, createDevice, fromArray, toArray } from '../../src/device/index.ts';
+import { type Device, MATMUL_KERNELS, type MatmulKernel, createDevice, fromArray, toArray } from '../../src/device/index.ts';
 import { SEED, backendsUnderTest, host, normal, openBackend, output, reference, relErr, rng, runOp } from './harness.ts';
 
 type Case = [m: number, n: number, k: number, wdt: 'f32' | 'f16' | 'bf16', bias: boolean];
@@ -14,6 +14,13 @@ const CASES: Record<MatmulKernel, Case[]> = {
     [16, 130, 64, 'f32', false],
     [7, 1031, 1024, 'f16', true],
   ],
+  gemv_sg: [
+    [1, 256, 512, 'f16', false],
+    [2, 100, 136, 'bf16', true],
+    [5, 33, 64, 'f32', false],
+    [16, 1031, 1024, 'f16', true],
+    [4, 4096, 4096, 'f16', false],
+  ],
   tiled: [
     [1, 3, 5, 'f32', false],
     [65, 70, 33, 'f16', true],
@@ -21,10 +28,10 @@ const CASES: Record<MatmulKernel, Case[]> = {
     [200, 64, 300, 'f16', false],
   ],
   sgmat: [
-    [64, 64, 32, 'f16', false],
-    [100, 130, 70, 'f16', true],
-    [256, 512, 1024, 'bf16', false],
-    [33, 65, 48, 'f32', true],
+    [64, 128, 32, 'f16', false],
+    [100, 144, 80, 'f16', true], // edge tiles in both dimensions
+    [256, 512, 1024, 'f16', false],
+    [17, 48, 4096, 'f16', true],
   ],
 };
 
@@ -36,7 +43,7 @@ describe.each(backendsUnderTest())('%s backend: matmul', (backend) => {
   afterAll(() => dev?.destroy());
   const r = rng(SEED ^ 0x5678);
 
-  for (const kernel of ['gemv', 'tiled', 'sgmat'] as MatmulKernel[]) {
+  for (const kernel of MATMUL_KERNELS) {
     it.each(CASES[kernel])(`${kernel}: [%i, k] x [%i, k]^T, k = %i, %s weights, bias %s`, async (m, n, k, wdt, withBias) => {
       const args = {
         a: host(normal(r, m * k), [m, k]),
@@ -46,8 +53,9 @@ describe.each(backendsUnderTest())('%s backend: matmul', (backend) => {
         kernel,
       };
       const probe = dev.supports('matmul', { a: fromArray(dev, [0], [1, 1], 'f32'), w: fromArray(dev, [0], [1, 1], 'f32'), out: fromArray(dev, [0], [1, 1], 'f32'), kernel });
-      if (kernel === 'sgmat' && !dev.info.features.subgroupMatrix) {
-        // no matrix units on this adapter (llvmpipe): the backend must say so, not run garbage
+      const needs = kernel === 'sgmat' ? dev.info.features.subgroupMatrix : kernel === 'gemv_sg' ? dev.info.features.subgroups : true;
+      if (!needs) {
+        // no subgroups / matrix units on this adapter (llvmpipe): the backend must say so, not run garbage
         expect(probe.ok).toBe(false);
         return;
       }

@@ -4,6 +4,7 @@
 
 import type { Completion, CommandStream, Device, DeviceBuffer, DeviceInfo, MemoryInfo, StreamOptions, Support, Tensor } from '../device.ts';
 import { TensorTooLargeError, UnsupportedError } from '../device.ts';
+import { type DType, byteSize } from '../dtype.ts';
 import { type OpArgs, type OpName, checkOp } from '../ops.ts';
 import { pad4, tensorBytes } from '../tensor.ts';
 import { type AdapterChoice, type GpuContext, openGpu } from './adapter.ts';
@@ -29,6 +30,7 @@ export class WebGpuDevice implements Device {
   private allocated = 0;
   private uniforms?: GPUBuffer;
   private staging?: GPUBuffer;
+  private scratches = new Map<string, DeviceBuffer>();
 
   static async open(options: WebGpuOptions = {}): Promise<WebGpuDevice> {
     return new WebGpuDevice(await openGpu(options.adapter), options);
@@ -116,6 +118,21 @@ export class WebGpuDevice implements Device {
 
   destroy(): void {
     this.gpu.destroy();
+  }
+
+  /**
+   * A device-owned scratch tensor for a kernel's intermediate (e.g. the f16 copy of a matmul
+   * input), grown on demand. Streams that use it in sequence are ordered by Dawn's barriers.
+   */
+  scratch(name: string, shape: number[], dtype: DType): Tensor {
+    const bytes = byteSize(shape, dtype);
+    let b = this.scratches.get(name);
+    if (!b || b.size < bytes) {
+      // a replaced buffer may still be referenced by recorded, unsubmitted work: let GC free it
+      b = this.alloc(Math.max(bytes, (b?.size ?? 0) * 2), `scratch ${name}`);
+      this.scratches.set(name, b);
+    }
+    return { buffer: b, offset: 0, shape, dtype };
   }
 
   /** A uniform buffer of at least `bytes`, reused across submits (queue order keeps it safe). */

@@ -1,0 +1,90 @@
+// Matmul planning for the webgpu backend: which kernel (gemv, gemv_sg, tiled, sgmat), its
+// launch shape, and the split of weights larger than one binding into row blocks.
+
+import type { Tensor } from '../device.ts';
+import type { MatmulKernel, OpArgs } from '../ops.ts';
+import { rows, tensorBytes } from '../tensor.ts';
+import type { WebGpuDevice } from './backend.ts';
+import { type Dispatch, grid, rowBlock, weightFlag } from './plan.ts';
+
+/** Rows of a up to which matmul uses the memory-bound gemv kernel. */
+export const GEMV_MAX_ROWS = 16;
+
+/** Output tile of matmul_sgmat: rows x columns per workgroup. */
+export const SG_TILE_M = 64;
+export const SG_TILE_N = 128;
+
+/** Why `kernel` cannot run this matmul here, or undefined if it can. */
+export function matmulUnsupported(dev: WebGpuDevice, a: OpArgs['matmul'], kernel: MatmulKernel): string | undefined {
+  const [m, k] = a.a.shape;
+  const f = dev.info.features;
+  if (tensorBytes(a.w) / a.w.shape[0] > dev.info.maxBindingBytes) return 'a single weight row exceeds the binding limit';
+  if ((kernel === 'gemv' || kernel === 'gemv_sg') && (k % 8 || m > GEMV_MAX_ROWS)) return `${kernel} needs k % 8 == 0 and at most ${GEMV_MAX_ROWS} rows`;
+  if (kernel === 'gemv_sg' && !f.subgroups) return 'gemv_sg needs subgroups on this adapter';
+  if (kernel === 'sgmat') {
+    if (!f.subgroupMatrix) return 'sgmat needs subgroup matrices (f16 16x16x16, 32-wide subgroups) on this adapter';
+    if (a.w.dtype !== 'f16') return `sgmat needs f16 weights, got ${a.w.dtype}`;
+    if (k % 16 || a.w.shape[0] % 16) return 'sgmat needs k and n multiples of 16';
+  }
+  return undefined;
+}
+
+export function pickMatmul(dev: WebGpuDevice, a: OpArgs['matmul']): MatmulKernel {
+  if (a.kernel) return a.kernel;
+  const m = a.a.shape[0];
+  const order: MatmulKernel[] = m <= GEMV_MAX_ROWS ? ['gemv_sg', 'gemv', 'sgmat', 'tiled'] : ['sgmat', 'tiled'];
+  return order.find((kn) => !matmulUnsupported(dev, a, kn)) ?? 'tiled';
+}
+
+/** gemv_sg launch shape: columns per subgroup, k-splits per column group, loads in flight. */
+export function gemvShape(m: number, n: number): { CPT: number; SPLIT: number; U: number } {
+  const CPT = m <= 2 ? 2 : 4;
+  const U = 2;
+  // enough workgroups to fill the GPU: split k across more subgroups when n is small
+  let SPLIT = 1;
+  while (SPLIT < 8 && n / ((8 / SPLIT) * CPT) < 1024) SPLIT *= 2;
+  return { CPT, SPLIT, U };
+}
+
+/**
+ * Splits w into row blocks that each fit one binding (an lm_head of a large vocabulary can
+ * exceed it). a, bias and out are bound whole; each block writes its columns of out.
+ */
+export function planMatmul(dev: WebGpuDevice, args: OpArgs['matmul']): Dispatch[] {
+  const { a, w, bias, out } = args;
+  const kernel = pickMatmul(dev, args);
+  const [m, k] = a.shape;
+  const n = w.shape[0];
+  // sgmat reads whole 16-column groups of w: keep blocks on multiples of 16 rows
+  const block = kernel === 'sgmat' ? Math.max(16, Math.floor(rowBlock(dev, w) / 16) * 16) : rowBlock(dev, w);
+  const plans: Dispatch[] = [];
+  let a16: Tensor | undefined;
+  if (kernel === 'sgmat') {
+    // f16 copy of a, padded to whole 64-row tiles with zeros
+    const mPad = Math.ceil(m / SG_TILE_M) * SG_TILE_M;
+    a16 = dev.scratch('sgmat.a', [mPad, k], 'f16');
+    plans.push({ file: 'cast_f16.wgsl', flags: [], overrides: {}, tensors: { x: a, out: a16 }, params: { m, k4: k / 4, m_pad: mPad }, grid: grid(Math.ceil((mPad * k) / 4 / 256)) });
+  }
+  for (let n0 = 0; n0 < n; n0 += block) {
+    const nb = Math.min(block, n - n0);
+    const flags = [weightFlag(w), ...(bias ? ['BIAS'] : [])];
+    const tensors: Record<string, Tensor> = { a, w: rows(w, n0, nb), out, ...(bias ? { bias } : {}) };
+    const params = { m, n: nb, k, ldo: n, col0: n0 };
+    if (kernel === 'gemv') {
+      const cols = 4;
+      plans.push({ file: 'matmul_gemv.wgsl', flags, overrides: { ROWS: m, COLS: cols }, tensors, params, grid: grid(Math.ceil(nb / cols)) });
+    } else if (kernel === 'gemv_sg') {
+      const shape = gemvShape(m, nb);
+      const perWg = (8 / shape.SPLIT) * shape.CPT;
+      plans.push({ file: 'matmul_gemv_sg.wgsl', flags, overrides: { ROWS: m, ...shape }, tensors, params, grid: grid(Math.ceil(nb / perWg)) });
+    } else if (kernel === 'sgmat') {
+      const tilesN = Math.ceil(nb / SG_TILE_N);
+      plans.push({ file: 'matmul_sgmat.wgsl', flags, overrides: {}, tensors: { ...tensors, a: a16! }, params: { ...params, tiles_n: tilesN }, grid: grid(Math.ceil(m / SG_TILE_M) * tilesN) });
+    } else {
+      const tilesN = Math.ceil(nb / 64);
+      plans.push({ file: 'matmul_tiled.wgsl', flags, overrides: {}, tensors, params: { ...params, tiles_n: tilesN }, grid: grid(Math.ceil(m / 64) * tilesN) });
+    }
+  }
+  return plans;
+}
+
