@@ -115,6 +115,14 @@ export class KernelCache {
 
   private build(key: string, file: string, flags: Set<string>, overrides: Record<string, number>, entry: string): Kernel {
     let code = preprocess(file, flags);
+    // Given overrides become `const` declarations in the source rather than pipeline constants:
+    // the driver's compiler then sees loop bounds and array indices as constants and can unroll
+    // and keep small arrays in registers (with pipeline constants it kept them in memory).
+    for (const [name, value] of Object.entries(overrides)) {
+      const re = new RegExp(`override\\s+${name}\\s*:\\s*(\\w+)\\s*=\\s*[^;]+;`);
+      if (!re.test(code)) throw new Error(`${file}: no override '${name}'`);
+      code = code.replace(re, (_m, type: string) => `const ${name}: ${type} = ${type}(${value});`);
+    }
     // WebGPU forbids a buffer bound both read-only and writable in one dispatch; where the
     // planner sees tensors of one buffer aliased so, every binding becomes read_write
     if (flags.has(RW_ALL)) code = code.replaceAll('var<storage, read>', 'var<storage, read_write>');
@@ -153,7 +161,7 @@ export class KernelCache {
     const pipeline = this.device.createComputePipeline({
       label: key,
       layout: this.device.createPipelineLayout({ bindGroupLayouts: [layout] }),
-      compute: { module, entryPoint: entry, constants: overrides },
+      compute: { module, entryPoint: entry },
     });
     return { key, pipeline, layout, bindings, params };
   }
@@ -164,22 +172,25 @@ export class KernelCache {
  * points, and wgsl_reflect's parser does not know newer builtins (subgroup matrix templates).
  */
 export function declarationsOnly(code: string): string {
-  const noComments = code.replace(/\/\/[^\n]*/g, '').replace(/^\s*diagnostic\s*\([^)]*\)\s*;/gm, '');
+  const src = code.replace(/\/\/[^\n]*/g, '').replace(/^\s*diagnostic\s*\([^)]*\)\s*;/gm, '');
+  // entry points keep their signatures (emptied bodies); other functions go entirely, since
+  // their signatures may use types the parser lacks (subgroup_matrix_result<f32, 16, 16>)
   let out = '';
   let i = 0;
   const fnRe = /\bfn\s+\w+/g;
-  for (let m = fnRe.exec(noComments); m; m = fnRe.exec(noComments)) {
-    const open = noComments.indexOf('{', m.index);
+  for (let m = fnRe.exec(src); m; m = fnRe.exec(src)) {
+    const open = src.indexOf('{', m.index);
     if (open < 0) break;
     let depth = 0;
     let j = open;
-    for (; j < noComments.length; j++) {
-      if (noComments[j] === '{') depth++;
-      else if (noComments[j] === '}' && --depth === 0) break;
+    for (; j < src.length; j++) {
+      if (src[j] === '{') depth++;
+      else if (src[j] === '}' && --depth === 0) break;
     }
-    out += noComments.slice(i, open + 1) + '}';
+    const isEntry = /@compute[^;{}]*$/.test(src.slice(Math.max(0, m.index - 200), m.index));
+    out += src.slice(i, m.index) + (isEntry ? src.slice(m.index, open + 1) + '}' : '');
     i = j + 1;
     fnRe.lastIndex = i;
   }
-  return out + noComments.slice(i);
+  return out + src.slice(i);
 }

@@ -36,13 +36,16 @@ export function pickMatmul(dev: WebGpuDevice, a: OpArgs['matmul']): MatmulKernel
   return order.find((kn) => !matmulUnsupported(dev, a, kn)) ?? 'tiled';
 }
 
-/** gemv_sg launch shape: columns per subgroup, k-splits per column group, loads in flight. */
+/**
+ * gemv_sg launch shape: columns per subgroup, k-splits per column group, loads in flight.
+ * From a sweep on an H200 (docs/perf-notes.md): 4 columns per subgroup won everywhere; k is
+ * split until there are at least 256 workgroups; more loads in flight help only at m = 1.
+ */
 export function gemvShape(m: number, n: number): { CPT: number; SPLIT: number; U: number } {
-  const CPT = m <= 2 ? 2 : 4;
-  const U = 2;
-  // enough workgroups to fill the GPU: split k across more subgroups when n is small
+  const CPT = 4;
+  const U = m === 1 ? 4 : m <= 4 ? 2 : 1;
   let SPLIT = 1;
-  while (SPLIT < 8 && n / ((8 / SPLIT) * CPT) < 1024) SPLIT *= 2;
+  while (SPLIT < 8 && n / ((8 / SPLIT) * CPT) < 256) SPLIT *= 2;
   return { CPT, SPLIT, U };
 }
 
