@@ -5,7 +5,7 @@ import { DTYPE_BYTES, type DType, byteSize, decode, encode, numel } from './dtyp
 
 /** A fresh tensor in its own buffer. */
 export function empty(device: Device, shape: readonly number[], dtype: DType, label = 'tensor'): Tensor {
-  const bytes = Math.max(4, (byteSize(shape, dtype) + 3) & ~3);
+  const bytes = Math.max(4, Math.ceil(byteSize(shape, dtype) / 4) * 4); // no `& ~3`: it wraps past 2 GiB
   return { buffer: device.alloc(bytes, label), offset: 0, shape: [...shape], dtype };
 }
 

@@ -1,0 +1,65 @@
+// Kernel lab: raw dispatches of experimental kernels in shaders/lab/ (not part of the op set),
+// timed on the device. Used to choose between kernel designs; results go to docs/perf-notes.md.
+import { createDevice, empty, fromArray, type Tensor } from '../src/device/index.ts';
+import type { WebGpuDevice } from '../src/device/webgpu/backend.ts';
+import { type Dispatch, grid } from '../src/device/webgpu/ops.ts';
+
+const dev = (await createDevice('webgpu')) as WebGpuDevice;
+const rnd = (n: number, s = 1) => Float32Array.from({ length: n }, (_, i) => (((i * 2654435761) >>> 0) / 4294967296 - 0.5) * s);
+const t = (vals: ArrayLike<number> | number, shape: number[], dt: 'f32' | 'f16' = 'f32'): Tensor =>
+  typeof vals === 'number' ? empty(dev, shape, dt) : fromArray(dev, vals, shape, dt);
+
+async function time(label: string, mk: (i: number) => Dispatch, reps: number, work: { bytes?: number; flops?: number }) {
+  const warm = dev.stream() as any;
+  warm.dispatch(mk(0));
+  await warm.submit().done();
+  const ts: number[] = [];
+  for (let k = 0; k < 5; k++) {
+    const s = dev.stream({ timing: true }) as any;
+    for (let i = 0; i < reps; i++) s.dispatch(mk(i));
+    ts.push((await s.submit().elapsedMs()) / reps);
+  }
+  ts.sort((a, b) => a - b);
+  const ms = ts[2];
+  const extra = work.bytes ? `${(work.bytes / ms / 1e6).toFixed(0)} GB/s` : `${((work.flops ?? 0) / ms / 1e9).toFixed(1)} TFLOP/s`;
+  console.log(`${label.padEnd(50)} ${ms.toFixed(4)} ms  ${extra}`);
+}
+const D = (file: string, tensors: Record<string, Tensor>, params: Record<string, number>, g: [number, number?], overrides: Record<string, number> = {}, flags: string[] = []): Dispatch => ({ file, flags, overrides, tensors, params, grid: g });
+
+// warm the GPU up (clocks ramp under load) before anything is measured
+{
+  const n = 64 * 2 ** 20;
+  const x = t(rnd(n), [n]);
+  const y = t(0, [n]);
+  const t0 = performance.now();
+  while (performance.now() - t0 < 1500) {
+    const s = dev.stream() as any;
+    for (let i = 0; i < 50; i++) s.dispatch(D('copy.wgsl', { x, out: y }, { n4: n / 4 }, grid(4096)));
+    await s.submit().done();
+  }
+  await time('copy vec4 grid-stride 4096 wg (op)', () => D('copy.wgsl', { x, out: y }, { n4: n / 4 }, grid(4096)), 20, { bytes: 8 * n });
+  await time('copy vec4 flat', () => D('lab/copy_vec4_flat.wgsl', { x, out: y }, { n4: n / 4 }, grid(n / 4 / 256)), 20, { bytes: 8 * n });
+  dev.free(x.buffer); dev.free(y.buffer);
+}
+// weight streaming alone, and gemv_sg vs sgmat (padded to 64 rows) for small m
+for (const [N, K] of [[4096, 4096], [11008, 4096], [4096, 11008]]) {
+  const copies = 8;
+  const ws = Array.from({ length: copies }, () => t(rnd(N * K, 0.02), [N, K], 'f16'));
+  const o = t(0, [64, N]);
+  const bytes = N * K * 2;
+  const p = { m: 1, n: N, k: K, ldo: N, col0: 0 };
+  await time(`w-only gemv shape ${N}x${K}`, (i) => D('lab/wsum.wgsl', { w: ws[i % copies], out: o }, p, grid(Math.ceil(N / 32))), 16, { bytes });
+  await time(`w-only flat 4096 wg ${N}x${K}`, (i) => D('lab/wsum_flat.wgsl', { w: ws[i % copies], out: o }, p, grid(4096)), 16, { bytes });
+  for (const m of [4, 8, 16, 32]) {
+    const a = t(rnd(m * K), [m, K]);
+    const a16 = t(rnd(64 * K), [64, K], 'f16');
+    const pm = { m, n: N, k: K, ldo: N, col0: 0 };
+    await time(`sgmat m=${m} (padded 64) ${N}x${K}`, (i) => D('matmul_sgmat.wgsl', { a: a16, w: ws[i % copies], out: o }, { ...pm, tiles_n: Math.ceil(N / 128) }, grid(Math.ceil(N / 128)), {}, ['W_F16']), 16, { bytes });
+    if (m <= 16) await time(`gemv_sg m=${m} ${N}x${K}`, (i) => D('matmul_gemv_sg.wgsl', { a, w: ws[i % copies], out: o }, pm, grid(Math.ceil(N / 16)), { ROWS: m, CPT: 4, SPLIT: 2, U: 2 }, ['W_F16']), 16, { bytes });
+    dev.free(a.buffer); dev.free(a16.buffer);
+  }
+  for (const w of ws) dev.free(w.buffer);
+  dev.free(o.buffer);
+}
+dev.destroy();
+process.exit(0);
