@@ -44,10 +44,48 @@ export interface OpArgs {
   sample: { logits: Tensor; temperature: Tensor; topK: Tensor; topP: Tensor; draws: Tensor; out: Tensor };
   /** out = x, as a kernel (the bandwidth ceiling of the op benchmark). x, out: [n] f32 */
   copy: { x: Tensor; out: Tensor };
+  /**
+   * Writes each new token's K and V into its slot of the paged cache: slot = block * blockSize
+   * + offset; a negative slot (padding) is skipped.
+   * key, value: [n, numKvHeads * headSize] f32; keyCache, valueCache: [numBlocks, blockSize,
+   * numKvHeads, headSize] f16 | f32; slotMapping: [n] i32
+   */
+  reshape_and_cache: { key: Tensor; value: Tensor; keyCache: Tensor; valueCache: Tensor; slotMapping: Tensor };
+  /**
+   * Decode attention over the paged cache: one query token per sequence, attending to the
+   * sequence's first contextLens[s] tokens through its block table; GQA (numHeads a multiple
+   * of numKvHeads). Long contexts are split into partitions of `partitionSize` tokens whose
+   * partial results are merged (vLLM's v2); 0 or absent lets the backend choose.
+   * q, out: [numSeqs, numHeads * headSize] f32; caches as reshape_and_cache; blockTables:
+   * [numSeqs, maxBlocksPerSeq] i32; contextLens: [numSeqs] i32
+   */
+  paged_attention: { q: Tensor; keyCache: Tensor; valueCache: Tensor; blockTables: Tensor; contextLens: Tensor; out: Tensor; scale: number; partitionSize?: number };
+  /**
+   * Causal attention for prefill chunks of several sequences in one launch, reading every key
+   * and value (earlier context and this chunk's, already written by reshape_and_cache) from the
+   * paged cache, so a cached prefix or a chunked prefill needs nothing else. Sequence s owns
+   * query rows [queryStarts[s], queryStarts[s+1]); its queries sit at the last positions of
+   * its contextLens[s] tokens, and query i attends to positions <= its own.
+   * q, out: [numTokens, numHeads * headSize] f32; queryStarts: [numSeqs + 1] i32; others as paged_attention
+   */
+  prefill_attention: { q: Tensor; keyCache: Tensor; valueCache: Tensor; blockTables: Tensor; queryStarts: Tensor; contextLens: Tensor; out: Tensor; scale: number };
 }
 
 export type OpName = keyof OpArgs;
-export const OP_NAMES: OpName[] = ['embedding', 'rms_norm', 'rope', 'silu_and_mul', 'matmul', 'softmax', 'argmax', 'sample', 'copy'];
+export const OP_NAMES: OpName[] = [
+  'embedding',
+  'rms_norm',
+  'rope',
+  'silu_and_mul',
+  'matmul',
+  'softmax',
+  'argmax',
+  'sample',
+  'copy',
+  'reshape_and_cache',
+  'paged_attention',
+  'prefill_attention',
+];
 
 /**
  * Matmul variants: `gemv` for few rows (memory-bound decode; `gemv_sg` its subgroup version),
@@ -76,6 +114,7 @@ function expect(name: string, t: Tensor | undefined, dtypes: DType[], dims: (num
 }
 
 const W: DType[] = ['f32', 'f16', 'bf16'];
+const KV: DType[] = ['f32', 'f16'];
 const F: DType[] = ['f32'];
 const I: DType[] = ['i32'];
 
@@ -145,5 +184,38 @@ function check(name: OpName, a: any): string | undefined {
     }
     case 'copy':
       return expect('x', a.x, F, [undefined]) ?? expect('out', a.out, F, [a.x.shape[0]]);
+    case 'reshape_and_cache': {
+      const e = checkCaches(a);
+      if (e) return e;
+      const [, , kvh, hs] = a.keyCache.shape;
+      const n = a.slotMapping?.shape[0];
+      return expect('slotMapping', a.slotMapping, I, [undefined]) ?? expect('key', a.key, F, [n, kvh * hs]) ?? expect('value', a.value, F, [n, kvh * hs]);
+    }
+    case 'paged_attention':
+    case 'prefill_attention': {
+      const e = checkCaches(a);
+      if (e) return e;
+      const [, , kvh, hs] = a.keyCache.shape;
+      const rows = a.q?.shape[0];
+      const numSeqs = a.contextLens?.shape[0];
+      const base =
+        expect('q', a.q, F, [undefined, undefined]) ??
+        expect('out', a.out, F, [rows, a.q.shape[1]]) ??
+        expect('contextLens', a.contextLens, I, [name === 'paged_attention' ? rows : undefined]) ??
+        expect('blockTables', a.blockTables, I, [numSeqs, undefined]) ??
+        (name === 'prefill_attention' ? expect('queryStarts', a.queryStarts, I, [numSeqs + 1]) : undefined);
+      if (base) return base;
+      const width = a.q.shape[1];
+      if (width % hs || (width / hs) % kvh) return `q width ${width} must be numHeads * headSize with numHeads a multiple of ${kvh} kv heads of ${hs}`;
+      if (!(a.scale > 0)) return `scale must be > 0, got ${a.scale}`;
+      return undefined;
+    }
   }
+}
+
+function checkCaches(a: any): string | undefined {
+  const e = expect('keyCache', a.keyCache, KV, [undefined, undefined, undefined, undefined]);
+  if (e) return e;
+  const s = a.keyCache.shape;
+  return expect('valueCache', a.valueCache, [a.keyCache.dtype], [s[0], s[1], s[2], s[3]]) ?? (s[3] % 2 ? `headSize must be even, got ${s[3]}` : undefined);
 }

@@ -6,7 +6,13 @@ import { UnsupportedError } from '../device.ts';
 import { decode, encode } from '../dtype.ts';
 import { type OpArgs, type OpName, checkOp } from '../ops.ts';
 import { tensorBytes } from '../tensor.ts';
+import * as attn from './attention.ts';
 import * as ref from './reference.ts';
+
+function cacheShape(t: Tensor): attn.CacheShape {
+  const [numBlocks, blockSize, numKvHeads, headSize] = t.shape;
+  return { numBlocks, blockSize, numKvHeads, headSize };
+}
 
 interface CpuBuffer extends DeviceBuffer {
   data: Uint8Array;
@@ -140,6 +146,27 @@ function runOp(d: CpuDevice, name: OpName, args: any): void {
     case 'copy': {
       const a = args as OpArgs['copy'];
       d.bytes(a.out).set(d.bytes(a.x));
+      return;
+    }
+    case 'reshape_and_cache': {
+      const a = args as OpArgs['reshape_and_cache'];
+      const [kc, vc] = attn.reshapeAndCache(d.read(a.key), d.read(a.value), d.read(a.keyCache), d.read(a.valueCache), d.read(a.slotMapping), cacheShape(a.keyCache));
+      d.write(a.keyCache, kc);
+      d.write(a.valueCache, vc);
+      return;
+    }
+    case 'paged_attention': {
+      const a = args as OpArgs['paged_attention'];
+      const c = cacheShape(a.keyCache);
+      const out = attn.pagedAttention(d.read(a.q), d.read(a.keyCache), d.read(a.valueCache), d.read(a.blockTables), a.blockTables.shape[1], d.read(a.contextLens), c, a.q.shape[1] / c.headSize, a.scale);
+      d.write(a.out, out);
+      return;
+    }
+    case 'prefill_attention': {
+      const a = args as OpArgs['prefill_attention'];
+      const c = cacheShape(a.keyCache);
+      const out = attn.prefillAttention(d.read(a.q), d.read(a.keyCache), d.read(a.valueCache), d.read(a.blockTables), a.blockTables.shape[1], d.read(a.queryStarts), d.read(a.contextLens), c, a.q.shape[1] / c.headSize, a.scale);
+      d.write(a.out, out);
       return;
     }
   }

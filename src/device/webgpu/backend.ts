@@ -31,6 +31,7 @@ export class WebGpuDevice implements Device {
   private uniforms?: GPUBuffer;
   private staging?: GPUBuffer;
   private scratches = new Map<string, DeviceBuffer>();
+  private live = new Set<GpuBuffer>();
 
   static async open(options: WebGpuOptions = {}): Promise<WebGpuDevice> {
     return new WebGpuDevice(await openGpu(options.adapter), options);
@@ -70,11 +71,14 @@ export class WebGpuDevice implements Device {
     const gpu = this.gpu.createBuffer({ size, label, usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST });
     this.allocated += size;
     const b: GpuBuffer = { id: nextId++, size, label, device: this, gpu };
+    this.live.add(b);
     return b;
   }
 
   free(buffer: DeviceBuffer): void {
     const b = buffer as GpuBuffer;
+    if (!this.live.delete(b)) return; // freeing twice is harmless
+    // Dawn keeps the memory until submitted work that uses it has completed
     b.gpu.destroy();
     this.allocated -= b.size;
   }

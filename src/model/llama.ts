@@ -1,0 +1,183 @@
+// The LLaMA-family forward pass (Llama-2/3/3.1, Mistral, Qwen2) on the device layer. One call
+// runs one engine step for a batch that mixes prefill chunks and decode tokens, records every
+// dispatch of the step into one command stream, submits once, and returns the logits of the
+// last token of each sequence, or ids sampled on the device.
+
+import type { CommandStream, Device, Tensor } from '../device/device.ts';
+import { fromArray, rows } from '../device/tensor.ts';
+import type { ModelConfig } from './config.ts';
+import type { KvCache } from './kv-cache.ts';
+import { ropeInvFreq } from './rope.ts';
+import { type ModelWeights, freeWeights } from './weights.ts';
+import { Workspace } from './workspace.ts';
+
+/** One sequence's part of a step: `queryLen` new tokens at the end of its `contextLen` tokens. */
+export interface StepSeq {
+  queryLen: number;
+  contextLen: number;
+  /** Block ids of the sequence, in order; must cover contextLen tokens. */
+  blockTable: number[];
+}
+
+/** A step's batch: tokens of each sequence contiguous, sequences in `seqs` order. */
+export interface StepInput {
+  tokenIds: ArrayLike<number>; // [numTokens]
+  positions: ArrayLike<number>; // [numTokens]
+  slotMapping: ArrayLike<number>; // [numTokens], block * blockSize + offset
+  seqs: StepSeq[];
+}
+
+/** Per-sequence sampling on the device: temperature 0 = greedy. */
+export interface DeviceSampling {
+  temperature: ArrayLike<number>;
+  topK: ArrayLike<number>;
+  topP: ArrayLike<number>;
+  /** uniform draws in [0, 1), one per sequence */
+  draws: ArrayLike<number>;
+}
+
+export class LlamaModel {
+  private readonly ws: Workspace;
+  private readonly invFreq: Tensor;
+  /** gate and up projections fused per layer: [2 * intermediate, hidden], gate rows first */
+  private readonly gateUp: Tensor[] = [];
+
+  constructor(
+    readonly device: Device,
+    readonly config: ModelConfig,
+    readonly weights: ModelWeights,
+  ) {
+    this.invFreq = fromArray(device, ropeInvFreq(config), [config.headDim / 2], 'f32', 'inv_freq');
+    this.ws = new Workspace(device, config);
+    // silu_and_mul takes gate and up side by side in one row: one matmul by the stacked weights
+    // (the separate tensors are freed once copied; the layer's gateProj/upProj become views)
+    for (const l of weights.layers) {
+      const [inter, hidden] = l.gateProj.shape;
+      const t = this.ws.persistent([2 * inter, hidden], l.gateProj.dtype, 'gate_up');
+      device.stream().copy(l.gateProj, rows(t, 0, inter)).copy(l.upProj, rows(t, inter, inter)).submit();
+      device.free(l.gateProj.buffer);
+      device.free(l.upProj.buffer);
+      l.gateProj = rows(t, 0, inter);
+      l.upProj = rows(t, inter, inter);
+      this.gateUp.push(t);
+    }
+  }
+
+  /** Records the step and returns the logits [numSeqs, vocab] of each sequence's last token. */
+  async logits(step: StepInput, cache: KvCache): Promise<Float32Array> {
+    const s = this.device.stream({ label: 'step' });
+    const logits = this.record(s, step, cache);
+    const out = s.read(logits);
+    s.submit();
+    const b = await out;
+    return new Float32Array(b.buffer, b.byteOffset, b.byteLength / 4);
+  }
+
+  /** Records the step and samples one token per sequence on the device; only ids come back. */
+  async sample(step: StepInput, cache: KvCache, sampling?: DeviceSampling): Promise<Int32Array> {
+    const s = this.device.stream({ label: 'step' });
+    const logits = this.record(s, step, cache);
+    const n = step.seqs.length;
+    const ids = this.ws.get('sampled', [n], 'i32');
+    if (!sampling) s.op('argmax', { x: logits, out: ids });
+    else {
+      const p = this.ws.hostInputs(s, 'sampling', n, {
+        temperature: ['f32', sampling.temperature],
+        topK: ['i32', sampling.topK],
+        topP: ['f32', sampling.topP],
+        draws: ['f32', sampling.draws],
+      });
+      s.op('sample', { logits, temperature: p.temperature, topK: p.topK, topP: p.topP, draws: p.draws, out: ids });
+    }
+    const out = s.read(ids);
+    s.submit();
+    const b = await out;
+    return new Int32Array(b.buffer, b.byteOffset, n);
+  }
+
+  /** Records the whole forward pass of a step into `s`; returns the logits tensor [numSeqs, vocab]. */
+  record(s: CommandStream, step: StepInput, cache: KvCache): Tensor {
+    const c = this.config;
+    const w = this.weights;
+    const T = step.tokenIds.length;
+    const S = step.seqs.length;
+    const H = c.hiddenSize;
+    const qw = c.numHeads * c.headDim;
+    const kvw = c.numKvHeads * c.headDim;
+    const I = c.intermediateSize;
+    const ws = this.ws;
+
+    // host inputs of the step, uploaded in order with the stream
+    const maxBlocks = Math.max(1, ...step.seqs.map((q) => q.blockTable.length));
+    const tables = new Int32Array(S * maxBlocks);
+    step.seqs.forEach((q, i) => tables.set(q.blockTable, i * maxBlocks));
+    const starts = new Int32Array(S + 1);
+    const last = new Int32Array(S);
+    step.seqs.forEach((q, i) => {
+      starts[i + 1] = starts[i] + q.queryLen;
+      last[i] = starts[i + 1] - 1;
+    });
+    if (starts[S] !== T) throw new Error(`step: sequences hold ${starts[S]} query tokens but ${T} token ids were given`);
+    const inp = ws.hostInputs(s, 'step', T, { ids: ['i32', step.tokenIds], positions: ['i32', step.positions], slots: ['i32', step.slotMapping] });
+    const seqIn = ws.hostInputs(s, 'seqs', S, { contextLens: ['i32', step.seqs.map((q) => q.contextLen)], last: ['i32', last] });
+    const queryStarts = ws.upload(s, 'query_starts', [S + 1], starts);
+    const blockTables = ws.upload(s, 'block_tables', [S, maxBlocks], tables);
+
+    const residual = ws.get('residual', [T, H], 'f32');
+    const xn = ws.get('xn', [T, H], 'f32');
+    const q = ws.get('q', [T, qw], 'f32');
+    const k = ws.get('k', [T, kvw], 'f32');
+    const v = ws.get('v', [T, kvw], 'f32');
+    const attn = ws.get('attn', [T, qw], 'f32');
+    const hOut = ws.get('h_out', [T, H], 'f32');
+    const gu = ws.get('gate_up', [T, 2 * I], 'f32');
+    const act = ws.get('act', [T, I], 'f32');
+
+    s.op('embedding', { ids: inp.ids, table: w.embedTokens, out: residual });
+    const decodeOnly = step.seqs.every((x) => x.queryLen === 1);
+    const scale = 1 / Math.sqrt(c.headDim);
+    const eps = c.rmsNormEps;
+    for (let l = 0; l < c.numLayers; l++) {
+      const L = w.layers[l];
+      // the input norm of layer 0 reads the embeddings; later ones add the previous MLP output first
+      if (l === 0) s.op('rms_norm', { x: residual, weight: L.inputNorm, out: xn, eps });
+      else s.op('rms_norm', { x: hOut, residual, weight: L.inputNorm, out: xn, eps });
+      s.op('matmul', { a: xn, w: L.qProj, bias: L.qBias, out: q });
+      s.op('matmul', { a: xn, w: L.kProj, bias: L.kBias, out: k });
+      s.op('matmul', { a: xn, w: L.vProj, bias: L.vBias, out: v });
+      s.op('rope', { x: q, positions: inp.positions, invFreq: this.invFreq, numHeads: c.numHeads, headSize: c.headDim });
+      s.op('rope', { x: k, positions: inp.positions, invFreq: this.invFreq, numHeads: c.numKvHeads, headSize: c.headDim });
+      const kc = cache.keys[l];
+      const vc = cache.values[l];
+      s.op('reshape_and_cache', { key: k, value: v, keyCache: kc, valueCache: vc, slotMapping: inp.slots });
+      if (decodeOnly) {
+        s.op('paged_attention', { q, keyCache: kc, valueCache: vc, blockTables, contextLens: seqIn.contextLens, out: attn, scale });
+      } else {
+        s.op('prefill_attention', { q, keyCache: kc, valueCache: vc, blockTables, queryStarts, contextLens: seqIn.contextLens, out: attn, scale });
+      }
+      s.op('matmul', { a: attn, w: L.oProj, bias: L.oBias, out: hOut });
+      s.op('rms_norm', { x: hOut, residual, weight: L.postAttentionNorm, out: xn, eps });
+      s.op('matmul', { a: xn, w: this.gateUp[l], out: gu });
+      s.op('silu_and_mul', { x: gu, out: act });
+      s.op('matmul', { a: act, w: L.downProj, out: hOut });
+    }
+    s.op('rms_norm', { x: hOut, residual, weight: w.norm, out: xn, eps });
+    // only each sequence's last token goes through the lm_head: gather those rows first
+    const lastRows = ws.get('last_rows', [S, H], 'f32');
+    s.op('embedding', { ids: seqIn.last, table: xn, out: lastRows });
+    const logits = ws.get('logits', [S, c.vocabSize], 'f32');
+    s.op('matmul', { a: lastRows, w: w.lmHead, out: logits });
+    return logits;
+  }
+
+  free(): void {
+    // gate/up live in the workspace's persistent buffers: free the weights without them
+    for (const l of this.weights.layers) {
+      l.gateProj = l.upProj = l.inputNorm;
+    }
+    freeWeights(this.device, this.weights);
+    this.ws.free();
+    this.device.free(this.invFreq.buffer);
+  }
+}
+
