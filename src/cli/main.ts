@@ -19,6 +19,25 @@ program
   });
 
 program
+  .command('generate')
+  .description('generate text for one-off prompts (streamed for a single prompt)')
+  .argument('<prompts...>', 'prompt text(s)')
+  .requiredOption('--model <dir>', 'Hugging Face model directory (config.json, *.safetensors, tokenizer.json)')
+  .addOption(backendOption())
+  .option('--max-tokens <n>', 'tokens to generate per prompt', (v) => parseInt(v, 10), 64)
+  .option('--temperature <t>', 'sampling temperature (0 = greedy)', parseFloat, 0)
+  .option('--top-k <k>', 'top-k (0 = off)', (v) => parseInt(v, 10), 0)
+  .option('--top-p <p>', 'top-p (1 = off)', parseFloat, 1)
+  .option('--seed <n>', 'seed of the sampling draws', (v) => parseInt(v, 10), 0)
+  .option('--chat', "wrap each prompt as a user message in the model's chat template")
+  .option('--ignore-eos', 'keep generating past the end-of-sequence token')
+  .option('--block-size <n>', 'tokens per KV-cache block', (v) => parseInt(v, 10), 16)
+  .action(async (prompts: string[], opts) => {
+    const { generate } = await import('./generate.ts');
+    await generate(prompts, opts);
+  });
+
+program
   .command('bench')
   .description('benchmarks')
   .command('ops')
@@ -37,7 +56,7 @@ try {
 } catch (e) {
   const err = e as Error;
   // errors a user can cause are typed and printed without a stack
-  if (['BackendUnavailableError', 'UnsupportedError', 'TensorTooLargeError'].includes(err.name)) {
+  if (['BackendUnavailableError', 'UnsupportedError', 'TensorTooLargeError', 'ModelConfigError', 'WeightsError', 'TokenizerError'].includes(err.name)) {
     console.error(`parallm: ${err.message}`);
     process.exit(2);
   }
