@@ -5,6 +5,7 @@
 import type { Support, Tensor } from '../device.ts';
 import type { OpArgs, OpName } from '../ops.ts';
 import { rows, tensorBytes } from '../tensor.ts';
+import { attentionUnsupported, planPagedAttention, planPrefillAttention, planReshapeAndCache } from './attention.ts';
 import type { WebGpuDevice } from './backend.ts';
 import { matmulUnsupported, pickMatmul, planMatmul } from './matmul.ts';
 import { type Dispatch, grid, rowBlock, sameTensor, weightFlag } from './plan.ts';
@@ -22,6 +23,8 @@ export function supportsOp<K extends OpName>(dev: WebGpuDevice, name: K, args: O
   if (name === 'embedding' && tensorBytes(a.table) / a.table.shape[0] > dev.info.maxBindingBytes) return no('embedding: a single table row exceeds the binding limit');
   if (name === 'rms_norm' && a.weight.dtype !== 'f32' && a.x.shape[1] % 2) return no('rms_norm: 16-bit weights need an even hidden size');
   if (name === 'copy' && a.x.shape[0] % 4) return no('copy: length must be a multiple of 4');
+  const attention = attentionUnsupported(dev, name, args);
+  if (attention) return no(attention);
   if (name === 'matmul') {
     const why = matmulUnsupported(dev, args as OpArgs['matmul'], pickMatmul(dev, args as OpArgs['matmul']));
     if (why) return no(`matmul: ${why}`);
@@ -101,6 +104,12 @@ export function planOp<K extends OpName>(dev: WebGpuDevice, name: K, args: OpArg
     }
     case 'matmul':
       return planMatmul(dev, a as OpArgs['matmul']);
+    case 'reshape_and_cache':
+      return planReshapeAndCache(dev, a as OpArgs['reshape_and_cache']);
+    case 'paged_attention':
+      return planPagedAttention(dev, a as OpArgs['paged_attention']);
+    case 'prefill_attention':
+      return planPrefillAttention(dev, a as OpArgs['prefill_attention']);
   }
   throw new Error(`webgpu: no plan for op ${name}`);
 }

@@ -1,0 +1,226 @@
+// Planning of the paged-KV-cache ops for the webgpu backend: reshape_and_cache, paged_attention
+// (decode; v1, or v2 = context split into partitions plus a merge) and prefill_attention.
+// The kernels are shaders/reshape_and_cache.wgsl, shaders/paged_attention.wgsl (+ _reduce, and
+// the tile loop _tile that prefill_attention.wgsl shares).
+//
+// A KV pool is bound whole, so each cache must fit one binding (128 MiB on llvmpipe, 2 GiB - 4
+// on NVIDIA's Vulkan). Splitting a pool across bindings (block ranges, each a dispatch, merged
+// like v2's partitions) is future work; until then the planner says so with a typed error.
+
+import { type Tensor, TensorTooLargeError } from '../device.ts';
+import type { OpArgs, OpName } from '../ops.ts';
+import { tensorBytes } from '../tensor.ts';
+import type { WebGpuDevice } from './backend.ts';
+import { type Dispatch, grid, sameTensor } from './plan.ts';
+
+/** Largest head size the attention kernels take (their tiles live in workgroup memory). */
+export const MAX_HEAD_SIZE = 256;
+/**
+ * Tokens per partition of paged_attention v2 when the backend chooses. On an H200, one
+ * sequence of 16k tokens ran at 381 GB/s with 256, 237 with 512; 8 x 4k and 64 x 1k alike.
+ */
+export const DEFAULT_PARTITION_SIZE = 256;
+/**
+ * paged_attention uses v2 when the context bound (below) exceeds this many tokens. Untuned: a
+ * guess that one workgroup per (sequence, head block) walking more than 2k tokens leaves
+ * the GPU idle at small batches; measure on the GPU machine before trusting it.
+ */
+export const V2_MIN_CONTEXT = 2048;
+
+type AttentionOp = 'reshape_and_cache' | 'paged_attention' | 'prefill_attention';
+
+/** Launch shape of the tile loop (shaders/paged_attention_tile.wgsl). */
+export interface TileShape {
+  WG: number;
+  HS: number;
+  /** query heads per workgroup, all of one kv head */
+  HPW: number;
+  /** query rows per workgroup (1 for decode) */
+  BQ: number;
+  /** queries per workgroup: BQ * HPW */
+  NQ: number;
+  /** keys per tile */
+  TK: number;
+  /** accumulators per thread: ceil(NQ * HS / WG) */
+  NACC: number;
+}
+
+/** Workgroup memory of the tile loop, in bytes (paged_attention_tile.wgsl's arrays + a few words). */
+export function tileBytes(s: Pick<TileShape, 'HS' | 'NQ' | 'TK'>): number {
+  const { HS, NQ, TK } = s;
+  return 4 * (NQ * HS + TK * (HS + 1) + NQ * TK + TK + 4 * NQ + 8);
+}
+
+/** Largest divisor of `group` not above `cap`: query heads sharing a kv head in one workgroup. */
+function headsPerWorkgroup(group: number, cap: number): number {
+  for (let h = Math.min(group, cap); h > 1; h--) if (group % h === 0) return h;
+  return 1;
+}
+
+function workgroupBudget(dev: WebGpuDevice): number {
+  return dev.gpu.limits.maxComputeWorkgroupStorageSize;
+}
+
+/**
+ * Workgroup shape of the tile loop. Small on purpose: the loop is latency-bound, and on an H200
+ * (Vulkan) the tiles that filled the workgroup memory (TK = 64, 34 KB, WG = 128) ran decode at
+ * 91 GB/s; TK = 16, WG = 256 (~10 KB) at 459 GB/s, and prefill with 4 KiB query tiles and
+ * TK = 8 went from ~0.6 to 2.8 TFLOP/s (a sweep over WG 64-512, TK 4-64, 256 sequences of 512
+ * tokens and 4 prompts of 1024; 32 query / 8 kv heads of 128, f16 cache). WG = 512 was a little
+ * faster still, but 256 is WebGPU's default limit of invocations per workgroup.
+ */
+const TILE_WG = 256;
+const DECODE_TK = 16;
+const PREFILL_TK = 8;
+const PREFILL_QUERY_BYTES = 4096;
+
+/**
+ * The tile shape for head size hs and `group` query heads per kv head, or undefined if none fits
+ * the workgroup memory. Up to 8 query heads of one kv head share each K/V tile; prefill adds
+ * query rows up to PREFILL_QUERY_BYTES of queries (at least one row).
+ */
+export function tileShape(budget: number, hs: number, group: number, prefill: boolean): TileShape | undefined {
+  const WG = TILE_WG;
+  const HPW = headsPerWorkgroup(group, 8);
+  const BQ = prefill ? Math.max(1, Math.floor(PREFILL_QUERY_BYTES / (4 * hs) / HPW)) : 1;
+  const NQ = BQ * HPW;
+  for (let TK = prefill ? PREFILL_TK : DECODE_TK; TK >= 4; TK /= 2) {
+    if (tileBytes({ HS: hs, NQ, TK }) <= budget) return { WG, HS: hs, HPW, BQ, NQ, TK, NACC: Math.ceil((NQ * hs) / WG) };
+  }
+  return undefined;
+}
+
+function cacheFlag(t: Tensor): string[] {
+  return t.dtype === 'f16' ? ['KV_F16'] : [];
+}
+
+/** Why the webgpu kernels cannot run this attention op, or undefined (checkOp has passed). */
+export function attentionUnsupported(dev: WebGpuDevice, name: OpName, args: any): string | undefined {
+  // reshape_and_cache takes every shape that checkOp lets through
+  if (name !== 'paged_attention' && name !== 'prefill_attention') return undefined;
+  const [, , kvh, hs] = (args.keyCache as Tensor).shape;
+  const a = args as OpArgs['paged_attention'] | OpArgs['prefill_attention'];
+  if (hs > MAX_HEAD_SIZE) return `${name}: head size ${hs} is over the kernels' limit of ${MAX_HEAD_SIZE}`;
+  if (sameTensor(a.q, a.out)) return `${name}: out must not alias q`;
+  const group = a.q.shape[1] / hs / kvh;
+  if (!tileShape(workgroupBudget(dev), hs, group, name === 'prefill_attention')) return `${name}: head size ${hs} does not fit this adapter's workgroup memory`;
+  if (name === 'paged_attention') {
+    const ps = (a as OpArgs['paged_attention']).partitionSize;
+    if (ps !== undefined && !(Number.isInteger(ps) && ps >= 0)) return `paged_attention: partitionSize must be a whole number of tokens (0 = let the backend choose), got ${ps}`;
+  }
+  return undefined;
+}
+
+/** The pools are bound whole: a clear error where one is over the binding limit. */
+function checkPool(dev: WebGpuDevice, op: AttentionOp, keyCache: Tensor): void {
+  const bytes = tensorBytes(keyCache);
+  if (bytes > dev.info.maxBindingBytes) {
+    throw new TensorTooLargeError(
+      `${op}: the KV cache [${keyCache.shape}] ${keyCache.dtype} is ${bytes} bytes per K or V pool, over this adapter's binding limit of ` +
+        `${dev.info.maxBindingBytes} bytes; use a smaller pool (fewer blocks) or split the layers over more pools ` +
+        `(splitting one pool across bindings is not implemented yet)`,
+    );
+  }
+}
+
+export function planReshapeAndCache(dev: WebGpuDevice, a: OpArgs['reshape_and_cache']): Dispatch[] {
+  checkPool(dev, 'reshape_and_cache', a.keyCache);
+  const [numBlocks, blockSize, kvh, hs] = a.keyCache.shape;
+  const n = a.slotMapping.shape[0];
+  if (n === 0) return [];
+  const tensors = { key: a.key, value: a.value, key_cache: a.keyCache, value_cache: a.valueCache, slot_mapping: a.slotMapping };
+  const params = { n, half_width: (kvh * hs) / 2, num_slots: numBlocks * blockSize };
+  return [{ file: 'reshape_and_cache.wgsl', flags: cacheFlag(a.keyCache), overrides: {}, tensors, params, grid: grid(n) }];
+}
+
+/**
+ * Decode. v1: one workgroup per (sequence, head block) walks the whole context. v2: the context
+ * is split into partitions of partitionSize tokens, one workgroup each, merged by a second kernel.
+ *
+ * The planner cannot read contextLens (device data), so the partition count comes from the block
+ * table: maxBlocksPerSeq * blockSize bounds every context, partitions = ceil(bound /
+ * partitionSize). Partitions past a sequence's context exit at once and are skipped by the merge.
+ * v2 runs when partitionSize is given (> 0) or when the bound exceeds V2_MIN_CONTEXT; where its
+ * scratch would pass the binding limit, a chosen partition size doubles until it fits.
+ */
+export function planPagedAttention(dev: WebGpuDevice, a: OpArgs['paged_attention']): Dispatch[] {
+  checkPool(dev, 'paged_attention', a.keyCache);
+  const [, blockSize, kvh, hs] = a.keyCache.shape;
+  const [numSeqs, width] = a.q.shape;
+  const numHeads = width / hs;
+  const maxBlocks = a.blockTables.shape[1];
+  if (numSeqs === 0) return [];
+  const shape = tileShape(workgroupBudget(dev), hs, numHeads / kvh, false)!;
+  const { WG, HS, NQ, TK, NACC } = shape;
+  const overrides = { WG, HS, NQ, TK, NACC };
+  const bound = maxBlocks * blockSize;
+  const headBlocks = numHeads / NQ;
+  const common = { num_seqs: numSeqs, num_heads: numHeads, num_kv_heads: kvh, block_size: blockSize, max_blocks: maxBlocks, scale: a.scale, tile_keys: TK };
+  const tensors = { q: a.q, key_cache: a.keyCache, value_cache: a.valueCache, block_tables: a.blockTables, context_lens: a.contextLens };
+  const flags = cacheFlag(a.keyCache);
+
+  const explicit = (a.partitionSize ?? 0) > 0;
+  if (!explicit && bound <= V2_MIN_CONTEXT) {
+    const params = { ...common, partition_size: Math.max(bound, 1), partitions: 1 };
+    return [{ file: 'paged_attention.wgsl', flags, overrides, tensors: { ...tensors, out: a.out }, params, grid: grid(numSeqs * headBlocks) }];
+  }
+
+  let ps = explicit ? a.partitionSize! : DEFAULT_PARTITION_SIZE;
+  const scratchBytes = (p: number) => numSeqs * numHeads * Math.max(1, Math.ceil(bound / p)) * hs * 4;
+  while (!explicit && scratchBytes(ps) > dev.info.maxBindingBytes && ps < bound) ps *= 2;
+  if (scratchBytes(ps) > dev.info.maxBindingBytes) {
+    throw new TensorTooLargeError(
+      `paged_attention: the partial outputs of ${numSeqs} sequences x ${numHeads} heads in partitions of ${ps} tokens (${scratchBytes(ps)} bytes) ` +
+        `are over the binding limit of ${dev.info.maxBindingBytes} bytes; use a larger partitionSize or fewer sequences per step`,
+    );
+  }
+  const partitions = Math.max(1, Math.ceil(bound / ps));
+  const partOut = dev.scratch('paged_attention.out', [numSeqs, numHeads, partitions, hs], 'f32');
+  const partMl = dev.scratch('paged_attention.ml', [numSeqs, numHeads, partitions, 2], 'f32');
+  const reduceWG = 64;
+  return [
+    {
+      file: 'paged_attention.wgsl',
+      flags: [...flags, 'PARTITIONED'],
+      overrides,
+      tensors: { ...tensors, part_out: partOut, part_ml: partMl },
+      params: { ...common, partition_size: ps, partitions },
+      grid: grid(numSeqs * headBlocks * partitions),
+    },
+    {
+      file: 'paged_attention_reduce.wgsl',
+      flags: [],
+      overrides: { WG: reduceWG, HS: hs, NACC: Math.ceil(hs / reduceWG) },
+      tensors: { part_out: partOut, part_ml: partMl, context_lens: a.contextLens, out: a.out },
+      params: { num_seqs: numSeqs, num_heads: numHeads, partition_size: ps, partitions, max_context: bound },
+      grid: grid(numSeqs * numHeads),
+    },
+  ];
+}
+
+/**
+ * Prefill: workgroups of BQ query rows x HPW heads. Per-sequence lengths live on the device, so
+ * the grid is an upper bound of the query tiles, floor((numTokens + numSeqs * (BQ - 1)) / BQ)
+ * per head block; the kernel maps each workgroup to its (sequence, tile) and spare ones exit.
+ */
+export function planPrefillAttention(dev: WebGpuDevice, a: OpArgs['prefill_attention']): Dispatch[] {
+  checkPool(dev, 'prefill_attention', a.keyCache);
+  const [, blockSize, kvh, hs] = a.keyCache.shape;
+  const [numTokens, width] = a.q.shape;
+  const numHeads = width / hs;
+  const numSeqs = a.contextLens.shape[0];
+  const { WG, HS, HPW, BQ, NQ, TK, NACC } = tileShape(workgroupBudget(dev), hs, numHeads / kvh, true)!;
+  const tiles = Math.floor((numTokens + numSeqs * (BQ - 1)) / BQ);
+  const tensors = {
+    q: a.q,
+    key_cache: a.keyCache,
+    value_cache: a.valueCache,
+    block_tables: a.blockTables,
+    query_starts: a.queryStarts,
+    context_lens: a.contextLens,
+    out: a.out,
+  };
+  const params = { num_seqs: numSeqs, num_heads: numHeads, num_kv_heads: kvh, block_size: blockSize, max_blocks: a.blockTables.shape[1], scale: a.scale, tile_keys: TK };
+  if (tiles === 0) return [];
+  return [{ file: 'prefill_attention.wgsl', flags: cacheFlag(a.keyCache), overrides: { WG, HS, HPW, BQ, NQ, TK, NACC }, tensors, params, grid: grid(tiles * (numHeads / HPW)) }];
+}

@@ -1,0 +1,339 @@
+// Parity of the paged-KV-cache ops (reshape_and_cache, paged_attention v1 and v2,
+// prefill_attention) with the CPU reference on every backend under test.
+//
+// Caches are [numBlocks, blockSize, numKvHeads, headSize]; each sequence owns a shuffled,
+// non-contiguous set of blocks, and every slot outside a sequence's context (the tail of its
+// last block, spare blocks, the blocks that unused block-table entries point at) holds NaN: a
+// kernel that reads one turns its output into NaN, which relErr reports as Infinity.
+// f16 caches are filled from f16-rounded numbers, so the reference sees exactly what the
+// kernel reads and the f32 tolerance holds for them too.
+
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type DType, type Device, TensorTooLargeError, createDevice, empty, fromArray, roundTrip, toArray, view } from '../../src/device/index.ts';
+import type { WebGpuDevice } from '../../src/device/webgpu/backend.ts';
+import { V2_MIN_CONTEXT, planPagedAttention } from '../../src/device/webgpu/attention.ts';
+import { SEED, type HostTensor, backendsUnderTest, host, normal, openBackend, output, reference, relErr, rng, runOp } from './harness.ts';
+
+const TOL = 1e-5;
+
+interface Layout {
+  blockSize: number;
+  numKvHeads: number;
+  headSize: number;
+  dtype: DType;
+}
+
+interface Paged extends Layout {
+  numBlocks: number;
+  maxBlocks: number;
+  tables: Int32Array;
+  keyCache: Float64Array;
+  valueCache: Float64Array;
+}
+
+function shuffle<T>(r: () => number, xs: T[]): T[] {
+  for (let i = xs.length - 1; i > 0; i--) {
+    const j = Math.floor(r() * (i + 1));
+    [xs[i], xs[j]] = [xs[j], xs[i]];
+  }
+  return xs;
+}
+
+/**
+ * A pool holding `lens[s]` tokens of each sequence. Block tables are `extra` entries wider than
+ * the longest sequence needs; the entries past a sequence's blocks point at NaN-filled spares.
+ */
+function pagedCache(r: () => number, l: Layout, lens: number[], extra = 2): Paged {
+  const { blockSize, numKvHeads, headSize, dtype } = l;
+  const need = lens.map((n) => Math.ceil(n / blockSize));
+  const maxBlocks = Math.max(1, ...need) + extra;
+  const owned = need.reduce((a, b) => a + b, 0);
+  const spares = 3;
+  const numBlocks = owned + spares;
+  const ids = shuffle(r, Array.from({ length: numBlocks }, (_, i) => i));
+  const tables = new Int32Array(lens.length * maxBlocks);
+  const row = numKvHeads * headSize;
+  const keyCache = new Float64Array(numBlocks * blockSize * row).fill(NaN);
+  const valueCache = new Float64Array(numBlocks * blockSize * row).fill(NaN);
+  let next = 0;
+  for (let s = 0; s < lens.length; s++) {
+    for (let b = 0; b < maxBlocks; b++) tables[s * maxBlocks + b] = b < need[s] ? ids[next++] : ids[owned + Math.floor(r() * spares)];
+    for (let p = 0; p < lens[s]; p++) {
+      const slot = tables[s * maxBlocks + Math.floor(p / blockSize)] * blockSize + (p % blockSize);
+      keyCache.set(roundTrip(normal(r, row), dtype), slot * row);
+      valueCache.set(roundTrip(normal(r, row), dtype), slot * row);
+    }
+  }
+  return { ...l, numBlocks, maxBlocks, tables, keyCache, valueCache };
+}
+
+function cacheArgs(p: Paged): { keyCache: HostTensor; valueCache: HostTensor; blockTables: HostTensor } {
+  const shape = [p.numBlocks, p.blockSize, p.numKvHeads, p.headSize];
+  return { keyCache: host(p.keyCache, shape, p.dtype), valueCache: host(p.valueCache, shape, p.dtype), blockTables: host(p.tables, [p.tables.length / p.maxBlocks, p.maxBlocks], 'i32') };
+}
+
+/** The worst relErr over rows of `width` (a short sequence's error must not hide in a long one's norm). */
+function rowErr(got: ArrayLike<number>, want: ArrayLike<number>, width: number): number {
+  let worst = 0;
+  for (let i = 0; i < want.length; i += width) {
+    worst = Math.max(worst, relErr(Array.prototype.slice.call(got, i, i + width), Array.prototype.slice.call(want, i, i + width)));
+  }
+  return worst;
+}
+
+type DecodeCase = [name: string, lens: number[], blockSize: number, numHeads: number, numKvHeads: number, headSize: number, dtype: DType, partitionSize: number, extra: number];
+const DECODE: DecodeCase[] = [
+  ['v1, GQA', [1, 17, 40, 100, 16], 16, 8, 2, 64, 'f32', 0, 2],
+  ['v1, MHA', [5, 33, 64], 8, 4, 4, 128, 'f16', 0, 2],
+  ['v1, block size 5', [3, 26, 51, 7], 5, 8, 2, 128, 'f32', 0, 1],
+  ['v1, head size 256', [40, 77], 16, 4, 2, 256, 'f16', 0, 1],
+  // several partitions per sequence, contexts on and off partition edges, empty last partitions
+  ['v2, GQA', [1, 31, 32, 33, 150, 257], 16, 8, 2, 128, 'f32', 32, 3],
+  ['v2, MHA, partition not a multiple of the tile', [200, 9, 97], 8, 4, 4, 64, 'f16', 48, 2],
+  ['v2, 8 heads per kv head, block size 5', [64, 130], 5, 16, 2, 64, 'f16', 32, 2],
+  // a block table wide enough that the backend picks v2 by itself
+  ['v2 by choice', [700, 1500, 3], 16, 8, 1, 64, 'f32', 0, Math.ceil(V2_MIN_CONTEXT / 16) - 90],
+];
+
+type PrefillCase = [name: string, lens: number[], qlens: number[], blockSize: number, numHeads: number, numKvHeads: number, headSize: number, dtype: DType];
+const PREFILL: PrefillCase[] = [
+  ['fresh prompts, GQA', [1, 7, 20, 33], [1, 7, 20, 33], 16, 8, 2, 64, 'f32'],
+  ['cached prefixes, MHA', [40, 70, 19], [5, 30, 19], 8, 4, 4, 128, 'f16'],
+  ['chunked prefill with a decode row and an empty chunk', [100, 50, 23, 10], [17, 1, 23, 0], 5, 8, 2, 128, 'f32'],
+  ['a long chunk', [130], [100], 16, 4, 1, 64, 'f16'],
+  ['head size 256', [30, 12], [30, 5], 16, 2, 2, 256, 'f32'],
+  // chunks of 0 or 1 mod 64 (so mod any power-of-two tile height): the launched tile count,
+  // an upper bound, is then exact, and a workgroup that misplaces its tile leaves rows unwritten
+  ['exact tile count', [64, 1, 140, 65], [64, 1, 128, 65], 16, 8, 2, 64, 'f16'],
+];
+
+describe.each(backendsUnderTest())('%s backend: paged attention', (backend) => {
+  let dev: Device;
+  beforeAll(async () => {
+    dev = await openBackend(backend);
+  });
+  afterAll(() => dev?.destroy());
+  const r = rng(SEED ^ 0x9abc);
+
+  it.each([
+    // tokens, block size, kv heads, head size, dtype
+    [9, 16, 2, 64, 'f32'],
+    [12, 8, 4, 128, 'f16'],
+    [7, 5, 1, 64, 'f16'],
+  ] as const)('reshape_and_cache: %i tokens (some padding), block size %i, %i kv heads of %i, %s cache', async (n, blockSize, kvh, hs, dtype) => {
+    const numBlocks = 6;
+    const w = kvh * hs;
+    const cacheLen = numBlocks * blockSize * w;
+    const slots = shuffle(r, Array.from({ length: numBlocks * blockSize }, (_, i) => i)).slice(0, n);
+    for (const i of [1, n - 2]) slots[i] = -1; // padding rows
+    slots[0] = numBlocks * blockSize - 1; // the last slot of the pool
+    const shape = [numBlocks, blockSize, kvh, hs];
+    const args = {
+      key: host(roundTrip(normal(r, n * w), dtype), [n, w]),
+      value: host(roundTrip(normal(r, n * w), dtype), [n, w]),
+      keyCache: host(roundTrip(normal(r, cacheLen), dtype), shape, dtype),
+      valueCache: host(roundTrip(normal(r, cacheLen), dtype), shape, dtype),
+      slotMapping: host(slots, [n], 'i32'),
+    };
+    const got = await runOp(dev, 'reshape_and_cache', args);
+    const want = await reference('reshape_and_cache', args);
+    // a copy of representable values is exact, and every slot not written keeps its value
+    expect(relErr(got.keyCache, want.keyCache)).toBe(0);
+    expect(relErr(got.valueCache, want.valueCache)).toBe(0);
+  });
+
+  it.each(DECODE)('paged_attention %s: contexts %j, block size %i, %i heads / %i kv heads of %i, %s cache, partition %i', async (_name, lens, blockSize, numHeads, kvh, hs, dtype, partitionSize, extra) => {
+    const p = pagedCache(r, { blockSize, numKvHeads: kvh, headSize: hs, dtype }, lens, extra);
+    const n = lens.length;
+    const width = numHeads * hs;
+    const args = {
+      q: host(normal(r, n * width), [n, width]),
+      ...cacheArgs(p),
+      contextLens: host(lens, [n], 'i32'),
+      out: output([n, width]),
+      scale: 1 / Math.sqrt(hs),
+      partitionSize,
+    };
+    const got = await runOp(dev, 'paged_attention', args);
+    const want = await reference('paged_attention', args);
+    expect(rowErr(got.out, want.out, hs)).toBeLessThan(TOL);
+  });
+
+  it.each(PREFILL)('prefill_attention %s: contexts %j, chunks %j, block size %i, %i heads / %i kv heads of %i, %s cache', async (_name, lens, qlens, blockSize, numHeads, kvh, hs, dtype) => {
+    const p = pagedCache(r, { blockSize, numKvHeads: kvh, headSize: hs, dtype }, lens);
+    const starts = [0];
+    for (const q of qlens) starts.push(starts[starts.length - 1] + q);
+    const tokens = starts[starts.length - 1];
+    const width = numHeads * hs;
+    const args = {
+      q: host(normal(r, tokens * width), [tokens, width]),
+      ...cacheArgs(p),
+      queryStarts: host(starts, [lens.length + 1], 'i32'),
+      contextLens: host(lens, [lens.length], 'i32'),
+      out: output([tokens, width]),
+      scale: 1 / Math.sqrt(hs),
+    };
+    const got = await runOp(dev, 'prefill_attention', args);
+    const want = await reference('prefill_attention', args);
+    expect(rowErr(got.out, want.out, hs)).toBeLessThan(TOL);
+  });
+
+  it('a prefill step: reshape_and_cache writes the chunk, prefill_attention reads it with the cached prefix', async () => {
+    const [blockSize, numHeads, kvh, hs, dtype] = [8, 8, 2, 64, 'f16' as const];
+    const prefix = [12, 0, 30];
+    const qlens = [9, 14, 1];
+    const lens = prefix.map((x, i) => x + qlens[i]);
+    // a pool sized for the whole contexts, with the chunk's slots poisoned until written
+    const p = pagedCache(r, { blockSize, numKvHeads: kvh, headSize: hs, dtype }, lens);
+    const w = kvh * hs;
+    const slots: number[] = [];
+    lens.forEach((len, s) => {
+      for (let pos = prefix[s]; pos < len; pos++) {
+        const slot = p.tables[s * p.maxBlocks + Math.floor(pos / blockSize)] * blockSize + (pos % blockSize);
+        slots.push(slot);
+        p.keyCache.fill(NaN, slot * w, (slot + 1) * w);
+        p.valueCache.fill(NaN, slot * w, (slot + 1) * w);
+      }
+    });
+    const tokens = slots.length;
+    slots.splice(5, 0, -1); // a padding row between chunks
+    const n = slots.length;
+    const key = roundTrip(normal(r, n * w), dtype);
+    const value = roundTrip(normal(r, n * w), dtype);
+    // q rows of the real tokens only (the padding row has no query)
+    const q = normal(r, tokens * numHeads * hs);
+    const starts = [0, 9, 23, 24];
+    const caches = cacheArgs(p);
+    const scale = 1 / Math.sqrt(hs);
+
+    const t = (h: HostTensor) => fromArray(dev, h.values, h.shape, h.dtype);
+    const [kc, vc, bt] = [t(caches.keyCache), t(caches.valueCache), t(caches.blockTables)];
+    const out = fromArray(dev, new Float64Array(tokens * numHeads * hs).fill(NaN), [tokens, numHeads * hs], 'f32');
+    const cacheOp = { key: t(host(key, [n, w])), value: t(host(value, [n, w])), keyCache: kc, valueCache: vc, slotMapping: t(host(slots, [n], 'i32')) };
+    const attnOp = { q: t(host(q, [tokens, numHeads * hs])), keyCache: kc, valueCache: vc, blockTables: bt, queryStarts: t(host(starts, [4], 'i32')), contextLens: t(host(lens, [3], 'i32')), out, scale };
+    await dev.stream().op('reshape_and_cache', cacheOp).op('prefill_attention', attnOp).submit().done();
+
+    const written = await reference('reshape_and_cache', { key: host(key, [n, w]), value: host(value, [n, w]), ...caches, slotMapping: host(slots, [n], 'i32') });
+    const shape = caches.keyCache.shape;
+    const want = await reference('prefill_attention', {
+      q: host(q, [tokens, numHeads * hs]),
+      keyCache: host(written.keyCache, shape, dtype),
+      valueCache: host(written.valueCache, shape, dtype),
+      blockTables: caches.blockTables,
+      queryStarts: host(starts, [4], 'i32'),
+      contextLens: host(lens, [3], 'i32'),
+      out: output([tokens, numHeads * hs]),
+      scale,
+    });
+    expect(rowErr(await toArray(dev, out), want.out, hs)).toBeLessThan(TOL);
+  });
+
+  it('runs on views: K and V in one pool buffer, block tables, lengths and query starts in one arena', async () => {
+    // what an engine uploads once per step; on webgpu the shared buffers make every binding
+    // read_write, so the kernels must keep their barriers uniform without read-only storage
+    const [blockSize, numHeads, kvh, hs, dtype] = [8, 4, 2, 64, 'f32' as const];
+    const lens = [19, 40, 7];
+    const p = pagedCache(r, { blockSize, numKvHeads: kvh, headSize: hs, dtype }, lens);
+    const shape = [p.numBlocks, p.blockSize, kvh, hs];
+    const cacheLen = p.keyCache.length;
+    const pool = empty(dev, [2 * cacheLen], dtype);
+    const [kc, vc] = [view(pool, 0, shape), view(pool, cacheLen, shape)]; // cacheLen * 4 bytes is 256-aligned here
+    dev.upload(kc, new Float32Array(p.keyCache));
+    dev.upload(vc, new Float32Array(p.valueCache));
+    const n = lens.length;
+    const starts = [0, 3, 4, 6]; // prefill: 3, 1 and 2 new tokens
+    const arena = fromArray(dev, new Int32Array(3 * 64), [3 * 64], 'i32'); // 256-byte aligned views
+    const bt = view(arena, 0, [n, p.maxBlocks]);
+    const cl = view(arena, 64, [n]);
+    const qs = view(arena, 128, [n + 1]);
+    dev.upload(bt, p.tables);
+    dev.upload(cl, Int32Array.from(lens));
+    dev.upload(qs, Int32Array.from(starts));
+    const width = numHeads * hs;
+    const qd = normal(r, n * width);
+    const qp = normal(r, 6 * width);
+    const outD = fromArray(dev, new Float64Array(n * width).fill(NaN), [n, width], 'f32');
+    const outP = fromArray(dev, new Float64Array(6 * width).fill(NaN), [6, width], 'f32');
+    const scale = 1 / Math.sqrt(hs);
+    const common = { keyCache: kc, valueCache: vc, blockTables: bt, contextLens: cl, scale };
+    await dev
+      .stream()
+      .op('paged_attention', { ...common, q: fromArray(dev, qd, [n, width], 'f32'), out: outD, partitionSize: 16 })
+      .op('prefill_attention', { ...common, q: fromArray(dev, qp, [6, width], 'f32'), queryStarts: qs, out: outP })
+      .submit()
+      .done();
+    const caches = cacheArgs(p);
+    const wantD = await reference('paged_attention', { q: host(qd, [n, width]), ...caches, contextLens: host(lens, [n], 'i32'), out: output([n, width]), scale, partitionSize: 16 });
+    const wantP = await reference('prefill_attention', { q: host(qp, [6, width]), ...caches, queryStarts: host(starts, [n + 1], 'i32'), contextLens: host(lens, [n], 'i32'), out: output([6, width]), scale });
+    expect(rowErr(await toArray(dev, outD), wantD.out, hs)).toBeLessThan(TOL);
+    expect(rowErr(await toArray(dev, outP), wantP.out, hs)).toBeLessThan(TOL);
+
+    // reshape_and_cache into both halves of the pool (two writable views of one buffer)
+    const slots = [5, -1, 2 * blockSize + 3];
+    const key = normal(r, 3 * kvh * hs);
+    const value = normal(r, 3 * kvh * hs);
+    const sm = fromArray(dev, slots, [3], 'i32');
+    await dev
+      .stream()
+      .op('reshape_and_cache', { key: fromArray(dev, key, [3, kvh * hs], 'f32'), value: fromArray(dev, value, [3, kvh * hs], 'f32'), keyCache: kc, valueCache: vc, slotMapping: sm })
+      .submit()
+      .done();
+    const want = await reference('reshape_and_cache', { key: host(key, [3, kvh * hs]), value: host(value, [3, kvh * hs]), keyCache: caches.keyCache, valueCache: caches.valueCache, slotMapping: host(slots, [3], 'i32') });
+    // NaN-poisoned slots stay NaN on both sides: compare with NaN as a value
+    const same = (a: ArrayLike<number>, b: ArrayLike<number>) => Array.from(a).every((x, i) => Object.is(x, b[i]) || x === b[i]);
+    expect(same(await toArray(dev, kc), Float32Array.from(want.keyCache))).toBe(true);
+    expect(same(await toArray(dev, vc), Float32Array.from(want.valueCache))).toBe(true);
+  });
+
+  it('supports() rejects what the kernels cannot take, with the reason', () => {
+    const t = (shape: number[], dtype: DType = 'f32') => fromArray(dev, new Float64Array(shape.reduce((a, b) => a * b, 1)), shape, dtype);
+    const q = t([2, 4 * 512]);
+    const base = { q, keyCache: t([4, 8, 2, 512], 'f16'), valueCache: t([4, 8, 2, 512], 'f16'), blockTables: t([2, 4], 'i32'), contextLens: t([2], 'i32'), out: t([2, 4 * 512]), scale: 0.1 };
+    const s = dev.supports('paged_attention', base);
+    if (backend === 'webgpu') {
+      expect(s.ok).toBe(false);
+      if (!s.ok) expect(s.reason).toMatch(/head size 512/);
+    }
+    const small = { ...base, q: t([2, 4 * 64]), out: t([2, 4 * 64]), keyCache: t([4, 8, 2, 64], 'f16'), valueCache: t([4, 8, 2, 64], 'f16') };
+    expect(dev.supports('paged_attention', small).ok).toBe(true);
+    expect(dev.supports('paged_attention', { ...small, partitionSize: 2.5 }).ok).toBe(false);
+  });
+
+  it.skipIf(backend !== 'webgpu')('paged_attention plans v1 for short block tables, v2 for long ones or a given partition size', () => {
+    const g = dev as WebGpuDevice;
+    const t = (shape: number[], dtype: DType = 'f32') => fromArray(dev, new Float64Array(shape.reduce((a, b) => a * b, 1)), shape, dtype);
+    const args = (maxBlocks: number, partitionSize?: number) => ({
+      q: t([3, 4 * 64]),
+      keyCache: t([8, 16, 2, 64], 'f16'),
+      valueCache: t([8, 16, 2, 64], 'f16'),
+      blockTables: t([3, maxBlocks], 'i32'),
+      contextLens: t([3], 'i32'),
+      out: t([3, 4 * 64]),
+      scale: 0.125,
+      partitionSize,
+    });
+    const short = planPagedAttention(g, args(V2_MIN_CONTEXT / 16));
+    expect(short.map((d) => d.file)).toEqual(['paged_attention.wgsl']);
+    const long = planPagedAttention(g, args(V2_MIN_CONTEXT / 16 + 1));
+    expect(long.map((d) => d.file)).toEqual(['paged_attention.wgsl', 'paged_attention_reduce.wgsl']);
+    // partitions come from the table's width: 10 blocks of 16 bound the context at 160 tokens
+    const forced = planPagedAttention(g, args(10, 32));
+    expect(forced[0].params.partitions).toBe(5);
+  });
+
+  it.skipIf(backend !== 'webgpu')('a KV pool over the binding limit fails with a clear error', async () => {
+    // 16 KiB bindings; the pool [16, 16, 2, 64] f32 is 128 KiB
+    const small = await createDevice(backend, { maxBindingBytes: 16 * 1024 });
+    try {
+      const t = (shape: number[], dtype: DType = 'f32') => fromArray(small, new Float64Array(shape.reduce((a, b) => a * b, 1)), shape, dtype);
+      const cache = { keyCache: t([16, 16, 2, 64]), valueCache: t([16, 16, 2, 64]), blockTables: t([2, 4], 'i32'), contextLens: t([2], 'i32') };
+      const decode = () => small.stream().op('paged_attention', { q: t([2, 128]), ...cache, out: t([2, 128]), scale: 0.1 });
+      expect(decode).toThrow(TensorTooLargeError);
+      expect(decode).toThrow(/paged_attention: the KV cache .* smaller pool/);
+      const write = () => small.stream().op('reshape_and_cache', { key: t([2, 128]), value: t([2, 128]), keyCache: cache.keyCache, valueCache: cache.valueCache, slotMapping: t([2], 'i32') });
+      expect(write).toThrow(/reshape_and_cache: the KV cache/);
+    } finally {
+      small.destroy();
+    }
+  });
+});
