@@ -1,13 +1,18 @@
 #!/usr/bin/env bash
 # Everything the GPU machine checks for the device layer, in one call (see docs/gpu-machine.md):
-#   source .device/setup.sh && PARALLM_COMMIT=$(git rev-parse --short HEAD) scripts/gpu-run.sh [lab]
-# Writes logs and results under $OUT (or ./gpu-out). With `lab`, also runs bench/lab.ts.
+#   source .device/setup.sh && PARALLM_COMMIT=<commit> scripts/gpu-run.sh [lab] [7b]
+# Writes logs and results under $OUT (or ./gpu-out). `lab` also runs bench/lab.ts; `7b` writes a
+# LLaMA-2-7B-shaped checkpoint with transformers and compares parallm's logits with HF's.
 set -uo pipefail
 out=${OUT:-gpu-out}
 mkdir -p "$out"
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$out/gpu.txt"
 node bin/parallm.js info 2>&1 | grep -v '^Warning' > "$out/info.txt"
-timeout 300 npm run -s test:gpu 2>&1 | tee "$out/test-gpu.log" | grep -E '×|Tests|FAIL|Error' | tail -40
-PYTHONUNBUFFERED=1 timeout 120 python3 scripts/torch_ceilings.py --out "$out/torch-ceilings.json" > "$out/torch.log" 2>&1 || tail -5 "$out/torch.log"
-timeout 400 npx tsx bench/ops.ts --out "$out" --peer "$out/torch-ceilings.json" 2>&1 | grep -v '^Warning' | tee "$out/bench.log" | tail -48
-if [[ ${1:-} == lab ]]; then timeout 300 npx tsx bench/lab.ts 2>&1 | grep -v '^Warning' > "$out/lab.log"; tail -8 "$out/lab.log"; fi
+timeout 150 npm run -s test:gpu 2>&1 | tee "$out/test-gpu.log" | grep -E '×|Tests|FAIL|Error' | tail -40
+PYTHONUNBUFFERED=1 timeout 60 python3 scripts/torch_ceilings.py --out "$out/torch-ceilings.json" > "$out/torch.log" 2>&1 || tail -5 "$out/torch.log"
+timeout 150 npx tsx bench/ops.ts --out "$out" --peer "$out/torch-ceilings.json" 2>&1 | grep -v '^Warning' | tee "$out/bench.log" | tail -48
+if [[ " $* " == *" lab "* ]]; then timeout 300 npx tsx bench/lab.ts 2>&1 | grep -v '^Warning' > "$out/lab.log"; tail -8 "$out/lab.log"; fi
+if [[ " $* " == *" 7b "* ]]; then
+  PYTHONUNBUFFERED=1 timeout 200 python3 scripts/make_7b_reference.py /tmp/llama7b 2>&1 | grep -v Warning | tail -3
+  timeout 150 npx tsx bench/compare-7b.ts /tmp/llama7b --out "$out" 2>&1 | grep -v '^Warning' | tee "$out/compare-7b.log" | tail -8
+fi
