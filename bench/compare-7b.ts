@@ -34,7 +34,7 @@ const loadS = (performance.now() - t0) / 1000;
 console.log(`loaded ${(weights.bytes / 1e9).toFixed(2)} GB in ${loadS.toFixed(1)} s (${(weights.bytes / 1e9 / loadS).toFixed(2)} GB/s)`);
 const model = new LlamaModel(dev, config, weights);
 const BLOCK = 16;
-const cache = new KvCache(dev, config, { numBlocks: 64, blockSize: BLOCK, dtype: 'f16' });
+const caches = { f16: new KvCache(dev, config, { numBlocks: 64, blockSize: BLOCK, dtype: 'f16' }), f32: new KvCache(dev, config, { numBlocks: 64, blockSize: BLOCK, dtype: 'f32' }) };
 
 function relErr(a: ArrayLike<number>, b: ArrayLike<number>): number {
   let num = 0;
@@ -50,7 +50,8 @@ const results: Record<string, unknown>[] = [];
 for (const compute of ['f16 matrix units', 'f32'] as const) {
   // f32 compute: switch the matrix units off on this device, so prefill matmuls take the f32 kernels
   if (compute === 'f32') dev.info.features.subgroupMatrix = false;
-  for (const r of ref.refs) {
+  for (const kv of ['f16', 'f32'] as const) for (const r of ref.refs) {
+    const cache = caches[kv];
     const n = r.ids.length;
     const table = Array.from({ length: Math.ceil(n / BLOCK) }, (_, i) => i);
     const step = {
@@ -64,7 +65,7 @@ for (const compute of ['f16 matrix units', 'f32'] as const) {
     const ms = performance.now() - t;
     let am = 0;
     for (let i = 1; i < logits.length; i++) if (logits[i] > logits[am]) am = i;
-    const row = { compute, promptLen: n, relErr: relErr(logits, r.last_logits), argmaxMatches: am === r.argmax, stepMs: Math.round(ms) };
+    const row = { compute, kvCache: kv, promptLen: n, relErr: relErr(logits, r.last_logits), argmaxMatches: am === r.argmax, stepMs: Math.round(ms) };
     console.log(JSON.stringify(row));
     results.push(row);
   }
@@ -72,6 +73,7 @@ for (const compute of ['f16 matrix units', 'f32'] as const) {
 const out = { gpu: ref.gpu, device: dev.info.name, date: new Date().toISOString().slice(0, 10), commit: process.env.PARALLM_COMMIT ?? 'unknown', weightsGB: weights.bytes / 1e9, loadS, hfSaveS: ref.save_s, results };
 writeFileSync(join(outDir, `compare-7b-${new Date().toISOString().slice(0, 10)}.json`), JSON.stringify(out, null, 2) + '\n');
 model.free();
-cache.free();
+caches.f16.free();
+caches.f32.free();
 dev.destroy();
 process.exit(0);
