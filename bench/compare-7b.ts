@@ -22,6 +22,8 @@ const outDir = opt('--out', '.');
 interface Ref {
   ids: number[];
   last_logits: number[];
+  last_logits_f64?: number[];
+  hf_f32_relerr_vs_f64?: number;
   argmax: number;
 }
 const ref = JSON.parse(readFileSync(join(dir, 'ref.json'), 'utf8')) as { refs: Ref[]; save_s: number; gpu: string };
@@ -65,7 +67,17 @@ for (const compute of ['f16 matrix units', 'f32'] as const) {
     const ms = performance.now() - t;
     let am = 0;
     for (let i = 1; i < logits.length; i++) if (logits[i] > logits[am]) am = i;
-    const row = { compute, kvCache: kv, promptLen: n, relErr: relErr(logits, r.last_logits), argmaxMatches: am === r.argmax, stepMs: Math.round(ms) };
+    const row = {
+      compute,
+      kvCache: kv,
+      promptLen: n,
+      relErr: relErr(logits, r.last_logits),
+      // against transformers in float64, beside transformers' own float32 error
+      relErrVsF64: r.last_logits_f64 ? relErr(logits, r.last_logits_f64) : undefined,
+      hfF32RelErrVsF64: r.hf_f32_relerr_vs_f64,
+      argmaxMatches: am === r.argmax,
+      stepMs: Math.round(ms),
+    };
     console.log(JSON.stringify(row));
     results.push(row);
   }

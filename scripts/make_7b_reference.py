@@ -5,8 +5,8 @@ logits, for bench/compare-7b.ts (run both on the GPU machine; see docs/gpu-machi
 
 Writes /tmp/llama7b/{config.json, model-*.safetensors (f16, sharded), ref.json}. ref.json holds
 prompts of random token ids (lengths 7, 64, 300) and each prompt's last-token logits computed
-by transformers in float32 on the GPU from the same f16 weights (TF32 off), plus the time
-save_pretrained took.
+by transformers in float32 on the GPU from the same f16 weights (TF32 off) and in float64,
+plus the time save_pretrained took.
 """
 import json
 import os
@@ -34,12 +34,20 @@ def main():
     model = model.float()
     g = torch.Generator().manual_seed(1)
     refs = []
-    for n in (7, 64, 300):
-        ids = torch.randint(3, cfg.vocab_size, (1, n), generator=g)
+    prompts = [torch.randint(3, cfg.vocab_size, (1, n), generator=g) for n in (7, 64, 300)]
+    for ids in prompts:
         with torch.no_grad():
             logits = model(ids.cuda()).logits[0, -1].double().cpu()
         refs.append({"ids": ids[0].tolist(), "last_logits": [round(x, 5) for x in logits.tolist()],
                      "argmax": int(logits.argmax())})
+    # float64 too, to tell how far transformers' own float32 result is from exact
+    model = model.double()
+    for ids, r in zip(prompts, refs):
+        with torch.no_grad():
+            exact = model(ids.cuda()).logits[0, -1].cpu()
+        f32 = torch.tensor(r["last_logits"], dtype=torch.float64)
+        r["last_logits_f64"] = [round(x, 6) for x in exact.tolist()]
+        r["hf_f32_relerr_vs_f64"] = float((f32 - exact).norm() / exact.norm())
     json.dump({"config": "llama-2-7b shape, random init, f16 weights", "save_s": round(save_s, 1),
                "gpu": torch.cuda.get_device_name(0), "transformers": __import__("transformers").__version__,
                "refs": refs}, open(os.path.join(out, "ref.json"), "w"))
