@@ -8,6 +8,7 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { type Device, type OpArgs, type OpName, type Tensor, createDevice, empty, fromArray } from '../src/device/index.ts';
 import { pickMatmul } from '../src/device/webgpu/ops.ts';
+import { ropeCosSin } from '../src/model/rope.ts';
 import type { WebGpuDevice } from '../src/device/webgpu/backend.ts';
 
 interface Row {
@@ -127,8 +128,8 @@ export async function runOpsBench(opts: BenchOptions): Promise<void> {
 
     const qk = fromArray(dev, rand(n * 3 * H), [n, 3 * H], 'f32');
     const pos = fromArray(dev, Array.from({ length: n }, (_, i) => i), [n], 'i32');
-    const inv = fromArray(dev, Array.from({ length: HEAD / 2 }, (_, i) => 1 / 10000 ** ((2 * i) / HEAD)), [HEAD / 2], 'f32');
-    const rms = await time(dev, 'rope', () => ({ x: qk, positions: pos, invFreq: inv, numHeads: 2 * HEADS, headSize: HEAD }), reps, trials);
+    const inv = fromArray(dev, ropeCosSin(Float32Array.from({ length: HEAD / 2 }, (_, i) => 1 / 10000 ** ((2 * i) / HEAD)), 4096), [4096, HEAD], 'f32');
+    const rms = await time(dev, 'rope', () => ({ x: qk, positions: pos, cosSin: inv, numHeads: 2 * HEADS, headSize: HEAD }), reps, trials);
     rows.push(mem('rope (q and k)', `[${n}, ${2 * HEADS}, ${HEAD}]`, rms, n * 2 * H * 4 * 2));
 
     const gu = fromArray(dev, rand(n * 2 * I), [n, 2 * I], 'f32');

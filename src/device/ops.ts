@@ -19,11 +19,14 @@ export interface OpArgs {
   rms_norm: { x: Tensor; weight: Tensor; out: Tensor; residual?: Tensor; eps: number };
   /**
    * Rotary embedding in place on the first `numHeads` heads of each row of x, neox/LLaMA layout
-   * (pairs i and i + rot/2) or interleaved (GPT-J: pairs 2i, 2i+1). invFreq carries rope_theta
-   * and any rope_scaling (computed once on the host, see src/model/rope.ts).
-   * x: [n, w] f32 with w >= numHeads * headSize; positions: [n] i32; invFreq: [rot/2] f32, rot <= headSize
+   * (pairs i and i + rot/2) or interleaved (GPT-J: pairs 2i, 2i+1). cosSin is the table of
+   * cos and sin of every position's angles, computed once on the host in float64 from the
+   * inverse frequencies (rope_theta and any rope_scaling; see src/model/rope.ts): GPU sin/cos
+   * may be as coarse as Vulkan allows (2^-11 absolute), which drifted a 7B model's logits.
+   * x: [n, w] f32 with w >= numHeads * headSize; positions: [n] i32 (< maxPos);
+   * cosSin: [maxPos, rot] f32, cos in [:, :rot/2], sin in [:, rot/2:], rot <= headSize
    */
-  rope: { x: Tensor; positions: Tensor; invFreq: Tensor; numHeads: number; headSize: number; interleaved?: boolean };
+  rope: { x: Tensor; positions: Tensor; cosSin: Tensor; numHeads: number; headSize: number; interleaved?: boolean };
   /** out = silu(x[:, :i]) * x[:, i:]. x: [n, 2i] f32, out: [n, i] f32 */
   silu_and_mul: { x: Tensor; out: Tensor };
   /**
@@ -143,11 +146,12 @@ function check(name: OpName, a: any): string | undefined {
     }
     case 'rope': {
       const n = a.x?.shape[0];
-      const e = expect('x', a.x, F, [undefined, undefined]) ?? expect('positions', a.positions, I, [n]) ?? expect('invFreq', a.invFreq, F, [undefined]);
+      const e = expect('x', a.x, F, [undefined, undefined]) ?? expect('positions', a.positions, I, [n]) ?? expect('cosSin', a.cosSin, F, [undefined, undefined]);
       if (e) return e;
       if (!(a.headSize > 0 && a.headSize % 2 === 0)) return `headSize must be even and > 0, got ${a.headSize}`;
       if (a.numHeads * a.headSize > a.x.shape[1]) return `numHeads * headSize = ${a.numHeads * a.headSize} exceeds row width ${a.x.shape[1]}`;
-      if (a.invFreq.shape[0] * 2 > a.headSize) return `rotary dim ${a.invFreq.shape[0] * 2} exceeds headSize ${a.headSize}`;
+      const rot = a.cosSin.shape[1];
+      if (rot % 2 || rot > a.headSize) return `rotary dim ${rot} must be even and at most headSize ${a.headSize}`;
       return undefined;
     }
     case 'silu_and_mul': {

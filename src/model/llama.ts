@@ -7,7 +7,7 @@ import type { CommandStream, Device, Tensor } from '../device/device.ts';
 import { fromArray, rows } from '../device/tensor.ts';
 import type { ModelConfig } from './config.ts';
 import type { KvCache } from './kv-cache.ts';
-import { ropeInvFreq } from './rope.ts';
+import { ropeCosSin, ropeInvFreq } from './rope.ts';
 import { type ModelWeights, freeWeights } from './weights.ts';
 import { Workspace } from './workspace.ts';
 
@@ -38,7 +38,8 @@ export interface DeviceSampling {
 
 export class LlamaModel {
   private readonly ws: Workspace;
-  private readonly invFreq: Tensor;
+  /** [maxPositions, headDim]: cos and sin of every position's rotary angles */
+  private readonly cosSin: Tensor;
   /** gate and up projections fused per layer: [2 * intermediate, hidden], gate rows first */
   private readonly gateUp: Tensor[] = [];
 
@@ -47,7 +48,8 @@ export class LlamaModel {
     readonly config: ModelConfig,
     readonly weights: ModelWeights,
   ) {
-    this.invFreq = fromArray(device, ropeInvFreq(config), [config.headDim / 2], 'f32', 'inv_freq');
+    const maxPos = config.maxPositionEmbeddings;
+    this.cosSin = fromArray(device, ropeCosSin(ropeInvFreq(config), maxPos), [maxPos, config.headDim], 'f32', 'rope_cos_sin');
     this.ws = new Workspace(device, config);
     // silu_and_mul takes gate and up side by side in one row: one matmul by the stacked weights
     // (the separate tensors are freed once copied; the layer's gateProj/upProj become views)
@@ -145,8 +147,8 @@ export class LlamaModel {
       s.op('matmul', { a: xn, w: L.qProj, bias: L.qBias, out: q });
       s.op('matmul', { a: xn, w: L.kProj, bias: L.kBias, out: k });
       s.op('matmul', { a: xn, w: L.vProj, bias: L.vBias, out: v });
-      s.op('rope', { x: q, positions: inp.positions, invFreq: this.invFreq, numHeads: c.numHeads, headSize: c.headDim });
-      s.op('rope', { x: k, positions: inp.positions, invFreq: this.invFreq, numHeads: c.numKvHeads, headSize: c.headDim });
+      s.op('rope', { x: q, positions: inp.positions, cosSin: this.cosSin, numHeads: c.numHeads, headSize: c.headDim });
+      s.op('rope', { x: k, positions: inp.positions, cosSin: this.cosSin, numHeads: c.numKvHeads, headSize: c.headDim });
       const kc = cache.keys[l];
       const vc = cache.values[l];
       s.op('reshape_and_cache', { key: k, value: v, keyCache: kc, valueCache: vc, slotMapping: inp.slots });
@@ -177,7 +179,7 @@ export class LlamaModel {
     }
     freeWeights(this.device, this.weights);
     this.ws.free();
-    this.device.free(this.invFreq.buffer);
+    this.device.free(this.cosSin.buffer);
   }
 }
 

@@ -1,5 +1,5 @@
-// Rotary inverse frequencies, computed once on the host and uploaded as the `invFreq` input of
-// the rope op (src/device/ops.ts). The formulas are those HF transformers uses to build its
+// Rotary inverse frequencies and the table of cos/sin the rope op reads (src/device/ops.ts),
+// both computed once on the host. The formulas are those HF transformers uses to build its
 // rotary cache; every step is rounded to f32 (Math.fround) because transformers computes them
 // in f32 tensors. test/model/rope.test.ts checks the result bit for bit against the buffers
 // transformers 5.17 built (test/model/fixtures/rope.json).
@@ -55,6 +55,23 @@ function llama3(inv: Float32Array, s: Extract<ModelConfig['ropeScaling'], { type
     else {
       const smooth = f(f(f(len / wavelen) - low) / span);
       out[i] = f(f(f(f(1 - smooth) * freq) / factor) + f(smooth * freq));
+    }
+  }
+  return out;
+}
+
+/**
+ * cosSin: [maxPositions, headDim] f32, row p = cos(p * invFreq[i]) for i < headDim/2, then the
+ * sins. The angle is the f32 product, as transformers forms it; cos and sin of it in float64.
+ */
+export function ropeCosSin(invFreq: Float32Array, maxPositions: number): Float32Array {
+  const half = invFreq.length;
+  const out = new Float32Array(maxPositions * 2 * half);
+  for (let p = 0; p < maxPositions; p++) {
+    for (let i = 0; i < half; i++) {
+      const angle = Math.fround(p * invFreq[i]);
+      out[p * 2 * half + i] = Math.cos(angle);
+      out[p * 2 * half + half + i] = Math.sin(angle);
     }
   }
   return out;

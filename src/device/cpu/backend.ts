@@ -113,7 +113,7 @@ function runOp(d: CpuDevice, name: OpName, args: any): void {
     case 'rope': {
       const a = args as OpArgs['rope'];
       const [n, w] = a.x.shape;
-      d.write(a.x, ref.rope(d.read(a.x), d.read(a.positions), d.read(a.invFreq), n, w, a.numHeads, a.headSize, a.interleaved));
+      d.write(a.x, ref.rope(d.read(a.x), d.read(a.positions), d.read(a.cosSin), a.cosSin.shape[1], n, w, a.numHeads, a.headSize, a.interleaved));
       return;
     }
     case 'silu_and_mul': {

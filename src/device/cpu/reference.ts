@@ -36,17 +36,16 @@ export function rmsNorm(x: Num, weight: Num, n: number, h: number, eps: number, 
   return [out, res];
 }
 
-export function rope(x: Num, positions: Num, invFreq: Num, n: number, width: number, numHeads: number, headSize: number, interleaved = false): Float64Array {
+/** cosSin: [maxPos, rot], cos then sin of each position's rot/2 angles */
+export function rope(x: Num, positions: Num, cosSin: Num, rot: number, n: number, width: number, numHeads: number, headSize: number, interleaved = false): Float64Array {
   const out = Float64Array.from(x);
-  const half = invFreq.length;
+  const half = rot / 2;
   for (let t = 0; t < n; t++) {
     for (let hd = 0; hd < numHeads; hd++) {
       const base = t * width + hd * headSize;
       for (let i = 0; i < half; i++) {
-        // the angle is formed in f32 on the device (pos * inv_freq), as HF does in its rotary cache
-        const angle = Math.fround(positions[t] * invFreq[i]);
-        const c = Math.cos(angle);
-        const s = Math.sin(angle);
+        const c = cosSin[positions[t] * rot + i];
+        const s = cosSin[positions[t] * rot + half + i];
         const i0 = interleaved ? base + 2 * i : base + i;
         const i1 = interleaved ? base + 2 * i + 1 : base + i + half;
         const a = x[i0];

@@ -57,17 +57,18 @@ export function planOp<K extends OpName>(dev: WebGpuDevice, name: K, args: OpArg
       return [{ file: 'rms_norm.wgsl', flags, overrides: {}, tensors, params: { n, hidden, eps }, grid: grid(n) }];
     }
     case 'rope': {
-      const { x, positions, invFreq, numHeads, headSize, interleaved } = a as OpArgs['rope'];
+      const { x, positions, cosSin, numHeads, headSize, interleaved } = a as OpArgs['rope'];
       const [n, width] = x.shape;
-      const halfRot = invFreq.shape[0];
+      const [maxPos, rot] = cosSin.shape;
+      const halfRot = rot / 2;
       const threads = n * numHeads * halfRot;
       return [
         {
           file: 'rope.wgsl',
           flags: interleaved ? ['INTERLEAVED'] : [],
           overrides: {},
-          tensors: { x, positions, inv_freq: invFreq },
-          params: { n, width, num_heads: numHeads, head_size: headSize, half_rot: halfRot },
+          tensors: { x, positions, cos_sin: cosSin },
+          params: { n, width, num_heads: numHeads, head_size: headSize, half_rot: halfRot, max_pos: maxPos },
           grid: grid(Math.ceil(threads / 256)),
         },
       ];
