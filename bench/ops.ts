@@ -20,6 +20,8 @@ interface Row {
   tflops?: number;
   /** achieved / ceiling (copy bandwidth for memory-bound ops, matmul rate for compute-bound) */
   fraction?: number;
+  /** achieved / PyTorch's rate at the same shape, measured in the same call */
+  ofPeer?: number;
   bound: 'memory' | 'compute' | 'latency';
 }
 
@@ -77,6 +79,7 @@ export async function runOpsBench(opts: BenchOptions): Promise<void> {
   const reps = quick ? 3 : 20;
   const trials = quick ? 1 : 5;
   const rows: Row[] = [];
+  const peer = opts.peer && existsSync(opts.peer) ? JSON.parse(readFileSync(opts.peer, 'utf8')) : undefined;
   const f = (x: number) => Math.round(x * 1000) / 1000;
   const maxBind = Math.min(dev.info.maxBindingBytes, 512 * 2 ** 20);
 
@@ -159,7 +162,8 @@ export async function runOpsBench(opts: BenchOptions): Promise<void> {
       const a = fromArray(dev, rand(m * k), [m, k], 'f32');
       const out = empty(dev, [m, n], 'f32');
       const ms = await time(dev, 'matmul', (i) => ({ a, w: ws[i % copies], out }), reps, trials);
-      rows.push(mem('matmul decode', `[${m}, ${k}] x [${n}, ${k}]^T f16`, ms, wBytes + m * k * 4 + m * n * 4, 'gemv'));
+      const kernel = dev.info.backend === 'webgpu' ? pickMatmul(dev as WebGpuDevice, { a, w: ws[0], out }) : 'cpu';
+      rows.push(mem('matmul decode', `[${m}, ${k}] x [${n}, ${k}]^T f16`, ms, wBytes + m * k * 4 + m * n * 4, kernel));
       dev.free(a.buffer);
       dev.free(out.buffer);
     }
@@ -170,7 +174,9 @@ export async function runOpsBench(opts: BenchOptions): Promise<void> {
     const kernel = dev.info.backend === 'webgpu' ? pickMatmul(dev as WebGpuDevice, args) : 'cpu';
     const ms = await time(dev, 'matmul', (i) => ({ a, w: ws[i % copies], out }), quick ? 1 : 5, trials);
     const tflops = (2 * m * n * k) / (ms * 1e9);
-    rows.push({ op: 'matmul prefill', shape: `[${m}, ${k}] x [${n}, ${k}]^T f16`, kernel, ms: f(ms), tflops: f(tflops), fraction: f(tflops / mmTflops), bound: 'compute' });
+    // beside our own ceiling, the fraction of what PyTorch reaches at this very shape (same run)
+    const peerTflops = peer?.[`matmul_float16_${m}x${n}x${k}_tflops`] as number | undefined;
+    rows.push({ op: 'matmul prefill', shape: `[${m}, ${k}] x [${n}, ${k}]^T f16`, kernel, ms: f(ms), tflops: f(tflops), fraction: f(tflops / mmTflops), ofPeer: peerTflops ? f(tflops / peerTflops) : undefined, bound: 'compute' });
     dev.free(a.buffer);
     dev.free(out.buffer);
     for (const w of ws) dev.free(w.buffer);
@@ -201,7 +207,6 @@ export async function runOpsBench(opts: BenchOptions): Promise<void> {
   try {
     commit = process.env.PARALLM_COMMIT ?? execSync('git rev-parse --short HEAD', { stdio: ['ignore', 'pipe', 'ignore'] }).toString().trim();
   } catch {}
-  const peer = opts.peer && existsSync(opts.peer) ? JSON.parse(readFileSync(opts.peer, 'utf8')) : undefined;
   const result = {
     gpu,
     device: dev.info,
@@ -220,9 +225,10 @@ export async function runOpsBench(opts: BenchOptions): Promise<void> {
   console.log(`\n${gpu} (${dev.info.description}), ${result.timing}, commit ${commit}`);
   console.log(`ceilings: copy ${f(copyGBps)} GB/s; matmul ${f(mmTflops)} TFLOP/s (${mm}^3, ${mmKernel})`);
   if (peer) console.log(`peer (PyTorch): ${JSON.stringify(peer)}`);
-  console.log('\n| op | shape | kernel | ms | GB/s | TFLOP/s | of ceiling |\n|---|---|---|---|---|---|---|');
+  const pct = (x?: number) => (x !== undefined ? `${Math.round(x * 1000) / 10}%` : '');
+  console.log('\n| op | shape | kernel | ms | GB/s | TFLOP/s | of own ceiling | of PyTorch |\n|---|---|---|---|---|---|---|---|');
   for (const r of rows) {
-    console.log(`| ${r.op} | ${r.shape} | ${r.kernel ?? ''} | ${r.ms} | ${r.gbps ?? ''} | ${r.tflops ?? ''} | ${r.fraction !== undefined ? `${Math.round(r.fraction * 100)}%` : ''} |`);
+    console.log(`| ${r.op} | ${r.shape} | ${r.kernel ?? ''} | ${r.ms} | ${r.gbps ?? ''} | ${r.tflops ?? ''} | ${pct(r.fraction)} | ${pct(r.ofPeer)} |`);
   }
   console.log(`\nwritten to ${file}`);
   dev.destroy();
