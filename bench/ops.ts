@@ -195,9 +195,10 @@ export async function runOpsBench(opts: BenchOptions): Promise<void> {
     const topK = fromArray(dev, new Array(n).fill(50), [n], 'i32');
     const topP = fromArray(dev, new Array(n).fill(0.95), [n], 'f32');
     const draws = fromArray(dev, Array.from({ length: n }, (_, i) => (i * 0.618) % 1), [n], 'f32');
-    const sam = await time(dev, 'sample', () => ({ logits, temperature: temp, topK, topP, draws, out: ids }), reps, trials);
+    const minP = fromArray(dev, new Array(n).fill(0), [n], 'f32');
+    const sam = await time(dev, 'sample', () => ({ logits, temperature: temp, topK, topP, minP, draws, out: ids }), reps, trials);
     rows.push({ op: 'sample (T, top-k 50, top-p 0.95)', shape: `[${n}, ${V}]`, ms: f(sam), bound: 'latency' });
-    for (const t of [logits, probs, ids, temp, topK, topP, draws]) dev.free(t.buffer);
+    for (const t of [logits, probs, ids, temp, topK, topP, minP, draws]) dev.free(t.buffer);
   }
 
   const gpu = dev.info.name;

@@ -1,11 +1,13 @@
 // sample: one token per row from softmax(logits / temperature), restricted to the top-k
-// logits and then to the top-p (nucleus) mass of those, by inverse CDF in vocabulary order at
-// the row's uniform draw. temperature <= 0 is greedy (argmax). Only the ids leave the GPU.
+// logits, then to the top-p (nucleus) mass of those, then to the tokens at least min_p times
+// as likely as the most likely one, by inverse CDF in vocabulary order at the row's uniform
+// draw. temperature <= 0 is greedy (argmax). Only the ids leave the GPU.
 //
 // No sort: the k-th largest logit and the nucleus cut are found exactly by building their
 // order-preserving u32 keys bit by bit from the top (32 counting passes each), which needs
-// only workgroup reductions.
-// logits: [n, v] f32; temperature, top_p, draws (uniform in [0, 1)): [n] f32; top_k: [n] i32; out: [n] i32.
+// only workgroup reductions. min_p needs no search: its cut is a logit, max + T ln(min_p).
+// logits: [n, v] f32; temperature, top_p, min_p, draws (uniform in [0, 1)): [n] f32;
+// top_k: [n] i32; out: [n] i32.
 
 #include "lib/common.wgsl"
 
@@ -15,8 +17,9 @@ struct Params { n: u32, v: u32 }
 @group(0) @binding(2) var<storage, read> temperature: array<f32>;
 @group(0) @binding(3) var<storage, read> top_k: array<i32>;
 @group(0) @binding(4) var<storage, read> top_p: array<f32>;
-@group(0) @binding(5) var<storage, read> draws: array<f32>;
-@group(0) @binding(6) var<storage, read_write> out: array<i32>;
+@group(0) @binding(5) var<storage, read> min_p: array<f32>;
+@group(0) @binding(6) var<storage, read> draws: array<f32>;
+@group(0) @binding(7) var<storage, read_write> out: array<i32>;
 
 const WG = 256u;
 var<workgroup> red_f: array<f32, WG>;
@@ -123,7 +126,14 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, 
     }
     if (sum_f(lid, s) >= mass_goal) { t = cand; }
   }
-  let cut = max(t, tk);
+  // min_p: p / p_max = exp((x - max) / T) >= min_p  <=>  x >= max + T ln(min_p), computed in
+  // f32 as the CPU reference does (min_p > 1 acts as 1: the most likely token always stays);
+  // +0 and -0 are one logit but two keys, so a cut at 0 takes the lower key. No cut passes
+  // the largest logit (top_p 0 asks for the smallest nucleus: the most likely token).
+  let mp = min(min_p[row], 1.0);
+  let lim_m = maxv + temp * log(mp);
+  let cut_m = select(0u, select(key(lim_m), 0x7fffffffu, lim_m == 0.0), mp > 0.0);
+  let cut = min(max(max(t, tk), cut_m), mk);
   z = 0.0;
   for (var j = lid; j < v; j += WG) {
     let x = logits[base + j];
@@ -137,10 +147,11 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, 
   let lo = min(lid * chunk, v);
   let hi = min(lo + chunk, v);
   var cs = 0.0;
-  var last = 0u;
+  var last = 0u; // 1 + the chunk's last kept token of nonzero weight: a -inf logit is never drawn
   for (var j = lo; j < hi; j++) {
     let x = logits[base + j];
-    if (key(x) >= cut) { cs += exp((x - maxv) * inv_t); last = j + 1u; }
+    let e = exp((x - maxv) * inv_t);
+    if (key(x) >= cut && e > 0.0) { cs += e; last = j + 1u; }
   }
   // a serial scan of 256 sums by one thread costs nothing next to the passes above, and is
   // exact on every backend (a Hillis-Steele scan miscomputed on llvmpipe's GL path)
@@ -163,8 +174,9 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, 
     var acc = excl;
     for (var j = lo; j < hi; j++) {
       let x = logits[base + j];
-      if (key(x) >= cut) {
-        acc += exp((x - maxv) * inv_t);
+      let e = exp((x - maxv) * inv_t);
+      if (key(x) >= cut && e > 0.0) {
+        acc += e;
         pick = j + 1u;
         if (acc > goal) { break; }
       }

@@ -42,9 +42,30 @@ export interface OpArgs {
    * One token per row from softmax(logits / temperature) restricted to the top-k and then the
    * top-p (nucleus) set, by inverse CDF in vocabulary order at the row's uniform draw in [0, 1).
    * temperature 0 means greedy; topK <= 0 or >= v means no top-k; topP >= 1 means no top-p.
-   * logits: [n, v] f32; temperature, topP, draws: [n] f32; topK: [n] i32; out: [n] i32
+   * min_p then keeps only tokens whose probability is at least minP times the largest one, i.e.
+   * logits >= max + temperature * ln(minP), computed in f32; minP <= 0 means no min-p (> 1 acts
+   * as 1). Tokens of probability 0 (-inf logits, e.g. banned by apply_penalties) are never drawn.
+   * logits: [n, v] f32; temperature, topP, minP, draws: [n] f32; topK: [n] i32; out: [n] i32
    */
-  sample: { logits: Tensor; temperature: Tensor; topK: Tensor; topP: Tensor; draws: Tensor; out: Tensor };
+  sample: { logits: Tensor; temperature: Tensor; topK: Tensor; topP: Tensor; minP: Tensor; draws: Tensor; out: Tensor };
+  /**
+   * vLLM's penalties, in place on the logits, each off at its neutral value: a token of the
+   * prompt or the output is divided by `repetition` where its logit is > 0, else multiplied
+   * (1 = off); then `frequency` times its count in the output and `presence` once if it occurs
+   * in the output are subtracted (0 = off); banned tokens (min_tokens holding back EOS and stop
+   * ids) become -inf. Id lists are padded with -1; ids outside [0, v) are ignored; widths may be 0.
+   * logits: [n, v] f32; promptIds: [n, maxPrompt] i32; outputIds: [n, maxOut] i32;
+   * repetition, frequency, presence: [n] f32; bannedIds: [n, maxBanned] i32
+   */
+  apply_penalties: { logits: Tensor; promptIds: Tensor; outputIds: Tensor; repetition: Tensor; frequency: Tensor; presence: Tensor; bannedIds: Tensor };
+  /**
+   * log_softmax of each raw row at its chosen token, and the row's topN largest log-probs with
+   * their ids in descending order (ties: the lower id first); topN 0..20, at most v (with 0 the
+   * top tensors may be absent). An id outside [0, v) gives NaN.
+   * logits: [n, v] f32; ids: [n] i32; outLogprob: [n] f32; outTopIds: [n, topN] i32;
+   * outTopLogprobs: [n, topN] f32
+   */
+  logprobs: { logits: Tensor; ids: Tensor; topN: number; outLogprob: Tensor; outTopIds?: Tensor; outTopLogprobs?: Tensor };
   /** out = x, as a kernel (the bandwidth ceiling of the op benchmark). x, out: [n] f32 */
   copy: { x: Tensor; out: Tensor };
   /**
@@ -54,6 +75,13 @@ export interface OpArgs {
    * numKvHeads, headSize] f16 | f32; slotMapping: [n] i32
    */
   reshape_and_cache: { key: Tensor; value: Tensor; keyCache: Tensor; valueCache: Tensor; slotMapping: Tensor };
+  /**
+   * Copies whole blocks within the caches (copy-on-write of a shared last block): block
+   * pairs[i][1] <- block pairs[i][0] in both keyCache and valueCache. A device copy cannot do
+   * this: WebGPU forbids copying a buffer into itself.
+   * caches as reshape_and_cache; pairs: [m, 2] i32 (src, dst)
+   */
+  copy_blocks: { keyCache: Tensor; valueCache: Tensor; pairs: Tensor };
   /**
    * Decode attention over the paged cache: one query token per sequence, attending to the
    * sequence's first contextLens[s] tokens through its block table; GQA (numHeads a multiple
@@ -84,11 +112,17 @@ export const OP_NAMES: OpName[] = [
   'softmax',
   'argmax',
   'sample',
+  'apply_penalties',
+  'logprobs',
   'copy',
   'reshape_and_cache',
+  'copy_blocks',
   'paged_attention',
   'prefill_attention',
 ];
+
+/** The most top log-probs per token the logprobs op returns (OpenAI's top_logprobs limit). */
+export const MAX_TOP_LOGPROBS = 20;
 
 /**
  * Matmul variants: `gemv` for few rows (memory-bound decode; `gemv_sg` its subgroup version),
@@ -182,9 +216,31 @@ function check(name: OpName, a: any): string | undefined {
         expect('temperature', a.temperature, F, [n]) ??
         expect('topK', a.topK, I, [n]) ??
         expect('topP', a.topP, F, [n]) ??
+        expect('minP', a.minP, F, [n]) ??
         expect('draws', a.draws, F, [n]) ??
         expect('out', a.out, I, [n])
       );
+    }
+    case 'apply_penalties': {
+      const n = a.logits?.shape[0];
+      return (
+        expect('logits', a.logits, F, [undefined, undefined]) ??
+        expect('promptIds', a.promptIds, I, [n, undefined]) ??
+        expect('outputIds', a.outputIds, I, [n, undefined]) ??
+        expect('repetition', a.repetition, F, [n]) ??
+        expect('frequency', a.frequency, F, [n]) ??
+        expect('presence', a.presence, F, [n]) ??
+        expect('bannedIds', a.bannedIds, I, [n, undefined])
+      );
+    }
+    case 'logprobs': {
+      const [n, v] = a.logits?.shape ?? [];
+      const e = expect('logits', a.logits, F, [undefined, undefined]) ?? expect('ids', a.ids, I, [n]) ?? expect('outLogprob', a.outLogprob, F, [n]);
+      if (e) return e;
+      const k = a.topN;
+      if (!(Number.isInteger(k) && k >= 0 && k <= MAX_TOP_LOGPROBS && k <= v)) return `topN must be an integer in 0..${Math.min(MAX_TOP_LOGPROBS, v)}, got ${k}`;
+      if (k === 0 && !a.outTopIds && !a.outTopLogprobs) return undefined;
+      return expect('outTopIds', a.outTopIds, I, [n, k]) ?? expect('outTopLogprobs', a.outTopLogprobs, F, [n, k]);
     }
     case 'copy':
       return expect('x', a.x, F, [undefined]) ?? expect('out', a.out, F, [a.x.shape[0]]);
@@ -195,6 +251,8 @@ function check(name: OpName, a: any): string | undefined {
       const n = a.slotMapping?.shape[0];
       return expect('slotMapping', a.slotMapping, I, [undefined]) ?? expect('key', a.key, F, [n, kvh * hs]) ?? expect('value', a.value, F, [n, kvh * hs]);
     }
+    case 'copy_blocks':
+      return checkCaches(a) ?? expect('pairs', a.pairs, I, [undefined, 2]);
     case 'paged_attention':
     case 'prefill_attention': {
       const e = checkCaches(a);

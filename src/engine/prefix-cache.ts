@@ -26,7 +26,7 @@ export class PrefixCache {
    */
   match(seq: Sequence): number[] {
     const out: number[] = [];
-    if (!this.enabled) return out;
+    if (!this.enabled || seq.noPrefixCache) return out;
     const n = Math.floor((seq.numTokens - 1) / this.blockSize);
     const keys = this.keysOf(seq, n);
     let parentId = 0;

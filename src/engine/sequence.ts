@@ -32,6 +32,8 @@ export class Sequence {
   blockTable: number[] = [];
   /** Leading tokens whose K/V are in the cache. The model computes tokens [numCachedTokens, numTokens). */
   numCachedTokens = 0;
+  /** Compute every prompt token (no prefix-cache hits): prompt log-probs need each position's logits. */
+  noPrefixCache = false;
 
   constructor(tokenIds: readonly number[], numPromptTokens = tokenIds.length) {
     this.tokenIds = tokenIds.slice();

@@ -32,6 +32,8 @@ export interface DeviceSampling {
   temperature: ArrayLike<number>;
   topK: ArrayLike<number>;
   topP: ArrayLike<number>;
+  /** min_p per sequence (0 = off); absent: off for all */
+  minP?: ArrayLike<number>;
   /** uniform draws in [0, 1), one per sequence */
   draws: ArrayLike<number>;
 }
@@ -87,9 +89,10 @@ export class LlamaModel {
         temperature: ['f32', sampling.temperature],
         topK: ['i32', sampling.topK],
         topP: ['f32', sampling.topP],
+        minP: ['f32', sampling.minP ?? new Float32Array(n)],
         draws: ['f32', sampling.draws],
       });
-      s.op('sample', { logits, temperature: p.temperature, topK: p.topK, topP: p.topP, draws: p.draws, out: ids });
+      s.op('sample', { logits, temperature: p.temperature, topK: p.topK, topP: p.topP, minP: p.minP, draws: p.draws, out: ids });
     }
     const out = s.read(ids);
     s.submit();
@@ -97,8 +100,11 @@ export class LlamaModel {
     return new Int32Array(b.buffer, b.byteOffset, n);
   }
 
-  /** Records the whole forward pass of a step into `s`; returns the logits tensor [numSeqs, vocab]. */
-  record(s: CommandStream, step: StepInput, cache: KvCache): Tensor {
+  /**
+   * Records the whole forward pass of a step into `s`; returns the logits tensor [rows, vocab]
+   * of the tokens `logitRows` (indices into the step's tokens; default: each sequence's last).
+   */
+  record(s: CommandStream, step: StepInput, cache: KvCache, logitRows?: ArrayLike<number>): Tensor {
     const c = this.config;
     const w = this.weights;
     const T = step.tokenIds.length;
@@ -121,7 +127,10 @@ export class LlamaModel {
     });
     if (starts[S] !== T) throw new Error(`step: sequences hold ${starts[S]} query tokens but ${T} token ids were given`);
     const inp = ws.hostInputs(s, 'step', T, { ids: ['i32', step.tokenIds], positions: ['i32', step.positions], slots: ['i32', step.slotMapping] });
-    const seqIn = ws.hostInputs(s, 'seqs', S, { contextLens: ['i32', step.seqs.map((q) => q.contextLen)], last: ['i32', last] });
+    const rowsIn = logitRows ?? last;
+    const R = rowsIn.length;
+    const seqIn = ws.hostInputs(s, 'seqs', S, { contextLens: ['i32', step.seqs.map((q) => q.contextLen)] });
+    const lastIn = ws.upload(s, 'logit_rows', [R], rowsIn);
     const queryStarts = ws.upload(s, 'query_starts', [S + 1], starts);
     const blockTables = ws.upload(s, 'block_tables', [S, maxBlocks], tables);
 
@@ -164,10 +173,10 @@ export class LlamaModel {
       s.op('matmul', { a: act, w: L.downProj, out: hOut });
     }
     s.op('rms_norm', { x: hOut, residual, weight: w.norm, out: xn, eps });
-    // only each sequence's last token goes through the lm_head: gather those rows first
-    const lastRows = ws.get('last_rows', [S, H], 'f32');
-    s.op('embedding', { ids: seqIn.last, table: xn, out: lastRows });
-    const logits = ws.get('logits', [S, c.vocabSize], 'f32');
+    // only the rows whose logits are wanted go through the lm_head: gather them first
+    const lastRows = ws.get('last_rows', [R, H], 'f32');
+    s.op('embedding', { ids: lastIn, table: xn, out: lastRows });
+    const logits = ws.get('logits', [R, c.vocabSize], 'f32');
     s.op('matmul', { a: lastRows, w: w.lmHead, out: logits });
     return logits;
   }

@@ -8,6 +8,7 @@ import { type OpArgs, type OpName, checkOp } from '../ops.ts';
 import { tensorBytes } from '../tensor.ts';
 import * as attn from './attention.ts';
 import * as ref from './reference.ts';
+import * as sam from './sampling.ts';
 
 function cacheShape(t: Tensor): attn.CacheShape {
   const [numBlocks, blockSize, numKvHeads, headSize] = t.shape;
@@ -140,7 +141,26 @@ function runOp(d: CpuDevice, name: OpName, args: any): void {
     case 'sample': {
       const a = args as OpArgs['sample'];
       const [n, v] = a.logits.shape;
-      d.write(a.out, ref.sample(d.read(a.logits), n, v, d.read(a.temperature), d.read(a.topK), d.read(a.topP), d.read(a.draws)));
+      d.write(a.out, ref.sample(d.read(a.logits), n, v, d.read(a.temperature), d.read(a.topK), d.read(a.topP), d.read(a.minP), d.read(a.draws)));
+      return;
+    }
+    case 'apply_penalties': {
+      const a = args as OpArgs['apply_penalties'];
+      const [n, v] = a.logits.shape;
+      const [p, o, b] = [a.promptIds.shape[1], a.outputIds.shape[1], a.bannedIds.shape[1]];
+      const out = sam.applyPenalties(d.read(a.logits), n, v, d.read(a.promptIds), p, d.read(a.outputIds), o, d.read(a.repetition), d.read(a.frequency), d.read(a.presence), d.read(a.bannedIds), b);
+      d.write(a.logits, out);
+      return;
+    }
+    case 'logprobs': {
+      const a = args as OpArgs['logprobs'];
+      const [n, v] = a.logits.shape;
+      const r = sam.logprobs(d.read(a.logits), n, v, d.read(a.ids), a.topN);
+      d.write(a.outLogprob, r.logprob);
+      if (a.topN > 0) {
+        d.write(a.outTopIds!, r.topIds);
+        d.write(a.outTopLogprobs!, r.topLogprobs);
+      }
       return;
     }
     case 'copy': {
@@ -153,6 +173,16 @@ function runOp(d: CpuDevice, name: OpName, args: any): void {
       const [kc, vc] = attn.reshapeAndCache(d.read(a.key), d.read(a.value), d.read(a.keyCache), d.read(a.valueCache), d.read(a.slotMapping), cacheShape(a.keyCache));
       d.write(a.keyCache, kc);
       d.write(a.valueCache, vc);
+      return;
+    }
+    case 'copy_blocks': {
+      const a = args as OpArgs['copy_blocks'];
+      const pairs = d.read(a.pairs);
+      const blockBytes = d.bytes(a.keyCache).byteLength / a.keyCache.shape[0];
+      for (const cache of [a.keyCache, a.valueCache]) {
+        const b = d.bytes(cache);
+        for (let i = 0; i < pairs.length; i += 2) b.copyWithin(pairs[i + 1] * blockBytes, pairs[i] * blockBytes, (pairs[i] + 1) * blockBytes);
+      }
       return;
     }
     case 'paged_attention': {

@@ -108,10 +108,13 @@ export function argmax(x: Num, n: number, v: number): Int32Array {
 /**
  * The set of tokens a row may sample from, by definition (sort, not bisection): the top-k
  * logits (ties at the k-th value included), then the smallest prefix of those, in descending
- * order, whose renormalised probability reaches top_p (ties at the cut value included).
+ * order, whose renormalised probability reaches top_p (ties at the cut value included), then
+ * the logits >= max + temperature * ln(min_p) (min_p <= 0: none cut). The min-p threshold is
+ * computed in f32 from the f32 parameters, step by step as the kernels do, so that both cut
+ * at the same logit (up to the GPU's ln, which WGSL does not require to be correctly rounded).
  * Returns the kept mask and the probabilities softmax(logits / temperature) over the row.
  */
-export function samplingSet(row: Num, temperature: number, topK: number, topP: number): { keep: Uint8Array; probs: Float64Array } {
+export function samplingSet(row: Num, temperature: number, topK: number, topP: number, minP = 0): { keep: Uint8Array; probs: Float64Array } {
   const v = row.length;
   const scaled = Float64Array.from(row, (x) => x / temperature);
   const probs = softmax(scaled, 1, v);
@@ -131,12 +134,17 @@ export function samplingSet(row: Num, temperature: number, topK: number, topP: n
       if (acc >= topP) break;
     }
   }
-  const t = Math.max(kth, cut);
+  let t = Math.max(kth, cut);
+  if (minP > 0) {
+    const f = Math.fround;
+    // probability ratio p / p_max = exp((x - max) / T) >= min_p  <=>  x >= max + T ln(min_p)
+    t = Math.max(t, f(row[order[0]] + f(f(temperature) * f(Math.log(Math.min(f(minP), 1))))));
+  }
   for (let j = 0; j < v; j++) keep[j] = row[j] >= t ? 1 : 0;
   return { keep, probs };
 }
 
-export function sample(logits: Num, n: number, v: number, temperature: Num, topK: Num, topP: Num, draws: Num): Int32Array {
+export function sample(logits: Num, n: number, v: number, temperature: Num, topK: Num, topP: Num, minP: Num, draws: Num): Int32Array {
   const out = new Int32Array(n);
   for (let i = 0; i < n; i++) {
     const row = Array.prototype.slice.call(logits, i * v, (i + 1) * v) as number[];
@@ -144,14 +152,15 @@ export function sample(logits: Num, n: number, v: number, temperature: Num, topK
       out[i] = argmax(row, 1, v)[0];
       continue;
     }
-    const { keep, probs } = samplingSet(row, temperature[i], topK[i], topP[i]);
+    const { keep, probs } = samplingSet(row, temperature[i], topK[i], topP[i], minP[i]);
     let total = 0;
     for (let j = 0; j < v; j++) if (keep[j]) total += probs[j];
     const target = draws[i] * total;
     let acc = 0;
     let pick = -1;
     for (let j = 0; j < v; j++) {
-      if (!keep[j]) continue;
+      // a token of probability 0 (a -inf logit) is never drawn, not even past the last bin
+      if (!keep[j] || probs[j] === 0) continue;
       pick = j;
       acc += probs[j];
       if (acc > target) break;

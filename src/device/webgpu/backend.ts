@@ -203,7 +203,7 @@ class WebGpuStream implements CommandStream {
   }
 
   copy(src: Tensor, dst: Tensor): this {
-    if (tensorBytes(src) !== tensorBytes(dst) || tensorBytes(src) % 4) throw new RangeError('copy: byte sizes differ or are not a multiple of 4');
+    if (tensorBytes(src) !== tensorBytes(dst) || tensorBytes(src) % 4 || src.offset % 4 || dst.offset % 4) throw new RangeError('copy: byte sizes differ, or sizes or offsets are not multiples of 4');
     this.cmds.push({ kind: 'copy', src, dst });
     return this;
   }
@@ -266,9 +266,8 @@ class WebGpuStream implements CommandStream {
         pass.dispatchWorkgroups(d.grid[0], d.grid[1] ?? 1, d.grid[2] ?? 1);
       } else if (c.kind === 'copy') {
         endPass();
-        const s = dev.binding(c.src, 'copy source');
-        const t = dev.binding(c.dst, 'copy destination');
-        enc.copyBufferToBuffer(s.buffer, s.offset ?? 0, t.buffer, t.offset ?? 0, tensorBytes(c.src));
+        // a copy needs 4-byte alignment only, not a binding's (KV blocks can be 128 bytes)
+        enc.copyBufferToBuffer((c.src.buffer as GpuBuffer).gpu, c.src.offset, (c.dst.buffer as GpuBuffer).gpu, c.dst.offset, tensorBytes(c.src));
       } else if (c.kind === 'read') {
         endPass();
         const size = Math.ceil(tensorBytes(c.src) / 4) * 4;

@@ -9,6 +9,7 @@ import { attentionUnsupported, planPagedAttention, planPrefillAttention, planRes
 import type { WebGpuDevice } from './backend.ts';
 import { matmulUnsupported, pickMatmul, planMatmul } from './matmul.ts';
 import { type Dispatch, grid, rowBlock, sameTensor, weightFlag } from './plan.ts';
+import { planApplyPenalties, planLogprobs } from './sampling.ts';
 
 export type { Dispatch };
 export { grid, pickMatmul };
@@ -95,13 +96,23 @@ export function planOp<K extends OpName>(dev: WebGpuDevice, name: K, args: OpArg
     case 'sample': {
       const s = a as OpArgs['sample'];
       const [n, v] = s.logits.shape;
-      const tensors = { logits: s.logits, temperature: s.temperature, top_k: s.topK, top_p: s.topP, draws: s.draws, out: s.out };
+      const tensors = { logits: s.logits, temperature: s.temperature, top_k: s.topK, top_p: s.topP, min_p: s.minP, draws: s.draws, out: s.out };
       return [{ file: 'sample.wgsl', flags: [], overrides: {}, tensors, params: { n, v }, grid: grid(n) }];
     }
+    case 'apply_penalties':
+      return planApplyPenalties(dev, a as OpArgs['apply_penalties']);
+    case 'logprobs':
+      return planLogprobs(dev, a as OpArgs['logprobs']);
     case 'copy': {
       const { x, out } = a as OpArgs['copy'];
       const n4 = x.shape[0] / 4;
       return [{ file: 'copy.wgsl', flags: [], overrides: {}, tensors: { x, out }, params: { n4 }, grid: grid(Math.min(Math.ceil(n4 / 256), 4096)) }];
+    }
+    case 'copy_blocks': {
+      const { keyCache, valueCache, pairs } = a as OpArgs['copy_blocks'];
+      const m = pairs.shape[0];
+      const blockWords = tensorBytes(keyCache) / keyCache.shape[0] / 4;
+      return [{ file: 'copy_blocks.wgsl', flags: [], overrides: {}, tensors: { key_cache: keyCache, value_cache: valueCache, pairs }, params: { m, block_words: blockWords }, grid: grid(Math.max(1, m)) }];
     }
     case 'matmul':
       return planMatmul(dev, a as OpArgs['matmul']);

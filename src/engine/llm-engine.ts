@@ -1,0 +1,312 @@
+// LLMEngine: the step loop and the request lifecycle. Requests come in (prompt ids, sampling
+// parameters, an optional AbortSignal), the scheduler forms each step's batch, the runner runs
+// it on the device, and every request's stream receives its outputs as tokens arrive.
+
+import type { Tokenizer } from '../tokenizer/tokenizer.ts';
+import { IncrementalDetokenizer } from '../tokenizer/detokenizer.ts';
+import type { BlockManager } from './block-manager.ts';
+import { type RequestOutput, RequestStream, type SeqOutput } from './outputs.ts';
+import type { ModelRunner, SampleRow, TokenLogprobs } from './runner.ts';
+import { type SamplingParams, samplingParams } from './sampling-params.ts';
+import type { Scheduler } from './scheduler.ts';
+import type { ScheduledSeq } from './scheduler-output.ts';
+import { type Sequence, SequenceGroup } from './sequence.ts';
+import { type StopState, flushText, pushText, stopsOnToken } from './stop.ts';
+
+interface Request {
+  id: string;
+  group: SequenceGroup;
+  params: SamplingParams;
+  stream: RequestStream;
+  prompt?: string;
+  promptLogprobs: RequestOutput['promptLogprobs'];
+  arrival: number;
+  firstTokenTime?: number;
+  onAbort?: () => void;
+  signal?: AbortSignal;
+}
+
+interface SeqState {
+  /** absent without a tokenizer (benchmarks on dummy weights): no text, ids only */
+  detok?: IncrementalDetokenizer;
+  stop: StopState;
+  rand: () => number;
+  logprobs: SeqOutput['logprobs'];
+  index: number;
+}
+
+export interface EngineStats {
+  steps: number;
+  /** sum of GPU time over steps (ms), when the runner times steps */
+  gpuMs: number;
+  /** wall time from the first step's start to the last step's end (ms) */
+  wallMs: number;
+  preemptions: number;
+  promptTokens: number;
+  generatedTokens: number;
+  maxUsedBlocks: number;
+  /** allocated token slots not holding a token, at the step with the most blocks in use */
+  wasteAtPeak: number;
+}
+
+/** mulberry32 */
+function prng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+export class LLMEngine {
+  private requests = new Map<string, Request>();
+  private seqState = new Map<Sequence, SeqState>();
+  private nextId = 0;
+  private loop?: Promise<void>;
+  private wake?: () => void;
+  private firstStepAt?: number;
+  readonly stats: EngineStats = { steps: 0, gpuMs: 0, wallMs: 0, preemptions: 0, promptTokens: 0, generatedTokens: 0, maxUsedBlocks: 0, wasteAtPeak: 0 };
+
+  constructor(
+    readonly tokenizer: Tokenizer | undefined,
+    readonly eosTokenIds: readonly number[],
+    readonly scheduler: Scheduler,
+    readonly blocks: BlockManager,
+    readonly runner: ModelRunner,
+    readonly maxModelLen: number,
+  ) {}
+
+  /** Queues a request; its stream yields outputs as they arrive. An AbortSignal frees its blocks at once. */
+  addRequest(prompt: string | number[], params: Partial<SamplingParams> = {}, opts: { requestId?: string; signal?: AbortSignal } = {}): RequestStream {
+    const p = samplingParams(params);
+    if (typeof prompt === 'string' && !this.tokenizer) throw new Error('this engine has no tokenizer: pass prompt token ids');
+    const ids = typeof prompt === 'string' ? this.tokenizer!.encode(prompt) : prompt;
+    const id = opts.requestId ?? `req-${this.nextId++}`;
+    if (this.requests.has(id)) throw new Error(`request id ${id} is already in use`);
+    const group = new SequenceGroup(id, ids, p);
+    if (p.promptLogprobs !== undefined) group.seqs[0].noPrefixCache = true;
+    const stream = new RequestStream(id);
+    const req: Request = { id, group, params: p, stream, prompt: typeof prompt === 'string' ? prompt : undefined, promptLogprobs: undefined, arrival: performance.now(), signal: opts.signal };
+    if (p.promptLogprobs !== undefined) req.promptLogprobs = [null];
+    this.requests.set(id, req);
+    this.stats.promptTokens += ids.length;
+    this.scheduler.addRequest(group);
+    if (opts.signal) {
+      if (opts.signal.aborted) queueMicrotask(() => this.abort(id));
+      else {
+        req.onAbort = () => this.abort(id);
+        opts.signal.addEventListener('abort', req.onAbort, { once: true });
+      }
+    }
+    this.kick();
+    return stream;
+  }
+
+  /** Cancels a request: frees its blocks now and ends its stream with finish reason 'abort'. */
+  abort(requestId: string): void {
+    const req = this.requests.get(requestId);
+    if (!req) return;
+    this.scheduler.abort(requestId);
+    for (const seq of req.group.seqs) if (!seq.finishReason) seq.finishReason = 'abort';
+    this.emit(req, true);
+  }
+
+  hasUnfinished(): boolean {
+    return this.requests.size > 0;
+  }
+
+  /** Runs steps until no request is left; resolves when idle. Called again as requests arrive. */
+  private kick(): void {
+    if (this.loop) {
+      this.wake?.();
+      return;
+    }
+    this.loop = (async () => {
+      try {
+        while (this.requests.size) await this.step();
+      } catch (e) {
+        for (const r of this.requests.values()) r.stream.fail(e as Error);
+        this.requests.clear();
+      } finally {
+        this.loop = undefined;
+      }
+    })();
+  }
+
+  /** Waits until every request queued so far has finished. */
+  async drain(): Promise<void> {
+    while (this.loop) await this.loop;
+  }
+
+  /** One iteration: schedule, copy blocks, run the model, sample, update every request. */
+  async step(): Promise<void> {
+    const t0 = performance.now();
+    this.firstStepAt ??= t0;
+    const out = this.scheduler.schedule();
+    this.stats.preemptions += out.preempted.length;
+    for (const ig of out.ignored) {
+      const req = this.requests.get(ig.group.requestId);
+      if (req) this.finishWithError(req, `${ig.code}: ${ig.reason}`);
+    }
+    if (!out.scheduled.length) {
+      if (this.requests.size && !out.ignored.length && !out.preempted.length) {
+        // nothing runnable and nothing changed: yield so aborts and new requests can arrive
+        await new Promise<void>((r) => setTimeout(r, 1));
+      }
+      return;
+    }
+    await this.runner.copyBlocks(out.blocksToSwapOut, out.blocksToSwapIn, out.blocksToCopy);
+    const u = this.blocks.usage();
+    if (u.usedBlocks > this.stats.maxUsedBlocks) {
+      this.stats.maxUsedBlocks = u.usedBlocks;
+      this.stats.wasteAtPeak = u.wasteFraction;
+    }
+
+    // rows to sample: one per sequence, n from one row for a group whose prompt completes (its
+    // siblings are forked after update(), and get the states made here)
+    const samples: SampleRow[] = [];
+    const pending: { e: ScheduledSeq; states: SeqState[] }[] = [];
+    const promptLp = new Map<ScheduledSeq, number>();
+    for (const e of out.scheduled) {
+      const req = this.requests.get(e.group.requestId)!;
+      if (req.params.promptLogprobs !== undefined && e.numCachedTokens < e.seq.numPromptTokens - 1) promptLp.set(e, req.params.promptLogprobs);
+      if (!e.sample) continue;
+      const n = e.group.needsFork ? req.params.n : 1;
+      const states = Array.from({ length: n }, (_, i) => (i === 0 ? this.state(req, e.seq) : this.newState(req, i)));
+      for (const st of states) samples.push(this.sampleRow(req, e, st));
+      pending.push({ e, states });
+    }
+    const result = await this.runner.run(out.scheduled, samples, promptLp);
+    this.scheduler.update(out);
+
+    const touched = new Set<Request>();
+    for (const [e, lps] of result.promptLogprobs ?? []) {
+      const req = this.requests.get(e.group.requestId)!;
+      req.promptLogprobs!.push(...lps.map((x) => ({ logprob: x.logprob, top: x.top })));
+    }
+    let k = 0;
+    for (const { e, states } of pending) {
+      const req = this.requests.get(e.group.requestId);
+      const seqs = states.length > 1 ? this.scheduler.fork(e.group) : [e.seq];
+      seqs.forEach((seq, i) => this.seqState.set(seq, states[i]));
+      for (const seq of seqs) {
+        const i = k++;
+        if (!req || seq.status !== 'running') continue;
+        this.appendToken(req, seq, result.ids[i], result.logprobs?.[i]);
+        touched.add(req);
+      }
+    }
+    for (const req of touched) this.emit(req, req.group.isFinished);
+    this.stats.steps++;
+    this.stats.gpuMs += result.gpuMs ?? 0;
+    this.stats.wallMs = performance.now() - this.firstStepAt;
+  }
+
+  private sampleRow(req: Request, e: ScheduledSeq, st: SeqState): SampleRow {
+    const p = req.params;
+    // min_tokens: EOS and stop ids are held back on the device until enough tokens are out
+    const banned = e.seq.numOutputTokens < p.minTokens ? [...p.stopTokenIds, ...(p.ignoreEos ? [] : this.eosTokenIds)] : [];
+    return { entry: e, seq: e.seq, params: p, draw: st.rand(), banned };
+  }
+
+  private state(req: Request, seq: Sequence): SeqState {
+    let st = this.seqState.get(seq);
+    if (!st) {
+      st = this.newState(req, req.group.seqs.indexOf(seq));
+      this.seqState.set(seq, st);
+    }
+    return st;
+  }
+
+  /** A sequence's detokenizer, stop state and draws: seeded by (seed, index), so a seed reproduces whatever the batch. */
+  private newState(req: Request, index: number): SeqState {
+    const seed = req.params.seed !== undefined ? req.params.seed * 131 + index : Math.floor(Math.random() * 2 ** 31);
+    const prompt = req.group.seqs[0].promptTokenIds;
+    return {
+      detok: this.tokenizer ? new IncrementalDetokenizer(this.tokenizer, prompt, { skipSpecialTokens: req.params.skipSpecialTokens }) : undefined,
+      stop: { text: '', pending: '' },
+      rand: prng(seed),
+      logprobs: req.params.logprobs !== undefined ? [] : undefined,
+      index,
+    };
+  }
+
+  private appendToken(req: Request, seq: Sequence, id: number, lp: TokenLogprobs | undefined): void {
+    const st = this.state(req, seq);
+    req.firstTokenTime ??= performance.now();
+    const p = req.params;
+    const stopId = stopsOnToken(id, p, this.eosTokenIds, seq.numOutputTokens);
+    seq.appendToken(id);
+    this.stats.generatedTokens++;
+    if (lp && st.logprobs) st.logprobs.push({ id, logprob: lp.logprob, top: lp.top });
+    if (stopId) {
+      // EOS or a stop id: its text is not part of the output; held-back text is released
+      st.stop.finished = 'stop';
+      st.stop.stopReason = id;
+      pushText(st.stop, st.detok?.flush() ?? '', []);
+      flushText(st.stop);
+    } else {
+      pushText(st.stop, st.detok?.push(id) ?? '', p.stop);
+      if (!st.stop.finished && (seq.numOutputTokens >= p.maxTokens || seq.numTokens >= this.maxModelLen)) {
+        st.stop.finished = 'length';
+        pushText(st.stop, st.detok?.flush() ?? '', p.stop);
+        if (st.stop.finished === 'length') flushText(st.stop);
+      }
+    }
+    if (st.stop.finished) this.scheduler.finish(seq, st.stop.finished);
+  }
+
+  private outputsOf(req: Request): SeqOutput[] {
+    return req.group.seqs.map((seq, i) => {
+      const st = this.seqState.get(seq);
+      return {
+        index: i,
+        text: st?.stop.text ?? '',
+        tokenIds: seq.outputTokenIds,
+        finishReason: seq.finishReason === 'ignored' ? 'abort' : (seq.finishReason ?? undefined),
+        stopReason: st?.stop.stopReason,
+        logprobs: st?.logprobs,
+      };
+    });
+  }
+
+  private emit(req: Request, finished: boolean): void {
+    const now = performance.now();
+    req.stream.push({
+      requestId: req.id,
+      prompt: req.prompt,
+      promptTokenIds: req.group.seqs[0].promptTokenIds,
+      promptLogprobs: req.promptLogprobs,
+      outputs: this.outputsOf(req),
+      finished,
+      metrics: { arrivalTime: req.arrival, firstTokenTime: req.firstTokenTime, lastTokenTime: now, finishedTime: finished ? now : undefined },
+    });
+    if (finished) this.retire(req);
+  }
+
+  private finishWithError(req: Request, reason: string): void {
+    req.stream.fail(new RequestRejectedError(req.id, reason));
+    this.retire(req);
+  }
+
+  private retire(req: Request): void {
+    req.stream.end();
+    if (req.onAbort) req.signal?.removeEventListener('abort', req.onAbort);
+    for (const s of req.group.seqs) this.seqState.delete(s);
+    this.requests.delete(req.id);
+  }
+}
+
+/** The scheduler refused a request (too long for the model, or more KV blocks than exist). */
+export class RequestRejectedError extends Error {
+  override name = 'RequestRejectedError';
+  constructor(
+    readonly requestId: string,
+    reason: string,
+  ) {
+    super(`request ${requestId} rejected: ${reason}`);
+  }
+}

@@ -1,0 +1,139 @@
+// The engine end to end on the tiny HF fixtures: greedy outputs equal HF transformers'; 60
+// concurrent requests of mixed lengths with sampling, stops, n > 1, aborts and forced
+// preemption (a tiny block pool) each give exactly what the request gives when run alone;
+// no block leaks; streaming, log-probs and rejections behave.
+
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { LLM } from '../../src/engine/llm.ts';
+import type { RequestOutput } from '../../src/engine/outputs.ts';
+import type { SamplingParams } from '../../src/engine/sampling-params.ts';
+import { backendsUnderTest, rng } from '../ops/harness.ts';
+
+const DIR = join(import.meta.dirname, '..', 'fixtures', 'hf', 'tiny-llama');
+const refs: { ids: number[]; greedy: number[]; last_logits: number[] }[] = JSON.parse(readFileSync(join(DIR, 'ref.json'), 'utf8')).refs;
+
+interface Job {
+  prompt: number[];
+  params: Partial<SamplingParams>;
+  abortAfter?: number; // outputs received before aborting
+}
+
+function jobs(seed: number): Job[] {
+  const r = rng(seed);
+  const out: Job[] = [];
+  for (let i = 0; i < 60; i++) {
+    const len = 1 + Math.floor(r() * 40);
+    const prompt = [1, ...Array.from({ length: len - 1 }, () => 6 + Math.floor(r() * 370))];
+    const kind = i % 6;
+    const params: Partial<SamplingParams> = { temperature: 0, maxTokens: 4 + Math.floor(r() * 12), ignoreEos: true };
+    if (kind === 1) Object.assign(params, { temperature: 0.9, topK: 20, topP: 0.9, seed: 1000 + i });
+    if (kind === 2) Object.assign(params, { n: 2 });
+    if (kind === 3) Object.assign(params, { stopTokenIds: [prompt[prompt.length - 1], 100, 101, 102, 103, 104, 105] });
+    if (kind === 4) Object.assign(params, { temperature: 0.7, minP: 0.05, seed: 7 * i, n: 2, repetitionPenalty: 1.3, presencePenalty: 0.5 });
+    out.push({ prompt, params, abortAfter: kind === 5 && i % 12 === 5 ? 2 : undefined });
+  }
+  return out;
+}
+
+const ids = (o: RequestOutput) => o.outputs.map((s) => s.tokenIds);
+
+describe.each(backendsUnderTest())('%s backend: engine', (backend) => {
+  let alone: LLM;
+  beforeAll(async () => {
+    alone = await LLM.create({ model: DIR, backend, numGpuBlocks: 256, blockSize: 4 });
+  });
+  afterAll(() => alone?.close());
+
+  it('greedy continuations of a batch equal HF transformers', async () => {
+    const outs = await alone.generate(
+      refs.map((r) => r.ids),
+      { temperature: 0, maxTokens: refs[0].greedy.length, ignoreEos: true },
+    );
+    expect(outs.map((o) => o.outputs[0].tokenIds)).toEqual(refs.map((r) => r.greedy));
+  });
+
+  it('log-probs of the sampled token and the prompt match the HF logits', async () => {
+    const r = refs[1];
+    const [out] = await alone.generate([r.ids], { temperature: 0, maxTokens: 1, logprobs: 3, promptLogprobs: 2, ignoreEos: true });
+    const mx = Math.max(...r.last_logits);
+    const lse = mx + Math.log(r.last_logits.reduce((s, x) => s + Math.exp(x - mx), 0));
+    const lp = out.outputs[0].logprobs![0];
+    expect(lp.id).toBe(r.greedy[0]);
+    expect(lp.logprob).toBeCloseTo(r.last_logits[r.greedy[0]] - lse, 3);
+    expect(lp.top[0].id).toBe(r.greedy[0]);
+    expect(lp.top).toHaveLength(3);
+    expect(out.promptLogprobs).toHaveLength(r.ids.length);
+    expect(out.promptLogprobs![0]).toBeNull();
+    expect(out.promptLogprobs!.slice(1).every((x) => x && x.logprob <= 0 && x.top.length === 2)).toBe(true);
+  });
+
+  it('streams text that ends as the final output, and stop strings cut the text', async () => {
+    const parts: string[] = [];
+    let last: RequestOutput | undefined;
+    for await (const o of alone.stream('The engine keeps', { temperature: 0, maxTokens: 10, ignoreEos: true })) {
+      parts.push(o.outputs[0].text);
+      last = o;
+    }
+    expect(last!.finished).toBe(true);
+    expect(last!.outputs[0].finishReason).toBe('length');
+    expect(parts.every((p, i) => i === 0 || p.startsWith(parts[i - 1]))).toBe(true);
+    const text = last!.outputs[0].text;
+    if (text.length > 3) {
+      const stop = text.slice(1, 3);
+      const [cut] = await alone.generate(['The engine keeps'], { temperature: 0, maxTokens: 10, ignoreEos: true, stop: [stop] });
+      expect(cut.outputs[0].text).toBe(text.slice(0, text.indexOf(stop)));
+      expect(cut.outputs[0].finishReason).toBe('stop');
+    }
+  });
+
+  it('rejects a prompt longer than the model allows, and keeps serving', async () => {
+    const long = Array.from({ length: 600 }, () => 7);
+    await expect(alone.generate([long], { maxTokens: 2 })).rejects.toThrow(/prompt-too-long/);
+    const [ok] = await alone.generate([refs[0].ids], { temperature: 0, maxTokens: 2, ignoreEos: true });
+    expect(ok.outputs[0].tokenIds).toEqual(refs[0].greedy.slice(0, 2));
+  });
+
+  it('60 concurrent requests under preemption give what each gives alone, and no block leaks', async () => {
+    const js = jobs(11);
+    // alone, one at a time, in a large pool
+    const want: number[][][] = [];
+    for (const j of js) want.push(ids((await alone.generate([j.prompt], j.params))[0]));
+
+    // together, in 48 blocks of 4 tokens (far less than 60 prompts need) with a 64-token budget
+    const llm = await LLM.create({ model: DIR, backend, numGpuBlocks: 48, blockSize: 4, maxNumSeqs: 16, maxNumBatchedTokens: 64, swapSpaceGiB: 0.001 });
+    try {
+      const results = await Promise.all(
+        js.map(async (j) => {
+          const ac = new AbortController();
+          let seen = 0;
+          let last: RequestOutput | undefined;
+          for await (const o of llm.stream(j.prompt, j.params, { signal: ac.signal })) {
+            last = o;
+            if (j.abortAfter !== undefined && ++seen === j.abortAfter) ac.abort();
+          }
+          return last!;
+        }),
+      );
+      js.forEach((j, i) => {
+        const got = results[i];
+        expect(got.finished).toBe(true);
+        if (j.abortAfter !== undefined) {
+          expect(got.outputs[0].finishReason).toBe('abort');
+          // what came out before the abort is a prefix of the alone run
+          got.outputs.forEach((s, k) => expect(want[i][k].slice(0, s.tokenIds.length)).toEqual(s.tokenIds));
+        } else {
+          expect(ids(got), `request ${i} ${JSON.stringify(j.params)}`).toEqual(want[i]);
+        }
+      });
+      expect(llm.engine.stats.preemptions).toBeGreaterThan(0);
+      const u = llm.engine.blocks.usage();
+      expect(u.usedBlocks).toBe(0);
+      expect(u.usedHostBlocks).toBe(0);
+      llm.engine.blocks.check();
+    } finally {
+      await llm.close();
+    }
+  });
+});
