@@ -3,6 +3,11 @@
 import { Command, Option } from 'commander';
 import { BACKENDS, createDevice } from '../device/index.ts';
 
+/** A wrong combination of flags: printed without a stack. */
+class UsageError extends Error {
+  override name = 'UsageError';
+}
+
 const program = new Command();
 program.name('parallm').description('High-throughput LLM inference for Node.js (WebGPU and native CUDA/HIP backends)');
 
@@ -37,9 +42,32 @@ program
     await generate(prompts, opts);
   });
 
-program
-  .command('bench')
-  .description('benchmarks')
+const bench = program.command('bench').description('benchmarks');
+
+bench
+  .command('throughput')
+  .description("offline throughput, like vLLM's benchmark_throughput: every request at once, timed to the last token")
+  .option('--model <dir>', 'Hugging Face model directory')
+  .addOption(new Option('--dummy <preset>', 'random weights of a preset shape instead of --model').choices(['llama-2-7b', 'llama-2-13b', 'llama-2-70b', 'llama-3-8b']))
+  .addOption(backendOption())
+  .addOption(new Option('--workload <name>', 'request shapes').choices(['fixed', 'sharegpt-shaped']).default('fixed'))
+  .option('--dataset <file>', 'a ShareGPT JSON file (needs --model for its tokenizer)')
+  .option('--input-len <n>', 'prompt tokens per request (fixed)', (v) => parseInt(v, 10), 256)
+  .option('--output-len <n>', 'output tokens per request (fixed)', (v) => parseInt(v, 10), 256)
+  .option('--num-prompts <n>', 'requests', (v) => parseInt(v, 10), 1000)
+  .option('--max-num-seqs <n>', 'sequences per step', (v) => parseInt(v, 10))
+  .option('--max-num-batched-tokens <n>', 'tokens per step', (v) => parseInt(v, 10))
+  .option('--num-gpu-blocks <n>', 'KV blocks (default: sized from device memory)', (v) => parseInt(v, 10))
+  .option('--block-size <n>', 'tokens per KV block', (v) => parseInt(v, 10), 16)
+  .option('--seed <n>', 'workload and sampling seed', (v) => parseInt(v, 10), 0)
+  .option('--out <dir>', 'directory for the JSON result', 'bench/results')
+  .action(async (opts) => {
+    if (!opts.model && !opts.dummy) throw new UsageError('bench throughput: give --model DIR or --dummy PRESET');
+    const { runThroughput } = await import('../../bench/throughput.ts');
+    await runThroughput(opts);
+  });
+
+bench
   .command('ops')
   .description('time every op at LLaMA-7B shapes against the device ceilings (copy bandwidth, matmul rate)')
   .addOption(backendOption())
@@ -56,7 +84,7 @@ try {
 } catch (e) {
   const err = e as Error;
   // errors a user can cause are typed and printed without a stack
-  if (['BackendUnavailableError', 'UnsupportedError', 'TensorTooLargeError', 'ModelConfigError', 'WeightsError', 'TokenizerError'].includes(err.name)) {
+  if (['UsageError', 'BackendUnavailableError', 'UnsupportedError', 'TensorTooLargeError', 'ModelConfigError', 'WeightsError', 'TokenizerError', 'SamplingParamsError'].includes(err.name)) {
     console.error(`parallm: ${err.message}`);
     process.exit(2);
   }

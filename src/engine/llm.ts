@@ -89,7 +89,7 @@ export class LLM {
     let numBlocks = o.numGpuBlocks;
     if (numBlocks === undefined) {
       const total = deviceMemoryBytes();
-      if (total === undefined) numBlocks = Math.floor(2 ** 30 / perBlock); // unknown memory (CPU, llvmpipe): 1 GiB of KV
+      if (total === undefined) numBlocks = Math.floor(2 ** 28 / perBlock); // unknown memory (CPU, llvmpipe): 256 MiB of KV
       else {
         const budget = total * (o.gpuMemoryUtilization ?? 0.9) - weights.bytes - activationBytes(config, maxNumBatchedTokens, maxNumSeqs);
         numBlocks = Math.floor(budget / perBlock);

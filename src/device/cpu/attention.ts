@@ -10,22 +10,6 @@ export interface CacheShape {
   headSize: number;
 }
 
-/** Returns the updated caches (copies); negative slots are padding and skipped. */
-export function reshapeAndCache(key: Num, value: Num, keyCache: Num, valueCache: Num, slots: Num, c: CacheShape): [Float64Array, Float64Array] {
-  const kc = Float64Array.from(keyCache);
-  const vc = Float64Array.from(valueCache);
-  const w = c.numKvHeads * c.headSize;
-  for (let t = 0; t < slots.length; t++) {
-    const slot = slots[t];
-    if (slot < 0) continue;
-    for (let j = 0; j < w; j++) {
-      kc[slot * w + j] = key[t * w + j];
-      vc[slot * w + j] = value[t * w + j];
-    }
-  }
-  return [kc, vc];
-}
-
 /** Attention of one query row (all heads) over positions [0, len) of a sequence's blocks. */
 function attendRow(q: Num, qRow: number, keyCache: Num, valueCache: Num, table: Num, len: number, c: CacheShape, numHeads: number, scale: number, out: Float64Array): void {
   const { blockSize, numKvHeads, headSize } = c;

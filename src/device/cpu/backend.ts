@@ -169,10 +169,19 @@ function runOp(d: CpuDevice, name: OpName, args: any): void {
       return;
     }
     case 'reshape_and_cache': {
+      // writes each token's row at its slot, in place: a pool can be far larger than a step
       const a = args as OpArgs['reshape_and_cache'];
-      const [kc, vc] = attn.reshapeAndCache(d.read(a.key), d.read(a.value), d.read(a.keyCache), d.read(a.valueCache), d.read(a.slotMapping), cacheShape(a.keyCache));
-      d.write(a.keyCache, kc);
-      d.write(a.valueCache, vc);
+      const slots = d.read(a.slotMapping);
+      const w = a.key.shape[1];
+      const rowBytes = (d.bytes(a.keyCache).byteLength / a.keyCache.shape[0] / a.keyCache.shape[1]) | 0;
+      for (const [src, cache] of [[a.key, a.keyCache], [a.value, a.valueCache]] as const) {
+        const x = d.read(src);
+        const dst = d.bytes(cache);
+        for (let t = 0; t < slots.length; t++) {
+          if (slots[t] < 0) continue;
+          dst.set(encode(x.subarray(t * w, (t + 1) * w), cache.dtype), slots[t] * rowBytes);
+        }
+      }
       return;
     }
     case 'copy_blocks': {
@@ -188,18 +197,40 @@ function runOp(d: CpuDevice, name: OpName, args: any): void {
     case 'paged_attention': {
       const a = args as OpArgs['paged_attention'];
       const c = cacheShape(a.keyCache);
-      const out = attn.pagedAttention(d.read(a.q), d.read(a.keyCache), d.read(a.valueCache), d.read(a.blockTables), a.blockTables.shape[1], d.read(a.contextLens), c, a.q.shape[1] / c.headSize, a.scale);
+      const [kc, vc, tables, cc] = usedBlocks(d, a.keyCache, a.valueCache, a.blockTables);
+      const out = attn.pagedAttention(d.read(a.q), kc, vc, tables, a.blockTables.shape[1], d.read(a.contextLens), cc ?? c, a.q.shape[1] / c.headSize, a.scale);
       d.write(a.out, out);
       return;
     }
     case 'prefill_attention': {
       const a = args as OpArgs['prefill_attention'];
       const c = cacheShape(a.keyCache);
-      const out = attn.prefillAttention(d.read(a.q), d.read(a.keyCache), d.read(a.valueCache), d.read(a.blockTables), a.blockTables.shape[1], d.read(a.queryStarts), d.read(a.contextLens), c, a.q.shape[1] / c.headSize, a.scale);
+      const [kc, vc, tables, cc] = usedBlocks(d, a.keyCache, a.valueCache, a.blockTables);
+      const out = attn.prefillAttention(d.read(a.q), kc, vc, tables, a.blockTables.shape[1], d.read(a.queryStarts), d.read(a.contextLens), cc ?? c, a.q.shape[1] / c.headSize, a.scale);
       d.write(a.out, out);
       return;
     }
   }
+}
+
+/**
+ * The blocks the block tables name, decoded and packed, with the tables renumbered into them:
+ * attention reads a handful of blocks of a pool that may hold hundreds of thousands.
+ */
+function usedBlocks(d: CpuDevice, keyCache: Tensor, valueCache: Tensor, blockTables: Tensor): [Float64Array | Float32Array, Float64Array | Float32Array, Int32Array, attn.CacheShape] {
+  const c = cacheShape(keyCache);
+  const tables = Int32Array.from(d.read(blockTables));
+  const ids = [...new Set(Array.from(tables).filter((b) => b >= 0 && b < c.numBlocks))];
+  const index = new Map(ids.map((b, i) => [b, i]));
+  const blockBytes = d.bytes(keyCache).byteLength / c.numBlocks;
+  const pack = (t: Tensor) => {
+    const bytes = d.bytes(t);
+    const out = new Uint8Array(ids.length * blockBytes);
+    ids.forEach((b, i) => out.set(bytes.subarray(b * blockBytes, (b + 1) * blockBytes), i * blockBytes));
+    return decode(out, t.dtype) as Float64Array | Float32Array;
+  };
+  for (let i = 0; i < tables.length; i++) tables[i] = index.get(tables[i]) ?? 0;
+  return [pack(keyCache), pack(valueCache), tables, { ...c, numBlocks: ids.length }];
 }
 
 class CpuStream implements CommandStream {

@@ -1,0 +1,111 @@
+// The throughput benchmark (`parallm bench throughput`, like vLLM's benchmark_throughput): all
+// requests of a workload submitted at once to one engine, timed to the last token. Prints and
+// writes JSON: total and output tokens/s, requests/min, KV blocks at peak and their waste,
+// preemptions, the GPU's idle fraction between steps, and the device's name.
+
+import { execSync } from 'node:child_process';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { SingleBar } from 'cli-progress';
+import { LLM } from '../src/engine/llm.ts';
+import type { PresetName } from '../src/model/config.ts';
+import { type Workload, fixedWorkload, sharegptDataset, sharegptShapedWorkload, workloadStats } from './workloads.ts';
+
+export interface ThroughputOptions {
+  model?: string;
+  dummy?: PresetName;
+  backend: string;
+  workload: 'fixed' | 'sharegpt-shaped';
+  dataset?: string;
+  inputLen: number;
+  outputLen: number;
+  numPrompts: number;
+  maxNumSeqs?: number;
+  maxNumBatchedTokens?: number;
+  numGpuBlocks?: number;
+  blockSize?: number;
+  seed: number;
+  out: string;
+}
+
+export async function runThroughput(o: ThroughputOptions): Promise<Record<string, unknown>> {
+  const llm = await LLM.create({
+    model: o.model,
+    dummy: o.dummy,
+    backend: o.backend,
+    maxNumSeqs: o.maxNumSeqs,
+    maxNumBatchedTokens: o.maxNumBatchedTokens,
+    numGpuBlocks: o.numGpuBlocks,
+    blockSize: o.blockSize,
+    timing: true,
+  });
+  const vocab = llm.config.vocabSize;
+  let w: Workload;
+  if (o.dataset) {
+    const tok = llm.engine.tokenizer;
+    if (!tok) throw new Error('--dataset needs a model directory with a tokenizer (--model)');
+    w = sharegptDataset(o.dataset, o.numPrompts, (t) => tok.encode(t), o.seed);
+  } else if (o.workload === 'sharegpt-shaped') w = sharegptShapedWorkload(o.numPrompts, vocab, o.seed);
+  else w = fixedWorkload(o.numPrompts, o.inputLen, o.outputLen, vocab, o.seed);
+  const stats = workloadStats(w);
+
+  const bar = process.stderr.isTTY ? new SingleBar({ format: 'requests |{bar}| {value}/{total} {eta_formatted}', stream: process.stderr }) : undefined;
+  bar?.start(w.requests.length, 0);
+  const t0 = performance.now();
+  let done = 0;
+  let outputTokens = 0;
+  // sampling as vLLM's benchmark: temperature 1, EOS ignored, exactly outputLen tokens each
+  await Promise.all(
+    w.requests.map((r, i) =>
+      llm
+        .stream(r.promptIds, { temperature: 1, topP: 1, maxTokens: r.outputLen, ignoreEos: true, seed: o.seed + i })
+        .final()
+        .then((out) => {
+          outputTokens += out.outputs[0].tokenIds.length;
+          bar?.update(++done);
+        }),
+    ),
+  );
+  const seconds = (performance.now() - t0) / 1000;
+  bar?.stop();
+  const s = llm.engine.stats;
+  let commit = process.env.PARALLM_COMMIT ?? 'unknown';
+  try {
+    commit = process.env.PARALLM_COMMIT ?? execSync('git rev-parse --short HEAD', { stdio: ['ignore', 'pipe', 'ignore'] }).toString().trim();
+  } catch {}
+  const result = {
+    gpu: llm.device.info.name,
+    device: llm.device.info.description,
+    backend: o.backend,
+    date: new Date().toISOString().slice(0, 10),
+    commit,
+    model: o.model ?? `dummy ${o.dummy}`,
+    workload: w.name,
+    source: w.source,
+    requests: stats.requests,
+    promptTokens: stats.promptTokens,
+    outputTokens,
+    seconds: round(seconds),
+    totalTokensPerS: round((stats.promptTokens + outputTokens) / seconds),
+    outputTokensPerS: round(outputTokens / seconds),
+    requestsPerMin: round((stats.requests / seconds) * 60),
+    steps: s.steps,
+    kvBlocks: llm.cache.numBlocks,
+    kvBlocksUsedPeak: s.maxUsedBlocks,
+    kvWasteAtPeak: round(s.wasteAtPeak),
+    preemptions: s.preemptions,
+    gpuIdleFraction: s.wallMs > 0 && s.gpuMs > 0 ? round(Math.max(0, 1 - s.gpuMs / s.wallMs)) : null,
+  };
+  await llm.close();
+  mkdirSync(o.out, { recursive: true });
+  const slug = String(result.gpu).toLowerCase().replace(/[^a-z0-9]+/g, '-').replace(/^-|-$/g, '');
+  const file = join(o.out, `throughput-${slug}-${result.date}.json`);
+  writeFileSync(file, JSON.stringify(result, null, 2) + '\n');
+  console.log(JSON.stringify(result, null, 2));
+  console.log(`written to ${file}`);
+  return result;
+}
+
+function round(x: number): number {
+  return Math.round(x * 1000) / 1000;
+}
