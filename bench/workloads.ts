@@ -5,6 +5,7 @@
 // and says so; `--dataset FILE` reads a real ShareGPT JSON when a user has one.
 
 import { readFileSync } from 'node:fs';
+import { mulberry32 } from '../src/util/prng.ts';
 
 export interface BenchRequest {
   promptIds: number[];
@@ -18,24 +19,13 @@ export interface Workload {
   requests: BenchRequest[];
 }
 
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 /** Random prompt token ids, avoiding the first ids (specials in LLaMA vocabularies). */
 function prompt(r: () => number, len: number, vocab: number): number[] {
   return Array.from({ length: len }, () => 3 + Math.floor(r() * (vocab - 3)));
 }
 
 export function fixedWorkload(numRequests: number, inputLen: number, outputLen: number, vocab: number, seed = 0): Workload {
-  const r = rng(seed);
+  const r = mulberry32(seed);
   return {
     name: `fixed-${inputLen}-${outputLen}`,
     source: `${numRequests} requests of ${inputLen} random prompt tokens and ${outputLen} output tokens (seed ${seed})`,
@@ -56,7 +46,7 @@ function logNormal(r: () => number, median: number, sigma: number, lo: number, h
  * longer than outputs, as ShareGPT has with the LLaMA-2 tokenizer.
  */
 export function sharegptShapedWorkload(numRequests: number, vocab: number, seed = 0): Workload {
-  const r = rng(seed);
+  const r = mulberry32(seed);
   const requests: BenchRequest[] = [];
   while (requests.length < numRequests) {
     const p = logNormal(r, 195, 1.0, 1, 4096);
@@ -73,7 +63,7 @@ export function sharegptShapedWorkload(numRequests: number, vocab: number, seed 
  */
 export function sharegptDataset(file: string, numRequests: number, encode: (text: string) => number[], seed = 0): Workload {
   const data = JSON.parse(readFileSync(file, 'utf8')) as { conversations?: { from: string; value: string }[] }[];
-  const r = rng(seed);
+  const r = mulberry32(seed);
   const convs = data.filter((d) => (d.conversations?.length ?? 0) >= 2);
   // a seeded shuffle, as vLLM samples the dataset
   for (let i = convs.length - 1; i > 0; i--) {

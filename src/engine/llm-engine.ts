@@ -12,6 +12,7 @@ import type { Scheduler } from './scheduler.ts';
 import type { ScheduledSeq } from './scheduler-output.ts';
 import { type Sequence, SequenceGroup } from './sequence.ts';
 import { type StopState, flushText, pushText, stopsOnToken } from './stop.ts';
+import { mulberry32 } from '../util/prng.ts';
 
 interface Request {
   id: string;
@@ -49,24 +50,11 @@ export interface EngineStats {
   wasteAtPeak: number;
 }
 
-/** mulberry32 */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 export class LLMEngine {
   private requests = new Map<string, Request>();
   private seqState = new Map<Sequence, SeqState>();
   private nextId = 0;
   private loop?: Promise<void>;
-  private wake?: () => void;
   private firstStepAt?: number;
   readonly stats: EngineStats = { steps: 0, gpuMs: 0, wallMs: 0, preemptions: 0, promptTokens: 0, generatedTokens: 0, maxUsedBlocks: 0, wasteAtPeak: 0 };
 
@@ -120,18 +108,19 @@ export class LLMEngine {
 
   /** Runs steps until no request is left; resolves when idle. Called again as requests arrive. */
   private kick(): void {
-    if (this.loop) {
-      this.wake?.();
-      return;
-    }
+    // a running loop picks new requests up at its next step
+    if (this.loop) return;
     this.loop = (async () => {
       try {
         while (this.requests.size) await this.step();
       } catch (e) {
+        // a device or engine failure fails every request in flight rather than hanging them
         for (const r of this.requests.values()) r.stream.fail(e as Error);
         this.requests.clear();
       } finally {
         this.loop = undefined;
+        // a request that arrived while the loop was finishing
+        if (this.requests.size) this.kick();
       }
     })();
   }
@@ -228,7 +217,7 @@ export class LLMEngine {
     return {
       detok: this.tokenizer ? new IncrementalDetokenizer(this.tokenizer, prompt, { skipSpecialTokens: req.params.skipSpecialTokens }) : undefined,
       stop: { text: '', pending: '' },
-      rand: prng(seed),
+      rand: mulberry32(seed),
       logprobs: req.params.logprobs !== undefined ? [] : undefined,
       index,
     };

@@ -3,6 +3,7 @@
 // beforehand so that an element a kernel forgot to write fails the comparison.
 
 import { randomInt } from 'node:crypto';
+import { mulberry32 } from '../../src/util/prng.ts';
 import { CpuDevice } from '../../src/device/cpu/backend.ts';
 import { type Device, type OpArgs, type OpName, type Tensor, createDevice, decode, empty, encode, fromArray, numel, type DType } from '../../src/device/index.ts';
 
@@ -14,17 +15,8 @@ export function backendsUnderTest(): string[] {
 export const SEED = Number(process.env.PARALLM_SEED ?? randomInt(2 ** 31));
 console.log(`parity harness seed: PARALLM_SEED=${SEED}`);
 
-/** mulberry32: small, fast, good enough for test data. */
-export function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** Seeded test data: mulberry32. */
+export const rng = mulberry32;
 
 /** n values uniform in [lo, hi). */
 export function uniform(r: () => number, n: number, lo = -1, hi = 1): Float64Array {
