@@ -2,6 +2,8 @@
 // (with the toggles that expose f16 and subgroup matrices on NVIDIA), else OpenGL ES in
 // compatibility mode, which is what Mesa's llvmpipe offers on a machine without a GPU.
 
+import { execFileSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { BackendUnavailableError } from '../device.ts';
 
 export type AdapterChoice = 'auto' | 'vulkan' | 'opengles';
@@ -56,8 +58,19 @@ async function tryAdapter(kind: 'vulkan' | 'opengles'): Promise<{ gpu: GPU; adap
   return adapter ? { gpu, adapter } : undefined;
 }
 
+/** Whether a Vulkan loader is installed: without one Dawn only prints a warning and finds nothing. */
+function hasVulkanLoader(): boolean {
+  const dirs = ['/usr/lib/x86_64-linux-gnu', '/usr/lib/aarch64-linux-gnu', '/usr/lib64', '/usr/lib', '/usr/local/lib', ...(process.env.LD_LIBRARY_PATH ?? '').split(':')];
+  if (dirs.some((d) => d && existsSync(`${d}/libvulkan.so.1`))) return true;
+  try {
+    return execFileSync('ldconfig', ['-p'], { stdio: ['ignore', 'pipe', 'ignore'] }).toString().includes('libvulkan.so.1');
+  } catch {
+    return false;
+  }
+}
+
 export async function openGpu(choice: AdapterChoice = 'auto'): Promise<GpuContext> {
-  const order: ('vulkan' | 'opengles')[] = choice === 'auto' ? ['vulkan', 'opengles'] : [choice];
+  const order: ('vulkan' | 'opengles')[] = choice === 'auto' ? (hasVulkanLoader() ? ['vulkan', 'opengles'] : ['opengles']) : [choice];
   let found: { gpu: GPU; adapter: GPUAdapter; backend: 'vulkan' | 'opengles' } | undefined;
   for (const kind of order) {
     const r = await tryAdapter(kind);
