@@ -32,6 +32,10 @@ export class WebGpuDevice implements Device {
   private staging?: GPUBuffer;
   private scratches = new Map<string, DeviceBuffer>();
   private live = new Set<GpuBuffer>();
+  /** see bindGroup() */
+  readonly bindGroups = new Map<string, GPUBindGroup>();
+  /** bumped when the params buffer is replaced, which invalidates cached bind groups */
+  uniformGeneration = 0;
 
   static async open(options: WebGpuOptions = {}): Promise<WebGpuDevice> {
     return new WebGpuDevice(await openGpu(options.adapter), options);
@@ -145,6 +149,8 @@ export class WebGpuDevice implements Device {
       this.uniforms?.destroy();
       const size = Math.max(64 * 1024, 2 ** Math.ceil(Math.log2(bytes)));
       this.uniforms = this.gpu.createBuffer({ size, label: 'params', usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST });
+      this.uniformGeneration++;
+      this.bindGroups.clear();
     }
     return this.uniforms;
   }
@@ -349,12 +355,34 @@ function writeParams(view: DataView, offset: number, kernel: Kernel, params: Rec
   }
 }
 
+/**
+ * The bind group of a dispatch, cached: a step records the same kernels over the same
+ * workspace buffers at the same params slots every time, and creating a bind group costs
+ * several microseconds of CPU per dispatch. Buffer ids are never reused, so an entry that
+ * names a freed buffer is simply never hit again; the cache is cleared when it grows large.
+ */
 function bindGroup(dev: WebGpuDevice, d: Dispatch, kernel: Kernel, uniforms: GPUBuffer, offset: number): GPUBindGroup {
-  const entries: GPUBindGroupEntry[] = kernel.bindings.map((b) => {
-    if (b.kind === 'uniform') return { binding: b.binding, resource: { buffer: uniforms, offset, size: kernel.params!.size } };
+  const ranges = kernel.bindings.map((b) => {
+    if (b.kind === 'uniform') return undefined;
     const t = d.tensors[b.name];
     if (!t) throw new Error(`${kernel.key}: tensor '${b.name}' not given`);
-    return { binding: b.binding, resource: dev.binding(t, `${kernel.key} ${b.name}`) };
+    return dev.binding(t, `${kernel.key} ${b.name}`);
   });
-  return dev.gpu.createBindGroup({ layout: kernel.layout, entries });
+  let key = `${kernel.key}#${dev.uniformGeneration}@${offset}`;
+  kernel.bindings.forEach((b, i) => {
+    const r = ranges[i];
+    if (r) key += `|${(r.buffer as any).__id ?? ((r.buffer as any).__id = nextGpuBufferKey++)}:${r.offset}:${r.size}`;
+  });
+  let g = dev.bindGroups.get(key);
+  if (!g) {
+    const entries: GPUBindGroupEntry[] = kernel.bindings.map((b, i) =>
+      b.kind === 'uniform' ? { binding: b.binding, resource: { buffer: uniforms, offset, size: kernel.params!.size } } : { binding: b.binding, resource: ranges[i]! },
+    );
+    g = dev.gpu.createBindGroup({ layout: kernel.layout, entries });
+    if (dev.bindGroups.size >= 8192) dev.bindGroups.clear();
+    dev.bindGroups.set(key, g);
+  }
+  return g;
 }
+
+let nextGpuBufferKey = 1;
