@@ -2,6 +2,7 @@
 
 import { Command, Option } from 'commander';
 import { BACKENDS, createDevice } from '../device/index.ts';
+import { registerServe } from './serve.ts';
 
 /** A wrong combination of flags: printed without a stack. */
 class UsageError extends Error {
@@ -78,11 +79,20 @@ bench
     await runOpsBench(opts);
   });
 
+registerServe(program);
+// usage errors (unknown option, bad choice) exit 2 like the other user errors; --help exits 0
+for (const c of [program, ...allCommands(program)]) c.exitOverride();
+
+function allCommands(c: Command): Command[] {
+  return c.commands.flatMap((x) => [x, ...allCommands(x)]);
+}
+
 try {
   await program.parseAsync(process.argv);
   process.exit(0);
 } catch (e) {
-  const err = e as Error;
+  const err = e as Error & { code?: string; exitCode?: number };
+  if (err.code?.startsWith('commander.')) process.exit(err.exitCode === 0 ? 0 : 2);
   // errors a user can cause are typed and printed without a stack
   if (['UsageError', 'BackendUnavailableError', 'UnsupportedError', 'TensorTooLargeError', 'ModelConfigError', 'WeightsError', 'TokenizerError', 'SamplingParamsError'].includes(err.name)) {
     console.error(`parallm: ${err.message}`);

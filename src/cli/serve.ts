@@ -5,8 +5,6 @@
 
 import { type Command, InvalidArgumentError, Option } from 'commander';
 import { BACKENDS } from '../device/index.ts';
-import { LLM } from '../engine/llm.ts';
-import { createServer } from '../server/app.ts';
 
 export interface ServeOptions {
   model: string;
@@ -61,14 +59,13 @@ export function registerServe(program: Command): Command {
     .option('--max-queue <n>', 'requests waiting for the scheduler at most; more are answered 429 (default: unbounded)', int(0))
     .option('--shutdown-timeout <s>', 'on SIGTERM, seconds to let requests in flight finish before cancelling them', float((x) => x >= 0, '>= 0'), 30)
     .action(async (opts: ServeOptions, cmd: Command) => {
-      if (opts.dtype !== 'auto') {
-        cmd.error(`parallm serve: --dtype ${opts.dtype} is not supported yet: weights keep the checkpoint's dtype (f32, f16 or bf16). Use --dtype auto.`, { exitCode: 2 });
-      }
       await serve(opts, (msg) => cmd.error(`parallm serve: ${msg}`, { exitCode: 2 }));
     });
 }
 
 export async function serve(o: ServeOptions, fail: (msg: string) => never): Promise<void> {
+  // loaded here, not at the top: the other commands start without fastify and the engine
+  const [{ LLM }, { createServer }] = await Promise.all([import('../engine/llm.ts'), import('../server/app.ts')]);
   const llm = await LLM.create({
     model: o.model,
     backend: o.backend,
@@ -80,6 +77,8 @@ export async function serve(o: ServeOptions, fail: (msg: string) => never): Prom
     numGpuBlocks: o.numGpuBlocksOverride,
     swapSpaceGiB: o.swapSpace,
     enablePrefixCaching: o.enablePrefixCaching,
+    // vLLM's names: weights converted to this dtype as they load (auto: as the checkpoint stores them)
+    dtype: ({ auto: undefined, half: 'f16', float16: 'f16', bfloat16: 'bf16', float: 'f32', float32: 'f32' } as const)[o.dtype as 'auto'],
   });
   const cancel = new AbortController();
   const names = o.servedModelName?.length ? o.servedModelName : [o.model];
@@ -112,8 +111,10 @@ export async function serve(o: ServeOptions, fail: (msg: string) => never): Prom
   process.once('SIGINT', cancelNow);
   const timers = [
     setTimeout(cancelNow, o.shutdownTimeout * 1000),
-    // keep-alive connections go idle as their requests end: close them so that close() can finish
-    setInterval(() => app.server.closeIdleConnections(), 100),
+    // keep-alive connections go idle as their requests end: close them so that close() can
+    // finish; once no request is in flight, close every connection (a client may have left
+    // half a request on one, which Node counts as active until its headers time out)
+    setInterval(() => (app.metrics.httpInFlight === 0 ? app.server.closeAllConnections() : app.server.closeIdleConnections()), 100),
     // and whatever a client keeps open after its request was cancelled
     setTimeout(() => app.server.closeAllConnections(), o.shutdownTimeout * 1000 + 5000),
   ];

@@ -132,6 +132,7 @@ export class LLMEngine {
 
   /** One iteration: schedule, copy blocks, run the model, sample, update every request. */
   async step(): Promise<void> {
+    await new Promise<void>((r) => setImmediate(r)); // let I/O in between steps (HTTP clients, aborts): the CPU backend never awaits a macrotask
     const t0 = performance.now();
     this.firstStepAt ??= t0;
     const out = this.scheduler.schedule();

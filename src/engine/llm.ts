@@ -3,7 +3,7 @@
 // async iterator. Everything below (device, weights, KV cache, scheduler) is built here.
 
 import { execFileSync } from 'node:child_process';
-import { type Device, createDevice } from '../device/index.ts';
+import { type Device, type WeightDType, createDevice } from '../device/index.ts';
 import { type ModelConfig, PRESETS, type PresetName, loadConfig } from '../model/config.ts';
 import { KvCache, type KvDType } from '../model/kv-cache.ts';
 import { LlamaModel } from '../model/llama.ts';
@@ -38,6 +38,8 @@ export interface LLMOptions {
   timing?: boolean;
   /** Seed of dummy weights. */
   seed?: number;
+  /** Store weights as this dtype (default: as the checkpoint stores them; dummy weights f16). */
+  dtype?: WeightDType;
 }
 
 /** Device memory in bytes, where the platform says (nvidia-smi / rocm-smi); undefined otherwise. */
@@ -78,7 +80,7 @@ export class LLM {
     const device = await createDevice(o.backend ?? 'webgpu');
     const config = o.dummy ? (typeof o.dummy === 'string' ? { ...PRESETS[o.dummy] } : o.dummy) : await loadConfig(o.model!);
     const tokenizer = o.model ? await Tokenizer.load(o.model) : undefined;
-    const weights = await loadWeights(device, o.model, config, o.dummy ? { loadFormat: 'dummy', seed: o.seed ?? 0 } : {});
+    const weights = await loadWeights(device, o.model, config, o.dummy ? { loadFormat: 'dummy', seed: o.seed ?? 0, dtype: o.dtype } : { dtype: o.dtype });
     const model = new LlamaModel(device, config, weights);
     const blockSize = o.blockSize ?? 16;
     const dtype = o.kvCacheDtype ?? 'f16';

@@ -46,7 +46,7 @@ export function createServer(llm: LLM, o: ServerOptions): Server {
   // a KV cache smaller than the model's context caps it: refuse such requests now, not midway
   const blocks = llm.engine.blocks;
   const maxModelLen = Math.min(llm.engine.maxModelLen, (blocks.numBlocks - blocks.watermarkBlocks) * blocks.blockSize);
-  const info: ModelInfo = { names, tokenizer, maxModelLen, vocabSize: llm.config.vocabSize };
+  const info: ModelInfo = { names, tokenizer, maxModelLen, vocabSize: llm.config.vocabSize, maxNumSeqs: llm.engine.scheduler.config.maxNumSeqs };
   const metrics = new ServerMetrics(llm.engine);
   const log = o.log ?? ((e: unknown) => console.error('parallm serve: internal error:', e));
   const ctx: GenContext = { llm, tokenizer, metrics, cancelSignal: o.cancelSignal, log };
@@ -56,11 +56,19 @@ export function createServer(llm: LLM, o: ServerOptions): Server {
   app.decorate('metrics', metrics);
 
   // a body is JSON whatever its content type says (curl -d sends form-urlencoded)
-  app.addContentTypeParser('*', { parseAs: 'string' }, app.getDefaultJsonParser('error', 'error'));
+  const json = app.getDefaultJsonParser('error', 'error');
+  app.removeAllContentTypeParsers();
+  app.addContentTypeParser('application/json', { parseAs: 'string' }, json);
+  app.addContentTypeParser('*', { parseAs: 'string' }, json);
 
   app.addHook('onRequest', (request, reply, done) => {
-    reply.raw.once('close', () => metrics.httpRequest(request.method, request.routeOptions.url ?? 'unmatched', reply.raw.statusCode));
-    if (o.apiKey !== undefined && (request.url === '/v1' || request.url.startsWith('/v1/'))) {
+    metrics.httpInFlight++;
+    reply.raw.once('close', () => {
+      metrics.httpInFlight--;
+      metrics.httpRequest(request.method, request.routeOptions.url ?? 'unmatched', reply.raw.statusCode);
+    });
+    // by the matched route, not the raw URL (which may spell the same path differently)
+    if (o.apiKey !== undefined && request.routeOptions.url?.startsWith('/v1/')) {
       const auth = request.headers.authorization;
       const given = auth?.startsWith('Bearer ') ? auth.slice(7).trim() : undefined;
       if (given === undefined) return done(new ApiError(401, "You didn't provide an API key. Send it as the header 'Authorization: Bearer <key>'.", null, 'invalid_api_key'));
@@ -71,7 +79,7 @@ export function createServer(llm: LLM, o: ServerOptions): Server {
 
   app.setErrorHandler((e, _request, reply) => {
     const err = toApiError(e);
-    if (err.status >= 500) log(e);
+    if (err.status >= 500 && !(e instanceof ApiError)) log(e);
     if (err.status === 429) reply.header('retry-after', '1');
     return reply.status(err.status).send(err.body());
   });

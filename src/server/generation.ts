@@ -56,11 +56,16 @@ export class Generation {
 
   private start(): AsyncGenerator<RequestOutput>[] {
     const { llm, metrics } = this.ctx;
-    return this.req.prompts.map((ids, p) => {
-      const rid = `${this.id}-${p}`;
-      const stream = metrics.start(rid, () => llm.stream(ids, this.req.params, { signal: this.abort.signal, requestId: rid }));
-      return metrics.observe(stream);
-    });
+    try {
+      return this.req.prompts.map((ids, p) => {
+        const rid = `${this.id}-${p}`;
+        const stream = metrics.start(rid, () => llm.stream(ids, this.req.params, { signal: this.abort.signal, requestId: rid }));
+        return metrics.observe(stream);
+      });
+    } catch (e) {
+      this.abort.abort(); // the prompts queued before this one
+      throw e;
+    }
   }
 
   /** The response object of a non-streaming request. */
@@ -117,7 +122,7 @@ export class Generation {
           }
         } catch (e) {
           const err = toApiError(e);
-          if (err.status >= 500) this.ctx.log(e);
+          if (err.status >= 500 && !(e instanceof ApiError)) this.ctx.log(e);
           failure ??= err;
           this.abort.abort();
         }

@@ -61,6 +61,7 @@ export class ServerMetrics {
           this.set(value());
         },
       });
+    gauge('http_requests_in_flight', 'HTTP requests received and not yet answered', () => this.httpInFlight);
     gauge('parallm:num_requests_running', 'Requests in the running batch', () => s.running.length);
     gauge('parallm:num_requests_waiting', 'Requests waiting to be scheduled', () => s.waiting.length);
     gauge('parallm:num_requests_swapped', 'Requests whose KV blocks are swapped out to the host', () => s.swapped.length);
@@ -82,6 +83,9 @@ export class ServerMetrics {
     });
   }
 
+  /** HTTP requests received and not yet answered (or abandoned by their client). */
+  httpInFlight = 0;
+
   httpRequest(method: string, endpoint: string, status: number): void {
     this.http.inc({ method, endpoint, status: String(status) });
   }
@@ -102,6 +106,7 @@ export class ServerMetrics {
   async *observe(stream: RequestStream): AsyncGenerator<RequestOutput> {
     let prev: RequestOutput | undefined;
     let prevTokens = 0;
+    let finished = false;
     try {
       for await (const out of stream) {
         const m = out.metrics;
@@ -110,6 +115,7 @@ export class ServerMetrics {
           if (m.firstTokenTime !== undefined) this.ttft.observe((m.firstTokenTime - m.arrivalTime) / 1e3);
         } else if (tokens > prevTokens) this.itl.observe((m.lastTokenTime - prev.metrics.lastTokenTime) / 1e3);
         if (out.finished) {
+          finished = true;
           this.e2e.observe(((m.finishedTime ?? m.lastTokenTime) - m.arrivalTime) / 1e3);
           this.finished.inc({ finished_reason: out.outputs[0]?.finishReason ?? 'abort' });
         }
@@ -117,8 +123,13 @@ export class ServerMetrics {
         prevTokens = tokens;
         yield out;
       }
+    } catch (e) {
+      finished = true; // refused by the scheduler (or the engine failed): not a cancellation
+      throw e;
     } finally {
       this.queued.delete(stream.requestId);
+      // the reader stopped early: its client went away, and the request is being cancelled
+      if (!finished) this.finished.inc({ finished_reason: 'abort' });
     }
   }
 

@@ -15,6 +15,8 @@ export interface ModelInfo {
   maxModelLen: number;
   /** Rows of the embedding: prompt token ids must be below it. */
   vocabSize: number;
+  /** Sequences the scheduler runs at once: n above it could never be scheduled. */
+  maxNumSeqs: number;
 }
 
 /** One validated request: a prompt (or a batch of them, completions only) and how to sample. */
@@ -128,6 +130,7 @@ function finish(prompts: number[][], p: Partial<SamplingParams>, m: ModelInfo, w
   } catch (e) {
     throw toApiError(e, rename);
   }
+  if (params.n > m.maxNumSeqs) throw badRequest('n', `n: ${params.n} sequences can never run at once; this server runs at most ${m.maxNumSeqs} (--max-num-seqs)`);
   for (const ids of prompts) {
     if (ids.length === 0) throw badRequest(what, `${what}: is empty (it encodes to no tokens)`);
     const total = ids.length + params.maxTokens;

@@ -12,19 +12,27 @@ export interface Running {
   llm: LLM;
   app: Server;
   url: string;
+  /** What the server reported as internal errors (bugs): tests expect none. */
+  errors: unknown[];
   close(): Promise<void>;
 }
 
 export async function start(server: Partial<ServerOptions> = {}, engine: Partial<LLMOptions> = {}): Promise<Running> {
   const llm = await LLM.create({ model: MODEL_DIR, backend: 'cpu', numGpuBlocks: 256, blockSize: 4, ...engine });
-  const app = createServer(llm, { servedModelName: MODEL, log: () => {}, ...server });
+  const errors: unknown[] = [];
+  const app = createServer(llm, { servedModelName: MODEL, log: (e) => errors.push(e), ...server });
   const url = await app.listen({ host: '127.0.0.1', port: 0 });
   return {
     llm,
     app,
     url,
+    errors,
     async close() {
-      await app.close();
+      // a connection with half a request on it (a client aborted while sending) would hold
+      // close() until Node's headers timeout
+      const closing = app.close();
+      app.server.closeAllConnections();
+      await closing;
       await llm.close();
     },
   };
@@ -71,7 +79,7 @@ export function parseProm(text: string): { samples: Sample[]; types: Map<string,
     const labels: Record<string, string> = {};
     for (const l of (m[2] ?? '').matchAll(/([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"/g)) labels[l[1]] = l[2];
     const value = Number(m[3]);
-    if (Number.isNaN(value) && m[3] !== 'NaN') throw new Error(`bad value in ${line}`);
+    if (Number.isNaN(value) && !/^nan$/i.test(m[3])) throw new Error(`bad value in ${line}`);
     samples.push({ name: m[1], labels, value });
   }
   return { samples, types };
