@@ -7,7 +7,7 @@ import { IncrementalDetokenizer } from '../tokenizer/detokenizer.ts';
 import type { BlockManager } from './block-manager.ts';
 import { type RequestOutput, RequestStream, type SeqOutput } from './outputs.ts';
 import type { ModelRunner, SampleRow, TokenLogprobs } from './runner.ts';
-import { type SamplingParams, samplingParams } from './sampling-params.ts';
+import { type SamplingParams, SamplingParamsError, samplingParams } from './sampling-params.ts';
 import type { Scheduler } from './scheduler.ts';
 import type { ScheduledSeq } from './scheduler-output.ts';
 import { type Sequence, SequenceGroup } from './sequence.ts';
@@ -72,6 +72,10 @@ export class LLMEngine {
     const p = samplingParams(params);
     if (typeof prompt === 'string' && !this.tokenizer) throw new Error('this engine has no tokenizer: pass prompt token ids');
     const ids = typeof prompt === 'string' ? this.tokenizer!.encode(prompt) : prompt;
+    const vocab = this.runner.model.config.vocabSize;
+    if (ids.length === 0) throw new SamplingParamsError('prompt', 'is empty: a prompt needs at least one token');
+    const bad = ids.find((t) => !Number.isInteger(t) || t < 0 || t >= vocab);
+    if (bad !== undefined) throw new SamplingParamsError('prompt', `token id ${bad} is outside the vocabulary [0, ${vocab})`);
     const id = opts.requestId ?? `req-${this.nextId++}`;
     if (this.requests.has(id)) throw new Error(`request id ${id} is already in use`);
     const group = new SequenceGroup(id, ids, p);
@@ -114,8 +118,12 @@ export class LLMEngine {
       try {
         while (this.requests.size) await this.step();
       } catch (e) {
-        // a device or engine failure fails every request in flight rather than hanging them
-        for (const r of this.requests.values()) r.stream.fail(e as Error);
+        // a device or engine failure fails every request in flight rather than hanging them,
+        // and gives their blocks back
+        for (const r of this.requests.values()) {
+          this.scheduler.abort(r.id);
+          r.stream.fail(e as Error);
+        }
         this.requests.clear();
       } finally {
         this.loop = undefined;

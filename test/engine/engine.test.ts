@@ -88,6 +88,11 @@ describe.each(backendsUnderTest())('%s backend: engine', (backend) => {
     }
   });
 
+  it('rejects token ids outside the vocabulary and empty prompts with a typed error', async () => {
+    expect(() => alone.stream([1, 5, 384], {})).toThrow(/token id 384 is outside the vocabulary/);
+    expect(() => alone.stream([], {})).toThrow(/prompt.*empty/);
+  });
+
   it('rejects a prompt longer than the model allows, and keeps serving', async () => {
     const long = Array.from({ length: 600 }, () => 7);
     await expect(alone.generate([long], { maxTokens: 2 })).rejects.toThrow(/prompt-too-long/);
