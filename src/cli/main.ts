@@ -69,6 +69,49 @@ bench
   });
 
 bench
+  .command('serving')
+  .description("online serving, like vLLM's benchmark_serving: a workload sent with Poisson arrivals at each request rate to an OpenAI-compatible server, streamed")
+  .option('--base-url <url>', 'the server', 'http://127.0.0.1:8000')
+  .option('--model <name>', 'served model name to request (default: the first of /v1/models)')
+  .addOption(new Option('--api-key <key>', 'sent as "Authorization: Bearer <key>"').env('PARALLM_API_KEY'))
+  .option('--label <name>', "the curve's name in the figure, e.g. 'parallm webgpu' (default: the backend or model)")
+  .addOption(new Option('--workload <name>', 'request shapes').choices(['fixed', 'sharegpt-shaped']).default('fixed'))
+  .option('--dataset <file>', 'a ShareGPT JSON file (needs a tokenizer: --tokenizer, --spawn-model, or a local model root)')
+  .option('--tokenizer <dir>', 'model directory for the tokenizer (--dataset) and vocabulary size of random prompts')
+  .option('--vocab-size <n>', 'vocabulary of the random prompt token ids (default: from the model directory, else 32000)', (v) => parseInt(v, 10))
+  .option('--input-len <n>', 'prompt tokens per request (fixed)', (v) => parseInt(v, 10), 256)
+  .option('--output-len <n>', 'output tokens per request (fixed)', (v) => parseInt(v, 10), 256)
+  .option('--num-prompts <n>', 'requests per rate', (v) => parseInt(v, 10), 1000)
+  .option('--request-rates <list>', 'comma-separated requests/s of the Poisson arrivals; inf = all at once', '1,2,4,inf')
+  .option('--seed <n>', 'workload, arrival and sampling seed', (v) => parseInt(v, 10), 0)
+  .option('--out <dir>', 'directory for the JSON result', 'bench/results')
+  .option('--plot <file.svg>', "draw the vLLM paper's figure (request throughput vs mean normalized latency) to this SVG")
+  .option('--plot-inputs <files>', 'comma-separated result JSONs drawn as further curves in --plot')
+  .option('--plot-only', 'only draw --plot from --plot-inputs; send no requests')
+  .option('--spawn-model <dir>', 'start `parallm serve --model DIR --port 0` for the run and stop it (SIGTERM) afterwards')
+  .addOption(new Option('--spawn-backend <name>', 'backend of the spawned server').choices(BACKENDS))
+  .option('--spawn-args <args>', 'further space-separated `parallm serve` flags for the spawned server')
+  .action(async (opts) => {
+    const { runServing, parseRates } = await import('../../bench/serving.ts');
+    const plotInputs = opts.plotInputs ? String(opts.plotInputs).split(',').filter(Boolean) : [];
+    if (opts.plotOnly) {
+      if (!opts.plot || !plotInputs.length) throw new UsageError('bench serving: --plot-only needs --plot FILE.svg and --plot-inputs a.json,b.json');
+      const { plotServing } = await import('../../bench/serving-plot.ts');
+      await plotServing(plotInputs, opts.plot);
+      console.log(`figure written to ${opts.plot}`);
+      return;
+    }
+    let requestRates: number[];
+    try {
+      requestRates = parseRates(opts.requestRates);
+    } catch (e) {
+      throw new UsageError((e as Error).message);
+    }
+    const { result } = await runServing({ ...opts, requestRates, plotInputs, spawnArgs: opts.spawnArgs ? String(opts.spawnArgs).split(/\s+/).filter(Boolean) : undefined });
+    console.log(JSON.stringify(result, (k, v) => (k === 'requestRate' && v === Infinity ? 'inf' : v), 2));
+  });
+
+bench
   .command('ops')
   .description('time every op at LLaMA-7B shapes against the device ceilings (copy bandwidth, matmul rate)')
   .addOption(backendOption())
