@@ -299,6 +299,7 @@ describe.each(backendsUnderTest())('%s backend: paged attention', (backend) => {
     expect(dev.supports('paged_attention', { ...small, partitionSize: 2.5 }).ok).toBe(false);
   });
 
+  // the two tests below are about the webgpu planner (v1/v2 choice, binding limits): other backends have neither
   it.skipIf(backend !== 'webgpu')('paged_attention plans v1 for short block tables, v2 for long ones or a given partition size', () => {
     const g = dev as WebGpuDevice;
     const t = (shape: number[], dtype: DType = 'f32') => fromArray(dev, new Float64Array(shape.reduce((a, b) => a * b, 1)), shape, dtype);
