@@ -22,6 +22,7 @@ interface Request {
   prompt?: string;
   promptLogprobs: RequestOutput['promptLogprobs'];
   arrival: number;
+  firstScheduledTime?: number;
   firstTokenTime?: number;
   onAbort?: () => void;
   signal?: AbortSignal;
@@ -106,6 +107,13 @@ export class LLMEngine {
     this.emit(req, true);
   }
 
+  private scheduledListeners: ((requestId: string, time: number) => void)[] = [];
+
+  /** Calls `f` when a request is scheduled for the first time (its queue time ends), with performance.now(). */
+  onFirstScheduled(f: (requestId: string, time: number) => void): void {
+    this.scheduledListeners.push(f);
+  }
+
   hasUnfinished(): boolean {
     return this.requests.size > 0;
   }
@@ -145,6 +153,13 @@ export class LLMEngine {
     this.firstStepAt ??= t0;
     const out = this.scheduler.schedule();
     this.stats.preemptions += out.preempted.length;
+    for (const e of out.scheduled) {
+      const req = this.requests.get(e.group.requestId);
+      if (req && req.firstScheduledTime === undefined) {
+        req.firstScheduledTime = t0;
+        for (const f of this.scheduledListeners) f(req.id, t0);
+      }
+    }
     for (const ig of out.ignored) {
       const req = this.requests.get(ig.group.requestId);
       if (req) this.finishWithError(req, `${ig.code}: ${ig.reason}`);
@@ -280,7 +295,7 @@ export class LLMEngine {
       promptLogprobs: req.promptLogprobs,
       outputs: this.outputsOf(req),
       finished,
-      metrics: { arrivalTime: req.arrival, firstTokenTime: req.firstTokenTime, lastTokenTime: now, finishedTime: finished ? now : undefined },
+      metrics: { arrivalTime: req.arrival, firstScheduledTime: req.firstScheduledTime, firstTokenTime: req.firstTokenTime, lastTokenTime: now, finishedTime: finished ? now : undefined },
     });
     if (finished) this.retire(req);
   }

@@ -29,7 +29,7 @@ export interface RequestOutput {
   outputs: SeqOutput[];
   finished: boolean;
   /** performance.now() timestamps (ms) */
-  metrics: { arrivalTime: number; firstTokenTime?: number; lastTokenTime: number; finishedTime?: number };
+  metrics: { arrivalTime: number; firstScheduledTime?: number; firstTokenTime?: number; lastTokenTime: number; finishedTime?: number };
 }
 
 /**

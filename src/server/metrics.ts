@@ -75,7 +75,7 @@ export class ServerMetrics {
     follow(r, 'parallm:num_preemptions_total', 'Requests preempted (recomputed or swapped out) to free KV blocks', () => engine.stats.preemptions);
     follow(r, 'parallm:prompt_tokens_total', 'Prompt tokens of the requests received', () => engine.stats.promptTokens);
     follow(r, 'parallm:generation_tokens_total', 'Tokens generated', () => engine.stats.generatedTokens);
-    watchScheduling(engine, (id, now) => {
+    engine.onFirstScheduled((id, now) => {
       const t = this.queued.get(id);
       if (t === undefined) return;
       this.queueTime.observe((now - t) / 1e3);
@@ -141,20 +141,4 @@ export class ServerMetrics {
   text(): Promise<string> {
     return this.registry.metrics();
   }
-}
-
-/**
- * Calls `onScheduled` for every request in each step's batch. A stopgap: the engine has no event
- * for "first scheduled" (vLLM's RequestOutput.metrics.first_scheduled_time), so this wraps the
- * scheduler's schedule(); replace it with that field once the engine reports it.
- */
-function watchScheduling(engine: LLMEngine, onScheduled: (requestId: string, now: number) => void): void {
-  const s = engine.scheduler;
-  const schedule = s.schedule.bind(s);
-  s.schedule = () => {
-    const out = schedule();
-    const now = performance.now();
-    for (const e of out.scheduled) onScheduled(e.group.requestId, now);
-    return out;
-  };
 }
