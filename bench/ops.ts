@@ -6,7 +6,7 @@
 import { execSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { type Device, type OpArgs, type OpName, type Tensor, createDevice, empty, fromArray } from '../src/device/index.ts';
+import { type Device, type OpArgs, type OpName, createDevice, empty, fromArray } from '../src/device/index.ts';
 import { pickMatmul } from '../src/device/webgpu/ops.ts';
 import { ropeCosSin } from '../src/model/rope.ts';
 import type { WebGpuDevice } from '../src/device/webgpu/backend.ts';
@@ -67,10 +67,6 @@ async function time<K extends OpName>(dev: Device, name: K, make: (i: number) =>
   }
   times.sort((a, b) => a - b);
   return times[Math.floor(times.length / 2)];
-}
-
-function sets(dev: Device, count: number, make: () => Tensor): Tensor[] {
-  return Array.from({ length: count }, make);
 }
 
 export async function runOpsBench(opts: BenchOptions): Promise<void> {
@@ -157,7 +153,7 @@ export async function runOpsBench(opts: BenchOptions): Promise<void> {
     const wBytes = n * k * 2;
     // rotate through enough copies of w that they do not all fit in cache (~256 MiB in all)
     const copies = quick ? 1 : Math.max(2, Math.ceil((256 * 2 ** 20) / wBytes));
-    const ws = sets(dev, copies, () => fromArray(dev, rand(n * k, 0.02), [n, k], 'f16'));
+    const ws = Array.from({ length: copies }, () => fromArray(dev, rand(n * k, 0.02), [n, k], 'f16'));
     for (const m of quick ? [1, 16] : [1, 2, 4, 8, 16]) {
       const a = fromArray(dev, rand(m * k), [m, k], 'f32');
       const out = empty(dev, [m, n], 'f32');

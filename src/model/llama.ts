@@ -182,10 +182,7 @@ export class LlamaModel {
   }
 
   free(): void {
-    // gate/up live in the workspace's persistent buffers: free the weights without them
-    for (const l of this.weights.layers) {
-      l.gateProj = l.upProj = l.inputNorm;
-    }
+    // gate/up are views of the workspace's stacked buffers, freed twice: devices ignore a second free
     freeWeights(this.device, this.weights);
     this.ws.free();
     this.device.free(this.cosSin.buffer);
