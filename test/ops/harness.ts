@@ -5,7 +5,7 @@
 import { randomInt } from 'node:crypto';
 import { mulberry32 } from '../../src/util/prng.ts';
 import { CpuDevice } from '../../src/device/cpu/backend.ts';
-import { type Device, type OpArgs, type OpName, type Tensor, createDevice, decode, empty, encode, fromArray, numel, type DType } from '../../src/device/index.ts';
+import { type Device, type OpArgs, type OpName, type Tensor, createDevice, decode, fromArray, numel, type DType } from '../../src/device/index.ts';
 
 /** Backends under test: PARALLM_TEST_BACKENDS (comma list) or webgpu. The cpu backend is the oracle. */
 export function backendsUnderTest(): string[] {
@@ -90,5 +90,3 @@ export function reference<K extends OpName>(name: K, hostArgs: HostArgs<K>): Pro
 export async function openBackend(name: string): Promise<Device> {
   return createDevice(name);
 }
-
-export { empty, encode };
