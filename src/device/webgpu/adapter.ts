@@ -19,7 +19,17 @@ export interface GpuContext {
   errors: string[];
 }
 
-const GPU_FLAGS = ['enable-dawn-features=allow_unsafe_apis,vulkan_enable_f16_on_nvidia', 'disable-dawn-features=timestamp_quantization'];
+// Device toggles on the GPU. Robustness (bounds clamping of every storage access, which Tint
+// adds to each load and store) is off by default, as Chrome's own Graphite does: the kernels'
+// indices are proven in range by the parity suite, and the clamps cost the matrix kernels their
+// vector/cooperative-matrix loads. PARALLM_DAWN_ENABLE / PARALLM_DAWN_DISABLE (comma lists) add
+// toggles, e.g. PARALLM_DAWN_DISABLE=disable_robustness turns the clamps back on.
+function gpuFlags(): string[] {
+  const list = (v: string | undefined) => (v ?? '').split(',').map((t) => t.trim()).filter(Boolean);
+  const disable = new Set(['timestamp_quantization', ...list(process.env.PARALLM_DAWN_DISABLE)]);
+  const enable = ['allow_unsafe_apis', 'vulkan_enable_f16_on_nvidia', 'disable_robustness', 'skip_validation', ...list(process.env.PARALLM_DAWN_ENABLE)].filter((t) => !disable.has(t));
+  return [`enable-dawn-features=${[...new Set(enable)].join(',')}`, `disable-dawn-features=${[...disable].join(',')}`];
+}
 const WANTED_FEATURES = ['shader-f16', 'subgroups', 'timestamp-query', 'chromium-experimental-subgroup-matrix'];
 const WANTED_LIMITS = [
   'maxStorageBufferBindingSize',
@@ -49,7 +59,7 @@ async function loadDawn() {
 async function tryAdapter(kind: 'vulkan' | 'opengles'): Promise<{ gpu: GPU; adapter: GPUAdapter } | undefined> {
   const { create } = await loadDawn();
   if (kind === 'vulkan') {
-    const gpu = create(['backend=vulkan', ...GPU_FLAGS]);
+    const gpu = create(['backend=vulkan', ...gpuFlags()]);
     const adapter = await gpu.requestAdapter({ powerPreference: 'high-performance' });
     return adapter ? { gpu, adapter } : undefined;
   }
