@@ -10,6 +10,7 @@ import { type Device, type OpArgs, type OpName, createDevice, empty, fromArray }
 import { pickMatmul } from '../src/device/webgpu/ops.ts';
 import { ropeCosSin } from '../src/model/rope.ts';
 import type { WebGpuDevice } from '../src/device/webgpu/backend.ts';
+import { resultSlug } from './slug.ts';
 
 interface Row {
   op: string;
@@ -215,8 +216,7 @@ export async function runOpsBench(opts: BenchOptions): Promise<void> {
     rows,
   };
   mkdirSync(opts.out, { recursive: true });
-  const slug = gpu.toLowerCase().replace(/[^a-z0-9]+/g, '-').replace(/^-|-$/g, '');
-  const file = join(opts.out, `ops-${slug}-${date}.json`);
+  const file = join(opts.out, `ops-${resultSlug(gpu)}-${date}.json`);
   writeFileSync(file, JSON.stringify(result, null, 2) + '\n');
 
   console.log(`\n${gpu} (${dev.info.description}), ${result.timing}, commit ${commit}`);

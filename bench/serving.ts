@@ -15,6 +15,7 @@ import { mulberry32 } from '../src/util/prng.ts';
 import { plotServing } from './serving-plot.ts';
 import { type BenchRequest, type Workload, fixedWorkload, sharegptDataset, sharegptShapedWorkload, workloadStats } from './workloads.ts';
 import { type RateMetrics, summarize } from './serving-metrics.ts';
+import { resultSlug } from './slug.ts';
 
 // ---------------------------------------------------------------------------------------------
 // Arrivals
@@ -282,9 +283,6 @@ function gitCommit(): string | null {
   }
 }
 
-function slug(s: string): string {
-  return s.toLowerCase().replace(/[^a-z0-9]+/g, '-').replace(/^-|-$/g, '') || 'server';
-}
 
 function vocabOf(dir: string | undefined): number | undefined {
   if (!dir) return undefined;
@@ -375,7 +373,7 @@ export async function runServing(o: ServingOptions): Promise<{ result: ServingRe
     let file: string | undefined;
     if (o.out) {
       mkdirSync(o.out, { recursive: true });
-      file = join(o.out, `serving-${slug(result.gpu ?? result.label)}-${result.date}.json`);
+      file = join(o.out, `serving-${resultSlug(result.gpu ?? result.label, 'server')}-${result.date}.json`);
       writeFileSync(file, toJson(result));
       say(`bench serving: written to ${file}`);
     }

@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { SingleBar } from 'cli-progress';
 import { LLM } from '../src/engine/llm.ts';
 import type { PresetName } from '../src/model/config.ts';
+import { resultSlug } from './slug.ts';
 import { type Workload, fixedWorkload, sharegptDataset, sharegptShapedWorkload, workloadStats } from './workloads.ts';
 
 export interface ThroughputOptions {
@@ -98,8 +99,7 @@ export async function runThroughput(o: ThroughputOptions): Promise<Record<string
   };
   await llm.close();
   mkdirSync(o.out, { recursive: true });
-  const slug = String(result.gpu).toLowerCase().replace(/[^a-z0-9]+/g, '-').replace(/^-|-$/g, '');
-  const file = join(o.out, `throughput-${slug}-${result.date}.json`);
+  const file = join(o.out, `throughput-${resultSlug(String(result.gpu))}-${result.date}.json`);
   writeFileSync(file, JSON.stringify(result, null, 2) + '\n');
   console.log(JSON.stringify(result, null, 2));
   console.log(`written to ${file}`);

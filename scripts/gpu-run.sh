@@ -14,5 +14,6 @@ timeout 150 npx tsx bench/ops.ts --out "$out" --peer "$out/torch-ceilings.json" 
 if [[ " $* " == *" lab "* ]]; then timeout 300 npx tsx bench/lab.ts 2>&1 | grep -v '^Warning' > "$out/lab.log"; tail -8 "$out/lab.log"; fi
 if [[ " $* " == *" 7b "* ]]; then
   PYTHONUNBUFFERED=1 timeout 200 python3 scripts/make_7b_reference.py /tmp/llama7b 2>&1 | grep -v Warning | tail -3
+  python3 scripts/write_wordpiece_tokenizer.py /tmp/llama7b 32000   # so that `serve --model /tmp/llama7b` works too
   timeout 150 npx tsx bench/compare-7b.ts /tmp/llama7b --out "$out" 2>&1 | grep -v '^Warning' | tee "$out/compare-7b.log" | tail -8
 fi
