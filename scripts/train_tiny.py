@@ -233,7 +233,8 @@ def windows_of(stream, width):
 
 
 def ppl(pairs):
-    return math.exp(sum(n for n, _ in pairs) / sum(c for _, c in pairs))
+    # capped: an untrained (smoke) model must not overflow math.exp at the very end
+    return math.exp(min(700.0, sum(n for n, _ in pairs) / sum(c for _, c in pairs)))
 
 
 def train(a, model, train_stream, val_windows, device):
