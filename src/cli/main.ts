@@ -2,6 +2,7 @@
 
 import { Command, Option } from 'commander';
 import { BACKENDS, createDevice } from '../device/index.ts';
+import { DEFAULT_MODEL_NAME, modelOrDefault } from './default-model.ts';
 import { registerServe } from './serve.ts';
 
 /** A wrong combination of flags: printed without a stack. */
@@ -28,7 +29,7 @@ program
   .command('generate')
   .description('generate text for one-off prompts (streamed for a single prompt)')
   .argument('<prompts...>', 'prompt text(s)')
-  .requiredOption('--model <dir>', 'Hugging Face model directory (config.json, *.safetensors, tokenizer.json)')
+  .option('--model <dir>', `Hugging Face model directory (config.json, *.safetensors, tokenizer.json); default: the embedded ${DEFAULT_MODEL_NAME}`)
   .addOption(backendOption())
   .option('--max-tokens <n>', 'tokens to generate per prompt', (v) => parseInt(v, 10), 64)
   .option('--temperature <t>', 'sampling temperature (0 = greedy)', parseFloat, 0)
@@ -40,7 +41,7 @@ program
   .option('--block-size <n>', 'tokens per KV-cache block', (v) => parseInt(v, 10), 16)
   .action(async (prompts: string[], opts) => {
     const { generate } = await import('./generate.ts');
-    await generate(prompts, opts);
+    await generate(prompts, { ...opts, model: modelOrDefault(opts.model) });
   });
 
 const bench = program.command('bench').description('benchmarks');
@@ -48,7 +49,7 @@ const bench = program.command('bench').description('benchmarks');
 bench
   .command('throughput')
   .description("offline throughput, like vLLM's benchmark_throughput: every request at once, timed to the last token")
-  .option('--model <dir>', 'Hugging Face model directory')
+  .option('--model <dir>', `Hugging Face model directory (default without --dummy: the embedded ${DEFAULT_MODEL_NAME})`)
   .addOption(new Option('--dummy <preset>', 'random weights of a preset shape instead of --model').choices(['llama-2-7b', 'llama-2-13b', 'llama-2-70b', 'llama-3-8b']))
   .addOption(backendOption())
   .addOption(new Option('--workload <name>', 'request shapes').choices(['fixed', 'sharegpt-shaped']).default('fixed'))
@@ -63,7 +64,8 @@ bench
   .option('--seed <n>', 'workload and sampling seed', (v) => parseInt(v, 10), 0)
   .option('--out <dir>', 'directory for the JSON result', 'bench/results')
   .action(async (opts) => {
-    if (!opts.model && !opts.dummy) throw new UsageError('bench throughput: give --model DIR or --dummy PRESET');
+    if (opts.model && opts.dummy) throw new UsageError('bench throughput: give --model DIR or --dummy PRESET, not both');
+    if (!opts.dummy) opts.model = modelOrDefault(opts.model);
     const { runThroughput } = await import('../../bench/throughput.ts');
     await runThroughput(opts);
   });

@@ -5,9 +5,11 @@
 
 import { type Command, InvalidArgumentError, Option } from 'commander';
 import { BACKENDS } from '../device/index.ts';
+import { DEFAULT_MODEL_NAME, modelOrDefault } from './default-model.ts';
 
 export interface ServeOptions {
-  model: string;
+  /** absent: the embedded model, served as DEFAULT_MODEL_NAME */
+  model?: string;
   backend: string;
   host: string;
   port: number;
@@ -41,7 +43,7 @@ export function registerServe(program: Command): Command {
   return program
     .command('serve')
     .description('serve a model over an OpenAI-compatible HTTP API (completions, chat completions, models, health, metrics)')
-    .requiredOption('--model <dir>', 'Hugging Face model directory (config.json, *.safetensors, tokenizer.json)')
+    .option('--model <dir>', `Hugging Face model directory (config.json, *.safetensors, tokenizer.json); default: the embedded ${DEFAULT_MODEL_NAME}`)
     .addOption(new Option('--backend <name>', 'device backend').choices(BACKENDS).default('webgpu'))
     .option('--host <host>', 'address to listen on', '127.0.0.1')
     .option('--port <n>', 'port to listen on (0: any free port)', int(0), 8000)
@@ -66,8 +68,9 @@ export function registerServe(program: Command): Command {
 export async function serve(o: ServeOptions, fail: (msg: string) => never): Promise<void> {
   // loaded here, not at the top: the other commands start without fastify and the engine
   const [{ LLM }, { createServer }] = await Promise.all([import('../engine/llm.ts'), import('../server/app.ts')]);
+  const model = modelOrDefault(o.model);
   const llm = await LLM.create({
-    model: o.model,
+    model,
     backend: o.backend,
     maxNumSeqs: o.maxNumSeqs,
     maxNumBatchedTokens: o.maxNumBatchedTokens,
@@ -81,8 +84,8 @@ export async function serve(o: ServeOptions, fail: (msg: string) => never): Prom
     dtype: ({ auto: undefined, half: 'f16', float16: 'f16', bfloat16: 'bf16', float: 'f32', float32: 'f32' } as const)[o.dtype as 'auto'],
   });
   const cancel = new AbortController();
-  const names = o.servedModelName?.length ? o.servedModelName : [o.model];
-  const app = createServer(llm, { servedModelName: names, apiKey: o.apiKey, maxQueue: o.maxQueue, cancelSignal: cancel.signal, root: o.model });
+  const names = o.servedModelName?.length ? o.servedModelName : [o.model ?? DEFAULT_MODEL_NAME];
+  const app = createServer(llm, { servedModelName: names, apiKey: o.apiKey, maxQueue: o.maxQueue, cancelSignal: cancel.signal, root: model });
   let address: string;
   try {
     address = await app.listen({ host: o.host, port: o.port });

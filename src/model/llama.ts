@@ -67,10 +67,13 @@ export class LlamaModel {
     }
   }
 
-  /** Records the step and returns the logits [numSeqs, vocab] of each sequence's last token. */
-  async logits(step: StepInput, cache: KvCache): Promise<Float32Array> {
+  /**
+   * Records the step and returns the logits [numSeqs, vocab] of each sequence's last token, or
+   * [logitRows.length, vocab] of the tokens `logitRows` (all of them for a perplexity).
+   */
+  async logits(step: StepInput, cache: KvCache, logitRows?: ArrayLike<number>): Promise<Float32Array> {
     const s = this.device.stream({ label: 'step' });
-    const logits = this.record(s, step, cache);
+    const logits = this.record(s, step, cache, logitRows);
     const out = s.read(logits);
     s.submit();
     const b = await out;
