@@ -16,6 +16,8 @@ import time
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
+from hf_rope import exact_rope
+
 
 def main():
     out = sys.argv[1]
@@ -32,6 +34,7 @@ def main():
     save_s = time.time() - t0
     # the reference computes in f32 from exactly the f16 weights parallm loads
     model = model.float()
+    print(f"rope inv_freq: largest relative change after undoing the f16 rounding {exact_rope(model):.2e}")
     g = torch.Generator().manual_seed(1)
     refs = []
     prompts = [torch.randint(3, cfg.vocab_size, (1, n), generator=g) for n in (7, 64, 300)]

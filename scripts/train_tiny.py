@@ -318,6 +318,7 @@ def greedy(model, ids, n):
 
 def save_and_reference(a, model, fast, bos, eos, ref_windows, held_split_windows, info):
     import torch
+    from hf_rope import exact_rope
     from transformers import GenerationConfig, LlamaForCausalLM
 
     out = a.out
@@ -335,6 +336,7 @@ def save_and_reference(a, model, fast, bos, eos, ref_windows, held_split_windows
 
     # references from the saved f16 file, computed in f32 on the CPU (what parallm's tests load)
     ref = LlamaForCausalLM.from_pretrained(out).to("cpu").float().eval()
+    print(f"rope inv_freq: largest relative change after undoing f16 rounding {exact_rope(ref):.2e}")
     cpu = torch.device("cpu")
     win_nll = nll_windows(ref, ref_windows, cpu)
     split_nll = nll_windows(ref, held_split_windows, cpu)
