@@ -63,6 +63,7 @@ def main():
             model.generate(ids, attention_mask=torch.ones_like(ids), **gen)
     torch.cuda.synchronize()
     out["peers"].append(result("hf-generate-static", prompts, a.output_len, time.time() - t0, {"batch": a.batch}))
+    json.dump(out, open(a.out, "w"), indent=2)  # kept if what follows runs out of time
 
     if hasattr(model, "generate_batch"):
         for attn in a.cb_attn.split(","):
@@ -78,6 +79,7 @@ def main():
                 out["peers"].append(result("hf-generate-batch", prompts, a.output_len, time.time() - t0, {"attn": attn}))
             except Exception as e:  # record why, keep the static figure
                 out["peers"].append({"peer": "hf-generate-batch", "attn": attn, "error": repr(e)[:300]})
+            json.dump(out, open(a.out, "w"), indent=2)
     json.dump(out, open(a.out, "w"), indent=2)
 
 
