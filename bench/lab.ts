@@ -1,6 +1,7 @@
 // Kernel lab: raw dispatches of experimental kernels in shaders/lab/ (not part of the op set),
 // timed on the device. Used to choose between kernel designs; results go to docs/perf-notes.md.
-import { createDevice, empty, fromArray, type Tensor } from '../src/device/index.ts';
+//   npx tsx bench/lab.ts [wsum] [sgmat]     (no argument: every section)
+import { createDevice, empty, fromArray, type Tensor, toArray } from '../src/device/index.ts';
 import type { WebGpuDevice } from '../src/device/webgpu/backend.ts';
 import { type Dispatch, grid } from '../src/device/webgpu/ops.ts';
 
@@ -41,8 +42,11 @@ const D = (file: string, tensors: Record<string, Tensor>, params: Record<string,
   await time('copy vec4 flat', () => D('lab/copy_vec4_flat.wgsl', { x, out: y }, { n4: n / 4 }, grid(n / 4 / 256)), 20, { bytes: 8 * n });
   dev.free(x.buffer); dev.free(y.buffer);
 }
+const sections = process.argv.slice(2);
+const want = (name: string) => !sections.length || sections.includes(name);
+
 // weight streaming alone, and gemv_sg vs sgmat (padded to 64 rows) for small m
-for (const [N, K] of [[4096, 4096], [11008, 4096], [4096, 11008]]) {
+for (const [N, K] of want('wsum') ? [[4096, 4096], [11008, 4096], [4096, 11008]] : []) {
   const copies = 8;
   const ws = Array.from({ length: copies }, () => t(rnd(N * K, 0.02), [N, K], 'f16'));
   const o = t(0, [64, N]);
@@ -60,6 +64,45 @@ for (const [N, K] of [[4096, 4096], [11008, 4096], [4096, 11008]]) {
   }
   for (const w of ws) dev.free(w.buffer);
   dev.free(o.buffer);
+}
+// subgroup-matrix matmul over m: the op's kernel (operands staged through workgroup memory with
+// 16-byte loads, 64x128 tiles) against the kernels that load the matrices straight from storage
+// (64x128 and 64x64 tiles); every variant writes a fresh output, checked against the op's.
+if (want('sgmat')) {
+  for (const [N, K] of [[4096, 4096], [11008, 4096]]) {
+    const w = t(rnd(N * K, 0.02), [N, K], 'f16');
+    for (const m of [256, 1024, 2048, 4096]) {
+      const a16 = t(rnd(m * K), [m, K], 'f16');
+      const p = { m, n: N, k: K, ldo: N, col0: 0 };
+      const variants: [string, string, number, number, Record<string, number>][] = [
+        ['sgmat op: staged 64x128 BK32', 'matmul_sgmat.wgsl', 64, 128, {}],
+        ['sgmat staged 64x128 BK64', 'matmul_sgmat.wgsl', 64, 128, { BK: 64 }],
+        ['sgmat direct 64x128', 'lab/sgmat_direct_64x128.wgsl', 64, 128, {}],
+        ['sgmat direct 64x64', 'lab/sgmat_direct.wgsl', 64, 64, {}],
+      ];
+      let ref: Float32Array | undefined;
+      for (const [label, file, tm, tn, ov] of variants) {
+        const o = t(0, [m, N]);
+        const tiles = Math.ceil(N / tn);
+        const mk = () => D(file, { a: a16, w, out: o }, { ...p, tiles_n: tiles }, grid(Math.ceil(m / tm) * tiles), ov, ['W_F16']);
+        try {
+          await time(`${label} m=${m} ${N}x${K}`, mk, 5, { flops: 2 * m * N * K });
+          const y = (await toArray(dev, o)) as Float32Array;
+          if (!ref) ref = y;
+          else {
+            let worst = 0;
+            for (let i = 0; i < y.length; i++) worst = Math.max(worst, Math.abs(y[i] - ref[i]));
+            console.log(`  max |diff| vs the op kernel: ${worst.toExponential(2)}`);
+          }
+        } catch (e) {
+          console.log(`${label} m=${m} ${N}x${K}: FAILED ${(e as Error).message.slice(0, 400)}`);
+        }
+        dev.free(o.buffer);
+      }
+      dev.free(a16.buffer);
+    }
+    dev.free(w.buffer);
+  }
 }
 dev.destroy();
 process.exit(0);

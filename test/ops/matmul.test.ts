@@ -32,6 +32,8 @@ const CASES: Record<MatmulKernel, Case[]> = {
     [100, 144, 80, 'f16', true], // edge tiles in both dimensions
     [256, 512, 1024, 'f16', false],
     [17, 48, 4096, 'f16', true],
+    [64, 136, 40, 'f16', true], // k not a multiple of the 32-wide k-slice
+    [130, 200, 200, 'f16', false],
   ],
 };
 

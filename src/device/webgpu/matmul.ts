@@ -24,7 +24,7 @@ export function matmulUnsupported(dev: WebGpuDevice, a: OpArgs['matmul'], kernel
   if (kernel === 'sgmat') {
     if (!f.subgroupMatrix) return 'sgmat needs subgroup matrices (f16 16x16x16, 32-wide subgroups) on this adapter';
     if (a.w.dtype !== 'f16') return `sgmat needs f16 weights, got ${a.w.dtype}`;
-    if (k % 16 || a.w.shape[0] % 16) return 'sgmat needs k and n multiples of 16';
+    if (k % 8) return 'sgmat needs k a multiple of 8 (16-byte loads)';
   }
   return undefined;
 }
@@ -58,8 +58,7 @@ export function planMatmul(dev: WebGpuDevice, args: OpArgs['matmul']): Dispatch[
   const kernel = pickMatmul(dev, args);
   const [m, k] = a.shape;
   const n = w.shape[0];
-  // sgmat reads whole 16-column groups of w: keep blocks on multiples of 16 rows
-  const block = kernel === 'sgmat' ? Math.max(16, Math.floor(rowBlock(dev, w) / 16) * 16) : rowBlock(dev, w);
+  const block = rowBlock(dev, w);
   const plans: Dispatch[] = [];
   let a16: Tensor | undefined;
   if (kernel === 'sgmat') {
