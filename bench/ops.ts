@@ -164,18 +164,20 @@ export async function runOpsBench(opts: BenchOptions): Promise<void> {
       dev.free(a.buffer);
       dev.free(out.buffer);
     }
-    const m = quick ? 256 : 2048;
-    const a = fromArray(dev, rand(m * k), [m, k], 'f32');
-    const out = empty(dev, [m, n], 'f32');
-    const args = { a, w: ws[0], out };
-    const kernel = dev.info.backend === 'webgpu' ? pickMatmul(dev as WebGpuDevice, args) : 'cpu';
-    const ms = await time(dev, 'matmul', (i) => ({ a, w: ws[i % copies], out }), quick ? 1 : 5, trials);
-    const tflops = (2 * m * n * k) / (ms * 1e9);
-    // beside our own ceiling, the fraction of what PyTorch reaches at this very shape (same run)
-    const peerTflops = peer?.[`matmul_float16_${m}x${n}x${k}_tflops`] as number | undefined;
-    rows.push({ op: 'matmul prefill', shape: `[${m}, ${k}] x [${n}, ${k}]^T f16`, kernel, ms: f(ms), tflops: f(tflops), fraction: f(tflops / mmTflops), ofPeer: peerTflops ? f(tflops / peerTflops) : undefined, bound: 'compute' });
-    dev.free(a.buffer);
-    dev.free(out.buffer);
+    // decode batches of a continuous-batching step (64, 256 rows) and a prefill chunk (2048)
+    for (const m of quick ? [256] : [64, 256, 2048]) {
+      const a = fromArray(dev, rand(m * k), [m, k], 'f32');
+      const out = empty(dev, [m, n], 'f32');
+      const args = { a, w: ws[0], out };
+      const kernel = dev.info.backend === 'webgpu' ? pickMatmul(dev as WebGpuDevice, args) : 'cpu';
+      const ms = await time(dev, 'matmul', (i) => ({ a, w: ws[i % copies], out }), quick ? 1 : 5, trials);
+      const tflops = (2 * m * n * k) / (ms * 1e9);
+      // beside our own ceiling, the fraction of what PyTorch reaches at this very shape (same run)
+      const peerTflops = peer?.[`matmul_float16_${m}x${n}x${k}_tflops`] as number | undefined;
+      rows.push({ op: m < 1024 ? 'matmul batch' : 'matmul prefill', shape: `[${m}, ${k}] x [${n}, ${k}]^T f16`, kernel, ms: f(ms), tflops: f(tflops), fraction: f(tflops / mmTflops), ofPeer: peerTflops ? f(tflops / peerTflops) : undefined, bound: 'compute' });
+      dev.free(a.buffer);
+      dev.free(out.buffer);
+    }
     for (const w of ws) dev.free(w.buffer);
   }
 

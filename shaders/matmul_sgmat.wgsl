@@ -11,13 +11,17 @@
 // a: [m_pad, k] f16, m_pad a multiple of 64 (zero rows past m, see cast_f16.wgsl); w: [n, k]
 // f16; both bound as vec4<u32> (8 halves), so k % 8 == 0; k past the last whole BK and rows of w
 // past n read as zeros. bias: [ldo] f32; out: [m, ldo] f32, columns [col0, col0 + n).
+// Split k (SPLIT_K): where the tiles alone are too few to fill the GPU (decode batches of a
+// few hundred rows), workgroup t works on k-chunk t / tiles and writes its partial product to
+// out + chunk * split_stride (out is then a [splits, m, n] scratch) and
+// matmul_splitk_reduce.wgsl sums the chunks and adds the bias.
 enable f16;
 enable subgroups;
 enable chromium_experimental_subgroup_matrix;
 diagnostic(off, chromium.subgroup_matrix_uniformity);
 #include "lib/common.wgsl"
 
-struct Params { m: u32, n: u32, k: u32, ldo: u32, col0: u32, tiles_n: u32 }
+struct Params { m: u32, n: u32, k: u32, ldo: u32, col0: u32, tiles_n: u32, tiles: u32, k_chunk: u32, split_stride: u32 }
 @group(0) @binding(0) var<uniform> params: Params;
 @group(0) @binding(1) var<storage, read> a: array<vec4<u32>>;
 @group(0) @binding(2) var<storage, read> w: array<vec4<u32>>;
@@ -50,16 +54,16 @@ fn put8(dst: u32, v: vec4<u32>, is_w: bool) {
   }
 }
 
-fn store(acc: subgroup_matrix_result<f32, 16, 16>, r: u32, c: u32, inside: bool, sg: u32, lane: u32, sgs: u32) {
+fn store(acc: subgroup_matrix_result<f32, 16, 16>, base: u32, r: u32, c: u32, inside: bool, sg: u32, lane: u32, sgs: u32) {
   if (inside) {
-    subgroupMatrixStore<row_major>(&out, r * params.ldo + params.col0 + c, acc, params.ldo);
+    subgroupMatrixStore<row_major>(&out, base + r * params.ldo + params.col0 + c, acc, params.ldo);
   } else {
     subgroupMatrixStore<row_major>(&edge, sg * 256u, acc, 16u);
     workgroupBarrier();
     for (var e = lane; e < 256u; e += sgs) {
       let rr = r + e / 16u;
       let cc = c + e % 16u;
-      if (rr < params.m && cc < params.n) { out[rr * params.ldo + params.col0 + cc] = edge[sg * 256u + e]; }
+      if (rr < params.m && cc < params.n) { out[base + rr * params.ldo + params.col0 + cc] = edge[sg * 256u + e]; }
     }
     workgroupBarrier();
   }
@@ -68,13 +72,19 @@ fn store(acc: subgroup_matrix_result<f32, 16, 16>, r: u32, c: u32, inside: bool,
 @compute @workgroup_size(128)
 fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) lid: u32,
         @builtin(subgroup_invocation_id) lane: u32, @builtin(subgroup_size) sgs: u32) {
-  let tile = wg_index(wid, nwg);
+  let t = wg_index(wid, nwg);
+  let chunk = t / params.tiles;
+  let tile = t % params.tiles;
+  let base = chunk * params.split_stride;
+  let k_begin = chunk * params.k_chunk;
+  let k_end = min(params.k, k_begin + params.k_chunk);
   let tr = (tile / params.tiles_n) * TM;
   let tc = (tile % params.tiles_n) * TN;
   let sg = lid / sgs;
   let sr = (sg / 2u) * 32u; // this subgroup's rows and columns within the tile
   let sc = (sg % 2u) * 64u;
   let k8 = params.k / 8u;
+  let end8 = k_end / 8u;
   var c00 = subgroup_matrix_result<f32, 16, 16>();
   var c01 = subgroup_matrix_result<f32, 16, 16>();
   var c02 = subgroup_matrix_result<f32, 16, 16>();
@@ -83,20 +93,20 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, 
   var c11 = subgroup_matrix_result<f32, 16, 16>();
   var c12 = subgroup_matrix_result<f32, 16, 16>();
   var c13 = subgroup_matrix_result<f32, 16, 16>();
-  for (var k0 = 0u; k0 < params.k; k0 += BK) {
+  for (var k0 = k_begin; k0 < k_end; k0 += BK) {
     let kv = k0 / 8u;
     for (var e = lid; e < TM * V; e += 128u) {
       let row = e / V;
       let cv = e % V;
       var v = vec4<u32>();
-      if (kv + cv < k8) { v = a[(tr + row) * k8 + kv + cv]; }
+      if (kv + cv < end8) { v = a[(tr + row) * k8 + kv + cv]; }
       put8(row * KP + cv * 8u, v, false);
     }
     for (var e = lid; e < TN * V; e += 128u) {
       let row = e / V;
       let cv = e % V;
       var v = vec4<u32>();
-      if (tc + row < params.n && kv + cv < k8) { v = w[(tc + row) * k8 + kv + cv]; }
+      if (tc + row < params.n && kv + cv < end8) { v = w[(tc + row) * k8 + kv + cv]; }
       put8(row * KP + cv * 8u, v, true);
     }
     workgroupBarrier();
@@ -121,14 +131,14 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, 
   let inside = tr + TM <= params.m && tc + TN <= params.n;
   let r0 = tr + sr;
   let c0 = tc + sc;
-  store(c00, r0, c0, inside, sg, lane, sgs);
-  store(c01, r0, c0 + 16u, inside, sg, lane, sgs);
-  store(c02, r0, c0 + 32u, inside, sg, lane, sgs);
-  store(c03, r0, c0 + 48u, inside, sg, lane, sgs);
-  store(c10, r0 + 16u, c0, inside, sg, lane, sgs);
-  store(c11, r0 + 16u, c0 + 16u, inside, sg, lane, sgs);
-  store(c12, r0 + 16u, c0 + 32u, inside, sg, lane, sgs);
-  store(c13, r0 + 16u, c0 + 48u, inside, sg, lane, sgs);
+  store(c00, base, r0, c0, inside, sg, lane, sgs);
+  store(c01, base, r0, c0 + 16u, inside, sg, lane, sgs);
+  store(c02, base, r0, c0 + 32u, inside, sg, lane, sgs);
+  store(c03, base, r0, c0 + 48u, inside, sg, lane, sgs);
+  store(c10, base, r0 + 16u, c0, inside, sg, lane, sgs);
+  store(c11, base, r0 + 16u, c0 + 16u, inside, sg, lane, sgs);
+  store(c12, base, r0 + 16u, c0 + 32u, inside, sg, lane, sgs);
+  store(c13, base, r0 + 16u, c0 + 48u, inside, sg, lane, sgs);
 #if BIAS
   // the bias is added after the tile is in out (an accumulator cannot be indexed per element)
   storageBarrier();

@@ -13,6 +13,22 @@ export const GEMV_MAX_ROWS = 16;
 /** Output tile of matmul_sgmat: rows x columns per workgroup. */
 export const SG_TILE_M = 64;
 export const SG_TILE_N = 128;
+/** matmul_sgmat's k-slice: split-k chunks are multiples of it. */
+const SG_BK = 32;
+/** Workgroups below which matmul_sgmat splits k (an H200 has 132 SMs, each holding several). */
+const SG_MIN_WORKGROUPS = 528;
+const SG_MAX_SPLITS = 8;
+
+/**
+ * k-chunks for matmul_sgmat: enough that tiles x splits reaches SG_MIN_WORKGROUPS, each chunk
+ * whole k-slices and at least 256 deep so that the partial sums stay a small extra traffic.
+ */
+export function sgmatSplits(tiles: number, k: number): { splits: number; chunk: number } {
+  let splits = 1;
+  while (splits < SG_MAX_SPLITS && tiles * splits < SG_MIN_WORKGROUPS && k / (splits * 2) >= 256) splits *= 2;
+  const chunk = Math.ceil(k / splits / SG_BK) * SG_BK;
+  return { splits: Math.ceil(k / chunk), chunk };
+}
 
 /** Why `kernel` cannot run this matmul here, or undefined if it can. */
 export function matmulUnsupported(dev: WebGpuDevice, a: OpArgs['matmul'], kernel: MatmulKernel): string | undefined {
@@ -81,7 +97,18 @@ export function planMatmul(dev: WebGpuDevice, args: OpArgs['matmul']): Dispatch[
       plans.push({ file: 'matmul_gemv_sg.wgsl', flags, overrides: { ROWS: m, ...shape }, tensors, params, grid: grid(Math.ceil(nb / perWg)) });
     } else if (kernel === 'sgmat') {
       const tilesN = Math.ceil(nb / SG_TILE_N);
-      plans.push({ file: 'matmul_sgmat.wgsl', flags, overrides: {}, tensors: { ...tensors, a: a16! }, params: { ...params, tiles_n: tilesN }, grid: grid(Math.ceil(m / SG_TILE_M) * tilesN) });
+      const tiles = Math.ceil(m / SG_TILE_M) * tilesN;
+      const { splits, chunk } = sgmatSplits(tiles, k);
+      if (splits === 1) {
+        plans.push({ file: 'matmul_sgmat.wgsl', flags, overrides: {}, tensors: { ...tensors, a: a16! }, params: { ...params, tiles_n: tilesN, tiles, k_chunk: k, split_stride: 0 }, grid: grid(tiles) });
+      } else {
+        const part = dev.scratch('sgmat.part', [splits, m, nb], 'f32');
+        const sgParams = { m, n: nb, k, ldo: nb, col0: 0, tiles_n: tilesN, tiles, k_chunk: chunk, split_stride: m * nb };
+        plans.push({ file: 'matmul_sgmat.wgsl', flags: [], overrides: {}, tensors: { a: a16!, w: rows(w, n0, nb), out: part }, params: sgParams, grid: grid(tiles * splits) });
+        const rflags = bias ? ['BIAS'] : [];
+        const rtensors: Record<string, Tensor> = { part, out, ...(bias ? { bias } : {}) };
+        plans.push({ file: 'matmul_splitk_reduce.wgsl', flags: rflags, overrides: {}, tensors: rtensors, params: { m, n: nb, ldo: n, col0: n0, splits }, grid: grid(Math.ceil((m * nb) / 256)) });
+      }
     } else {
       const tilesN = Math.ceil(nb / 64);
       plans.push({ file: 'matmul_tiled.wgsl', flags, overrides: {}, tensors, params: { ...params, tiles_n: tilesN }, grid: grid(Math.ceil(m / 64) * tilesN) });
