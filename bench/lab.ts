@@ -45,7 +45,7 @@ const D = (file: string, tensors: Record<string, Tensor>, params: Record<string,
 const sections = process.argv.slice(2);
 const want = (name: string) => !sections.length || sections.includes(name);
 
-// weight streaming alone, and gemv_sg vs sgmat (padded to 64 rows) for small m
+// weight streaming alone, and gemv_sg for small m
 for (const [N, K] of want('wsum') ? [[4096, 4096], [11008, 4096], [4096, 11008]] : []) {
   const copies = 8;
   const ws = Array.from({ length: copies }, () => t(rnd(N * K, 0.02), [N, K], 'f16'));
@@ -56,11 +56,9 @@ for (const [N, K] of want('wsum') ? [[4096, 4096], [11008, 4096], [4096, 11008]]
   await time(`w-only flat 4096 wg ${N}x${K}`, (i) => D('lab/wsum_flat.wgsl', { w: ws[i % copies], out: o }, p, grid(4096)), 16, { bytes });
   for (const m of [4, 8, 16, 32]) {
     const a = t(rnd(m * K), [m, K]);
-    const a16 = t(rnd(64 * K), [64, K], 'f16');
     const pm = { m, n: N, k: K, ldo: N, col0: 0 };
-    await time(`sgmat m=${m} (padded 64) ${N}x${K}`, (i) => D('matmul_sgmat.wgsl', { a: a16, w: ws[i % copies], out: o }, { ...pm, tiles_n: Math.ceil(N / 128) }, grid(Math.ceil(N / 128)), {}, ['W_F16']), 16, { bytes });
     if (m <= 16) await time(`gemv_sg m=${m} ${N}x${K}`, (i) => D('matmul_gemv_sg.wgsl', { a, w: ws[i % copies], out: o }, pm, grid(Math.ceil(N / 16)), { ROWS: m, CPT: 4, SPLIT: 2, U: 2 }, ['W_F16']), 16, { bytes });
-    dev.free(a.buffer); dev.free(a16.buffer);
+    dev.free(a.buffer);
   }
   for (const w of ws) dev.free(w.buffer);
   dev.free(o.buffer);
@@ -75,7 +73,7 @@ if (want('sgmat')) {
       const a16 = t(rnd(m * K), [m, K], 'f16');
       const p = { m, n: N, k: K, ldo: N, col0: 0 };
       const variants: [string, string, number, number, Record<string, number>][] = [
-        ['sgmat op: staged 64x128 BK32', 'matmul_sgmat.wgsl', 64, 128, {}],
+        ['sgmat op: staged 64x128 BK32', 'matmul_sgmat.wgsl', 64, 128, { BK: 32 }],
         ['sgmat staged 64x128 BK64', 'matmul_sgmat.wgsl', 64, 128, { BK: 64 }],
         ['sgmat direct 64x128', 'lab/sgmat_direct_64x128.wgsl', 64, 128, {}],
         ['sgmat direct 64x64', 'lab/sgmat_direct.wgsl', 64, 64, {}],
@@ -84,7 +82,7 @@ if (want('sgmat')) {
       for (const [label, file, tm, tn, ov] of variants) {
         const o = t(0, [m, N]);
         const tiles = Math.ceil(N / tn);
-        const mk = () => D(file, { a: a16, w, out: o }, { ...p, tiles_n: tiles }, grid(Math.ceil(m / tm) * tiles), ov, ['W_F16']);
+        const mk = () => D(file, { a: a16, w, out: o }, { ...p, tiles_n: tiles, tiles: Math.ceil(m / tm) * tiles, k_chunk: K, split_stride: 0 }, grid(Math.ceil(m / tm) * tiles), ov, ['W_F16']);
         try {
           await time(`${label} m=${m} ${N}x${K}`, mk, 5, { flops: 2 * m * N * K });
           const y = (await toArray(dev, o)) as Float32Array;

@@ -21,13 +21,14 @@ export interface GpuContext {
 
 // Device toggles on the GPU. Robustness (bounds clamping of every storage access, which Tint
 // adds to each load and store) is off by default, as Chrome's own Graphite does: the kernels'
-// indices are proven in range by the parity suite, and the clamps cost the matrix kernels their
-// vector/cooperative-matrix loads. PARALLM_DAWN_ENABLE / PARALLM_DAWN_DISABLE (comma lists) add
-// toggles, e.g. PARALLM_DAWN_DISABLE=disable_robustness turns the clamps back on.
+// indices are proven in range by the parity suite. Validation stays on: with skip_validation an
+// invalid shader or binding aborts the process instead of raising an error.
+// PARALLM_DAWN_ENABLE / PARALLM_DAWN_DISABLE (comma lists) add toggles, e.g.
+// PARALLM_DAWN_DISABLE=disable_robustness turns the clamps back on.
 function gpuFlags(): string[] {
   const list = (v: string | undefined) => (v ?? '').split(',').map((t) => t.trim()).filter(Boolean);
   const disable = new Set(['timestamp_quantization', ...list(process.env.PARALLM_DAWN_DISABLE)]);
-  const enable = ['allow_unsafe_apis', 'vulkan_enable_f16_on_nvidia', 'disable_robustness', 'skip_validation', ...list(process.env.PARALLM_DAWN_ENABLE)].filter((t) => !disable.has(t));
+  const enable = ['allow_unsafe_apis', 'vulkan_enable_f16_on_nvidia', 'disable_robustness', ...list(process.env.PARALLM_DAWN_ENABLE)].filter((t) => !disable.has(t));
   return [`enable-dawn-features=${[...new Set(enable)].join(',')}`, `disable-dawn-features=${[...disable].join(',')}`];
 }
 const WANTED_FEATURES = ['shader-f16', 'subgroups', 'timestamp-query', 'chromium-experimental-subgroup-matrix'];

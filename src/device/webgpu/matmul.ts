@@ -13,7 +13,7 @@ export const GEMV_MAX_ROWS = 16;
 /** Output tile of matmul_sgmat: rows x columns per workgroup. */
 export const SG_TILE_M = 64;
 export const SG_TILE_N = 128;
-/** matmul_sgmat's k-slice: split-k chunks are multiples of it. */
+/** matmul_sgmat's k-slice (its override BK; 64 measured 20% slower on an H200): split-k chunks are multiples of it. */
 const SG_BK = 32;
 /** Workgroups below which matmul_sgmat splits k (an H200 has 132 SMs, each holding several). */
 const SG_MIN_WORKGROUPS = 528;
@@ -100,11 +100,11 @@ export function planMatmul(dev: WebGpuDevice, args: OpArgs['matmul']): Dispatch[
       const tiles = Math.ceil(m / SG_TILE_M) * tilesN;
       const { splits, chunk } = sgmatSplits(tiles, k);
       if (splits === 1) {
-        plans.push({ file: 'matmul_sgmat.wgsl', flags, overrides: {}, tensors: { ...tensors, a: a16! }, params: { ...params, tiles_n: tilesN, tiles, k_chunk: k, split_stride: 0 }, grid: grid(tiles) });
+        plans.push({ file: 'matmul_sgmat.wgsl', flags, overrides: { BK: SG_BK }, tensors: { ...tensors, a: a16! }, params: { ...params, tiles_n: tilesN, tiles, k_chunk: k, split_stride: 0 }, grid: grid(tiles) });
       } else {
         const part = dev.scratch('sgmat.part', [splits, m, nb], 'f32');
         const sgParams = { m, n: nb, k, ldo: nb, col0: 0, tiles_n: tilesN, tiles, k_chunk: chunk, split_stride: m * nb };
-        plans.push({ file: 'matmul_sgmat.wgsl', flags: [], overrides: {}, tensors: { a: a16!, w: rows(w, n0, nb), out: part }, params: sgParams, grid: grid(tiles * splits) });
+        plans.push({ file: 'matmul_sgmat.wgsl', flags: [], overrides: { BK: SG_BK }, tensors: { a: a16!, w: rows(w, n0, nb), out: part }, params: sgParams, grid: grid(tiles * splits) });
         const rflags = bias ? ['BIAS'] : [];
         const rtensors: Record<string, Tensor> = { part, out, ...(bias ? { bias } : {}) };
         plans.push({ file: 'matmul_splitk_reduce.wgsl', flags: rflags, overrides: {}, tensors: rtensors, params: { m, n: nb, ldo: n, col0: n0, splits }, grid: grid(Math.ceil((m * nb) / 256)) });
