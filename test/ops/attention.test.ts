@@ -124,9 +124,10 @@ describe.each(backendsUnderTest())('%s backend: paged attention', (backend) => {
     const numBlocks = 6;
     const w = kvh * hs;
     const cacheLen = numBlocks * blockSize * w;
-    const slots = shuffle(r, Array.from({ length: numBlocks * blockSize }, (_, i) => i)).slice(0, n);
+    // distinct slots (two tokens writing one slot would race), the last slot of the pool first
+    const last = numBlocks * blockSize - 1;
+    const slots = [last, ...shuffle(r, Array.from({ length: last }, (_, i) => i)).slice(0, n - 1)];
     for (const i of [1, n - 2]) slots[i] = -1; // padding rows
-    slots[0] = numBlocks * blockSize - 1; // the last slot of the pool
     const shape = [numBlocks, blockSize, kvh, hs];
     const args = {
       key: host(roundTrip(normal(r, n * w), dtype), [n, w]),
