@@ -1,6 +1,7 @@
 // paged_attention: decode attention over the paged KV cache, one query token per sequence.
 // q, out: [num_seqs, num_heads * HS] f32; key_cache, value_cache: [num_blocks, block_size,
-// num_kv_heads, HS] f32 | f16 (KV_F16: packed u32 pairs); block_tables: [num_seqs, max_blocks]
+// num_kv_heads, HS] f32 | f16 (KV_F16: packed u32 pairs), or split into parts (KV_PARTS_2..4:
+// key_cache_1.., see paged_attention_tile.wgsl); block_tables: [num_seqs, max_blocks]
 // i32; context_lens: [num_seqs] i32.
 //
 // A workgroup takes NQ query heads that share one kv head (GQA: the K/V tiles are loaded once

@@ -2,7 +2,8 @@
 // launch, every key and value (an earlier cached prefix and this chunk's own, already written
 // by reshape_and_cache) read from the paged cache.
 // q, out: [num_tokens, num_heads * HS] f32; query_starts: [num_seqs + 1] i32; context_lens:
-// [num_seqs] i32; block_tables: [num_seqs, max_blocks] i32; caches as paged_attention.wgsl.
+// [num_seqs] i32; block_tables: [num_seqs, max_blocks] i32; caches as paged_attention.wgsl
+// (whole, or in parts: KV_PARTS_2..4).
 // Sequence s owns query rows [query_starts[s], query_starts[s + 1]); with qlen of them, row i
 // sits at position context_lens[s] - qlen + i and sees keys at positions <= its own.
 //

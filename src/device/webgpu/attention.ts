@@ -7,7 +7,8 @@
 // may come in parts (src/device/kv-pool.ts). Every kernel binds all parts of the K and V pools
 // and picks a block's part by a switch: the variants KV_PARTS_2, _3, _4 (at least that many
 // parts) add the bindings key_cache_p / value_cache_p (10 + 2(p - 1), 11 + 2(p - 1)) and the
-// param part_blocks. One part compiles to the kernels of an unsplit pool, unchanged.
+// param part_blocks. One part compiles to the kernels of an unsplit pool: no part bindings,
+// params or switches.
 // (The other way, a dispatch per part merged like v2's partitions, would add a merge pass and
 // scratch to every split step; a switch per loaded pair costs little next to the load.)
 
@@ -110,7 +111,7 @@ export function tileShape(budget: number, hs: number, group: number, prefill: bo
  * The tensors, flags and params of a K/V pool pair: key_cache and value_cache (part 0), the
  * parts after it as key_cache_p / value_cache_p, and part_blocks where there are several.
  */
-function pools(keyCache: KvPool, valueCache: KvPool): { tensors: Record<string, Tensor>; flags: string[]; parts: number; partBlocks: number } {
+function pools(keyCache: KvPool, valueCache: KvPool): { tensors: Record<string, Tensor>; flags: string[]; partBlocks: number } {
   const ks = poolParts(keyCache);
   const vs = poolParts(valueCache);
   const tensors: Record<string, Tensor> = { key_cache: ks[0], value_cache: vs[0] };
@@ -120,7 +121,7 @@ function pools(keyCache: KvPool, valueCache: KvPool): { tensors: Record<string, 
     tensors[`value_cache_${p}`] = vs[p];
     flags.push(`KV_PARTS_${p + 1}`);
   }
-  return { tensors, flags, parts: ks.length, partBlocks: blocksPerPart(keyCache) };
+  return { tensors, flags, partBlocks: blocksPerPart(keyCache) };
 }
 
 /** Why the webgpu kernels cannot run this cache op, or undefined (checkOp has passed). */
