@@ -7,6 +7,7 @@
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type DType, type Device, MAX_KV_PARTS, createDevice, fromArray, poolParts, roundTrip, toArray } from '../../src/device/index.ts';
+import { LLM } from '../../src/engine/llm.ts';
 import { loadConfig } from '../../src/model/config.ts';
 import { KvCache, KvCacheTooLargeError } from '../../src/model/kv-cache.ts';
 import { SEED, backendsUnderTest, host, normal, openBackend, output, reference, relErr, rng, runOp } from './harness.ts';
@@ -180,6 +181,21 @@ describe('KvCache: pools split by the part size', () => {
     expect(() => new KvCache(dev, config, { numBlocks: 3 * dev.info.maxPoolParts + 1, blockSize: 4, dtype: 'f32', maxPartBytes: 3.5 * blockBytes })).toThrow(KvCacheTooLargeError);
     expect(KvCache.maxBlocks(dev, config, 4, 'f32', 3.5 * blockBytes)).toBe(3 * dev.info.maxPoolParts);
     dev.destroy();
+  });
+
+  it('LLM.create: a cache sized from memory takes what maxPoolParts parts hold; a numGpuBlocks beyond it is a clear error', async () => {
+    // tiny-llama's f16 blocks of 4 tokens are 256 bytes per layer pool: parts of 16 blocks
+    const o = { model: TINY, backend: 'cpu', blockSize: 4, maxKvPartBytes: 16 * 256 };
+    const llm = await LLM.create(o);
+    try {
+      const parts = llm.device.info.maxPoolParts;
+      expect(llm.cache.numBlocks).toBe(16 * parts);
+      expect(llm.cache.keys[0].length).toBe(parts);
+      expect(llm.engine.blocks.numBlocks).toBe(16 * parts);
+    } finally {
+      await llm.close();
+    }
+    await expect(LLM.create({ ...o, numGpuBlocks: 16 * MAX_KV_PARTS + 1 })).rejects.toThrow(KvCacheTooLargeError);
   });
 
   it.skipIf(!backendsUnderTest().includes('webgpu'))('webgpu: a cache over the binding limit splits, and a step of writes and reads runs on it', async () => {
