@@ -1,6 +1,7 @@
 // paged_attention: decode attention over the paged KV cache, one query token per sequence.
 // q, out: [num_seqs, num_heads * HS] f32; key_cache, value_cache: [num_blocks, block_size,
-// num_kv_heads, HS] f32 | f16 (KV_F16: packed u32 pairs); block_tables: [num_seqs, max_blocks]
+// num_kv_heads, HS] f32 | f16 (KV_F16: packed u32 pairs), or split into parts (KV_PARTS_2..4:
+// key_cache_1.., see paged_attention_tile.wgsl); block_tables: [num_seqs, max_blocks]
 // i32; context_lens: [num_seqs] i32.
 //
 // A workgroup takes NQ query heads that share one kv head (GQA: the K/V tiles are loaded once
@@ -26,15 +27,30 @@ struct Params {
   partitions: u32,
   scale: f32,
   tile_keys: u32,
+#if KV_PARTS_2
+  part_blocks: u32,
+#endif
 }
 @group(0) @binding(0) var<uniform> params: Params;
 @group(0) @binding(1) var<storage, read> q: array<f32>;
 #if KV_F16
-@group(0) @binding(2) var<storage, read> key_cache: array<u32>;
-@group(0) @binding(3) var<storage, read> value_cache: array<u32>;
+alias kv_pair = u32;
 #else
-@group(0) @binding(2) var<storage, read> key_cache: array<vec2f>;
-@group(0) @binding(3) var<storage, read> value_cache: array<vec2f>;
+alias kv_pair = vec2f;
+#endif
+@group(0) @binding(2) var<storage, read> key_cache: array<kv_pair>;
+@group(0) @binding(3) var<storage, read> value_cache: array<kv_pair>;
+#if KV_PARTS_2
+@group(0) @binding(10) var<storage, read> key_cache_1: array<kv_pair>;
+@group(0) @binding(11) var<storage, read> value_cache_1: array<kv_pair>;
+#endif
+#if KV_PARTS_3
+@group(0) @binding(12) var<storage, read> key_cache_2: array<kv_pair>;
+@group(0) @binding(13) var<storage, read> value_cache_2: array<kv_pair>;
+#endif
+#if KV_PARTS_4
+@group(0) @binding(14) var<storage, read> key_cache_3: array<kv_pair>;
+@group(0) @binding(15) var<storage, read> value_cache_3: array<kv_pair>;
 #endif
 @group(0) @binding(4) var<storage, read> block_tables: array<i32>;
 @group(0) @binding(5) var<storage, read> context_lens: array<i32>;

@@ -5,14 +5,18 @@
 //
 // The planner gives the overrides WG (threads), HS (head size), NQ (queries per workgroup), TK
 // (keys per tile) and NACC = ceil(NQ * HS / WG). The includer declares params fields
-// block_size, num_kv_heads, scale and tile_keys (= TK), and the bindings key_cache and
-// value_cache (f32 as vec2f, or KV_F16: f16 pairs in u32) and block_tables. Before calling attend it fills q_sh with the queries and qpos_sh with their
-// positions (a query sees keys at positions <= its own; -1 for a query slot it leaves unused).
+// block_size, num_kv_heads, scale and tile_keys (= TK), the type kv_pair (vec2f, or KV_F16:
+// an f16 pair packed in a u32), and the bindings key_cache and value_cache (array<kv_pair>) and
+// block_tables. A pool split into parts (src/device/kv-pool.ts; flags KV_PARTS_2, _3, _4: at
+// least that many parts) adds key_cache_1.. and value_cache_1.. and the params field
+// part_blocks (blocks of every part but the last). Before calling attend it fills q_sh with the
+// queries and qpos_sh with their positions (a query sees keys at positions <= its own; -1 for a query slot it leaves unused).
 // Afterwards acc holds the un-normalised output of (query o / HS, dim o % HS) for
 // o = lid + i * WG, and m_sh, l_sh each query's running max and sum of exp(score - max).
 //
 // Per tile of TK keys, with a barrier between steps:
 //   1. cache rows of the tile's keys from the block table       (TK threads)
+//      (of a split pool: the part of the key's block, and the row in that part)
 //   2. the K tile into workgroup memory, as f32                   (all threads, coalesced)
 //   3. scores: one (query, key) dot product per thread and pass   (all threads)
 //   4. each query's new running max, and the factor alpha that rescales what came before
@@ -48,25 +52,61 @@ var<workgroup> m_sh: array<f32, NQ>;
 var<workgroup> l_sh: array<f32, NQ>;
 var<workgroup> alpha_sh: array<f32, NQ>;
 var<private> acc: array<f32, NACC>;
+#if KV_PARTS_2
+var<workgroup> part_sh: array<u32, TK>;
+#endif
 
-// pair i (elements 2i, 2i + 1) of the caches, counting over [num_blocks, block_size, num_kv_heads, HS]
-fn key_pair(i: u32) -> vec2f {
+fn unpack_pair(w: kv_pair) -> vec2f {
 #if KV_F16
-  return unpack2x16float(key_cache[i]);
+  return unpack2x16float(w);
 #else
-  return key_cache[i];
+  return w;
 #endif
 }
 
-fn value_pair(i: u32) -> vec2f {
-#if KV_F16
-  return unpack2x16float(value_cache[i]);
+// pair i (elements 2i, 2i + 1) of a part of the caches, counting over its [blocks, block_size,
+// num_kv_heads, HS]. WGSL cannot index an array of bindings, hence the switch; an unsplit pool
+// has no part to choose.
+fn key_pair(part: u32, i: u32) -> vec2f {
+#if KV_PARTS_2
+  var w: kv_pair;
+  switch part {
+    case 1u: { w = key_cache_1[i]; }
+#if KV_PARTS_3
+    case 2u: { w = key_cache_2[i]; }
+#endif
+#if KV_PARTS_4
+    case 3u: { w = key_cache_3[i]; }
+#endif
+    default: { w = key_cache[i]; }
+  }
+  return unpack_pair(w);
 #else
-  return value_cache[i];
+  return unpack_pair(key_cache[i]);
 #endif
 }
 
-// The K (is_key) or V tile: row t of kv_sh is the key/value at row_sh[t] of the cache, or zeros
+fn value_pair(part: u32, i: u32) -> vec2f {
+#if KV_PARTS_2
+  var w: kv_pair;
+  switch part {
+    case 1u: { w = value_cache_1[i]; }
+#if KV_PARTS_3
+    case 2u: { w = value_cache_2[i]; }
+#endif
+#if KV_PARTS_4
+    case 3u: { w = value_cache_3[i]; }
+#endif
+    default: { w = value_cache[i]; }
+  }
+  return unpack_pair(w);
+#else
+  return unpack_pair(value_cache[i]);
+#endif
+}
+
+// The K (is_key) or V tile: row t of kv_sh is the key/value at row_sh[t] of the cache (of part
+// part_sh[t] where the pool is split), or zeros
 // past the range (so that a zero probability never meets a NaN from memory it should not read).
 fn load_tile(lid: u32, is_key: bool) {
   let half = HS / 2u;
@@ -75,10 +115,15 @@ fn load_tile(lid: u32, is_key: bool) {
     let t = u / half;
     let j = u % half;
     let row = row_sh[t];
+#if KV_PARTS_2
+    let part = part_sh[t];
+#else
+    let part = 0u;
+#endif
     var v = vec2f(0.0);
     if (row != NONE) {
       // a branch, not select(): select would load both caches
-      if (is_key) { v = key_pair(row * half + j); } else { v = value_pair(row * half + j); }
+      if (is_key) { v = key_pair(part, row * half + j); } else { v = value_pair(part, row * half + j); }
     }
     kv_sh[t * stride + 2u * j] = v.x;
     kv_sh[t * stride + 2u * j + 1u] = v.y;
@@ -100,7 +145,12 @@ fn attend(table: u32, kvh: u32, lo: u32, hi: u32, lid: u32) {
       let pos = t0 + t;
       var row = NONE;
       if (pos < hi) {
-        let block = u32(block_tables[table + pos / params.block_size]);
+        var block = u32(block_tables[table + pos / params.block_size]);
+#if KV_PARTS_2
+        let part = block / params.part_blocks;
+        part_sh[t] = part;
+        block -= part * params.part_blocks;
+#endif
         row = (block * params.block_size + pos % params.block_size) * params.num_kv_heads + kvh;
       }
       row_sh[t] = row;

@@ -2,7 +2,8 @@
 // launch, every key and value (an earlier cached prefix and this chunk's own, already written
 // by reshape_and_cache) read from the paged cache.
 // q, out: [num_tokens, num_heads * HS] f32; query_starts: [num_seqs + 1] i32; context_lens:
-// [num_seqs] i32; block_tables: [num_seqs, max_blocks] i32; caches as paged_attention.wgsl.
+// [num_seqs] i32; block_tables: [num_seqs, max_blocks] i32; caches as paged_attention.wgsl
+// (whole, or in parts: KV_PARTS_2..4).
 // Sequence s owns query rows [query_starts[s], query_starts[s + 1]); with qlen of them, row i
 // sits at position context_lens[s] - qlen + i and sees keys at positions <= its own.
 //
@@ -26,15 +27,30 @@ struct Params {
   max_blocks: u32,
   scale: f32,
   tile_keys: u32,
+#if KV_PARTS_2
+  part_blocks: u32,
+#endif
 }
 @group(0) @binding(0) var<uniform> params: Params;
 @group(0) @binding(1) var<storage, read> q: array<f32>;
 #if KV_F16
-@group(0) @binding(2) var<storage, read> key_cache: array<u32>;
-@group(0) @binding(3) var<storage, read> value_cache: array<u32>;
+alias kv_pair = u32;
 #else
-@group(0) @binding(2) var<storage, read> key_cache: array<vec2f>;
-@group(0) @binding(3) var<storage, read> value_cache: array<vec2f>;
+alias kv_pair = vec2f;
+#endif
+@group(0) @binding(2) var<storage, read> key_cache: array<kv_pair>;
+@group(0) @binding(3) var<storage, read> value_cache: array<kv_pair>;
+#if KV_PARTS_2
+@group(0) @binding(10) var<storage, read> key_cache_1: array<kv_pair>;
+@group(0) @binding(11) var<storage, read> value_cache_1: array<kv_pair>;
+#endif
+#if KV_PARTS_3
+@group(0) @binding(12) var<storage, read> key_cache_2: array<kv_pair>;
+@group(0) @binding(13) var<storage, read> value_cache_2: array<kv_pair>;
+#endif
+#if KV_PARTS_4
+@group(0) @binding(14) var<storage, read> key_cache_3: array<kv_pair>;
+@group(0) @binding(15) var<storage, read> value_cache_3: array<kv_pair>;
 #endif
 @group(0) @binding(4) var<storage, read> block_tables: array<i32>;
 @group(0) @binding(5) var<storage, read> query_starts: array<i32>;

@@ -44,6 +44,8 @@ export interface DeviceInfo {
   features: DeviceFeatures;
   /** Largest single tensor binding a kernel can take, in bytes. */
   maxBindingBytes: number;
+  /** Most parts (bindings) a KV pool of the cache ops may span (src/device/kv-pool.ts). */
+  maxPoolParts: number;
   /** Largest single allocation, in bytes. */
   maxBufferBytes: number;
   /** Required alignment of a tensor's byte offset when it is bound to a kernel. */

@@ -6,6 +6,7 @@ import type { AdapterChoice } from './webgpu/adapter.ts';
 
 export * from './device.ts';
 export * from './dtype.ts';
+export * from './kv-pool.ts';
 export * from './ops.ts';
 export * from './tensor.ts';
 

@@ -5,6 +5,7 @@
 
 import type { DType } from './dtype.ts';
 import type { Support, Tensor } from './device.ts';
+import { type KvPool, MAX_KV_PARTS, poolParts } from './kv-pool.ts';
 
 export type WeightDType = 'f32' | 'f16' | 'bf16';
 
@@ -72,16 +73,18 @@ export interface OpArgs {
    * Writes each new token's K and V into its slot of the paged cache: slot = block * blockSize
    * + offset; a negative slot (padding) is skipped.
    * key, value: [n, numKvHeads * headSize] f32; keyCache, valueCache: [numBlocks, blockSize,
-   * numKvHeads, headSize] f16 | f32; slotMapping: [n] i32
+   * numKvHeads, headSize] f16 | f32, or that pool in parts (src/device/kv-pool.ts; the K and V
+   * pools split alike); slotMapping: [n] i32
    */
-  reshape_and_cache: { key: Tensor; value: Tensor; keyCache: Tensor; valueCache: Tensor; slotMapping: Tensor };
+  reshape_and_cache: { key: Tensor; value: Tensor; keyCache: KvPool; valueCache: KvPool; slotMapping: Tensor };
   /**
    * Copies whole blocks within the caches (copy-on-write of a shared last block): block
    * pairs[i][1] <- block pairs[i][0] in both keyCache and valueCache. A device copy cannot do
-   * this: WebGPU forbids copying a buffer into itself.
+   * this: WebGPU forbids copying a buffer into itself. Source and destination may lie in
+   * different parts of a split pool.
    * caches as reshape_and_cache; pairs: [m, 2] i32 (src, dst)
    */
-  copy_blocks: { keyCache: Tensor; valueCache: Tensor; pairs: Tensor };
+  copy_blocks: { keyCache: KvPool; valueCache: KvPool; pairs: Tensor };
   /**
    * Decode attention over the paged cache: one query token per sequence, attending to the
    * sequence's first contextLens[s] tokens through its block table; GQA (numHeads a multiple
@@ -90,7 +93,7 @@ export interface OpArgs {
    * q, out: [numSeqs, numHeads * headSize] f32; caches as reshape_and_cache; blockTables:
    * [numSeqs, maxBlocksPerSeq] i32; contextLens: [numSeqs] i32
    */
-  paged_attention: { q: Tensor; keyCache: Tensor; valueCache: Tensor; blockTables: Tensor; contextLens: Tensor; out: Tensor; scale: number; partitionSize?: number };
+  paged_attention: { q: Tensor; keyCache: KvPool; valueCache: KvPool; blockTables: Tensor; contextLens: Tensor; out: Tensor; scale: number; partitionSize?: number };
   /**
    * Causal attention for prefill chunks of several sequences in one launch, reading every key
    * and value (earlier context and this chunk's, already written by reshape_and_cache) from the
@@ -99,7 +102,7 @@ export interface OpArgs {
    * its contextLens[s] tokens, and query i attends to positions <= its own.
    * q, out: [numTokens, numHeads * headSize] f32; queryStarts: [numSeqs + 1] i32; others as paged_attention
    */
-  prefill_attention: { q: Tensor; keyCache: Tensor; valueCache: Tensor; blockTables: Tensor; queryStarts: Tensor; contextLens: Tensor; out: Tensor; scale: number };
+  prefill_attention: { q: Tensor; keyCache: KvPool; valueCache: KvPool; blockTables: Tensor; queryStarts: Tensor; contextLens: Tensor; out: Tensor; scale: number };
 }
 
 export type OpName = keyof OpArgs;
@@ -247,7 +250,7 @@ function check(name: OpName, a: any): string | undefined {
     case 'reshape_and_cache': {
       const e = checkCaches(a);
       if (e) return e;
-      const [, , kvh, hs] = a.keyCache.shape;
+      const [, , kvh, hs] = poolParts(a.keyCache)[0].shape;
       const n = a.slotMapping?.shape[0];
       return expect('slotMapping', a.slotMapping, I, [undefined]) ?? expect('key', a.key, F, [n, kvh * hs]) ?? expect('value', a.value, F, [n, kvh * hs]);
     }
@@ -257,7 +260,7 @@ function check(name: OpName, a: any): string | undefined {
     case 'prefill_attention': {
       const e = checkCaches(a);
       if (e) return e;
-      const [, , kvh, hs] = a.keyCache.shape;
+      const [, , kvh, hs] = poolParts(a.keyCache)[0].shape;
       const rows = a.q?.shape[0];
       const numSeqs = a.contextLens?.shape[0];
       const base =
@@ -275,9 +278,22 @@ function check(name: OpName, a: any): string | undefined {
   }
 }
 
+/** The K and V pools: one tensor each or parts alike (kv-pool.ts), of one dtype and row shape. */
 function checkCaches(a: any): string | undefined {
-  const e = expect('keyCache', a.keyCache, KV, [undefined, undefined, undefined, undefined]);
+  const ks = a.keyCache ? poolParts(a.keyCache) : [];
+  const vs = a.valueCache ? poolParts(a.valueCache) : [];
+  if (!ks.length || ks.length > MAX_KV_PARTS) return `keyCache must be a tensor or 1..${MAX_KV_PARTS} parts, got ${ks.length} parts`;
+  if (vs.length !== ks.length) return `valueCache must have the parts of keyCache (${ks.length}), got ${vs.length}`;
+  const part = (i: number) => (ks.length > 1 ? ` part ${i}` : '');
+  const e = expect(`keyCache${part(0)}`, ks[0], KV, [undefined, undefined, undefined, undefined]);
   if (e) return e;
-  const s = a.keyCache.shape;
-  return expect('valueCache', a.valueCache, [a.keyCache.dtype], [s[0], s[1], s[2], s[3]]) ?? (s[3] % 2 ? `headSize must be even, got ${s[3]}` : undefined);
+  const [per, ...row] = ks[0].shape;
+  for (let i = 0; i < ks.length; i++) {
+    // every part but the last holds `per` blocks (block b lives in part floor(b / per))
+    const blocks = i < ks.length - 1 ? per : undefined;
+    const err = expect(`keyCache${part(i)}`, ks[i], [ks[0].dtype], [blocks, ...row]) ?? expect(`valueCache${part(i)}`, vs[i], [ks[0].dtype], [...ks[i].shape]);
+    if (err) return err;
+    if (ks[i].shape[0] > per || ks[i].shape[0] < 1) return `keyCache part ${i} must hold 1..${per} blocks (as many as part 0 at most), got ${ks[i].shape[0]}`;
+  }
+  return row[2] % 2 ? `headSize must be even, got ${row[2]}` : undefined;
 }

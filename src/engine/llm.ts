@@ -27,6 +27,8 @@ export interface LLMOptions {
   numGpuBlocks?: number;
   blockSize?: number;
   kvCacheDtype?: KvDType;
+  /** Largest part of a layer's K or V pool, in bytes (default: the device's binding limit); lower it to split small pools (tests). */
+  maxKvPartBytes?: number;
   /** Host memory for swapped-out blocks, in GiB (default 4; 0 disables swapping). */
   swapSpaceGiB?: number;
   maxNumSeqs?: number;
@@ -100,9 +102,13 @@ export class LLM {
         }
       }
     }
-    // one pool per layer must fit a single binding
-    numBlocks = Math.min(numBlocks, Math.floor(device.info.maxBindingBytes / (perBlock / (2 * config.numLayers))));
-    const cache = new KvCache(device, config, { numBlocks, blockSize, dtype });
+    // A layer's pool spans up to device.info.maxPoolParts bindings (KvCache splits it). Sized
+    // from memory, the cache takes at most what those can hold: a tiny model on an H200 would
+    // otherwise want more; a number of blocks given by the user that they cannot hold is
+    // KvCache's error (KvCacheTooLargeError).
+    const maxPartBytes = o.maxKvPartBytes;
+    if (o.numGpuBlocks === undefined) numBlocks = Math.min(numBlocks, KvCache.maxBlocks(device, config, blockSize, dtype, maxPartBytes));
+    const cache = new KvCache(device, config, { numBlocks, blockSize, dtype, maxPartBytes });
     const numHostBlocks = Math.floor(((o.swapSpaceGiB ?? 4) * 2 ** 30) / perBlock);
     const blocks = new BlockManager({ numBlocks, blockSize, numHostBlocks, enablePrefixCaching: o.enablePrefixCaching ?? true });
     const scheduler = new Scheduler({ maxModelLen, maxNumSeqs, maxNumBatchedTokens, enableChunkedPrefill: o.enableChunkedPrefill ?? true }, blocks);

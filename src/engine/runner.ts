@@ -4,7 +4,6 @@
 // reads back only token ids and the log-probs that were asked for.
 
 import type { CommandStream, Device, Tensor } from '../device/device.ts';
-import { rows } from '../device/tensor.ts';
 import type { KvCache } from '../model/kv-cache.ts';
 import type { LlamaModel, StepInput } from '../model/llama.ts';
 import { Workspace } from '../model/workspace.ts';
@@ -54,11 +53,6 @@ export class ModelRunner {
     this.ws = new Workspace(device, model.config);
   }
 
-  /** K and V views of one block of one layer: [1, blockSize, numKvHeads, headDim] */
-  private block(l: number, b: number): [Tensor, Tensor] {
-    return [rows(this.cache.keys[l], b, 1), rows(this.cache.values[l], b, 1)];
-  }
-
   /** Swap-outs first (the step may reuse those device blocks), then swap-ins, then copy-on-write. */
   async copyBlocks(swapOut: BlockPair[], swapIn: BlockPair[], copies: BlockPair[]): Promise<void> {
     const L = this.cache.keys.length;
@@ -69,7 +63,7 @@ export class ModelRunner {
         const layers: [Uint8Array, Uint8Array][] = [];
         this.host.set(hostBlock, layers);
         for (let l = 0; l < L; l++) {
-          const [k, v] = this.block(l, dev);
+          const [k, v] = this.cache.block(l, dev);
           pending.push(Promise.all([s.read(k), s.read(v)]).then(([kb, vb]) => void (layers[l] = [kb, vb])));
         }
       }
@@ -83,7 +77,7 @@ export class ModelRunner {
       if (!layers) throw new Error(`swap in: host block ${hostBlock} holds nothing`);
       this.host.delete(hostBlock);
       layers.forEach(([kb, vb], l) => {
-        const [k, v] = this.block(l, dev);
+        const [k, v] = this.cache.block(l, dev);
         s.write(k, kb).write(v, vb);
       });
     }

@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { LLM } from '../../src/engine/llm.ts';
 import type { RequestOutput } from '../../src/engine/outputs.ts';
+import type { ModelRunner } from '../../src/engine/runner.ts';
 import type { SamplingParams } from '../../src/engine/sampling-params.ts';
 import { backendsUnderTest, rng } from '../ops/harness.ts';
 
@@ -106,8 +107,21 @@ describe.each(backendsUnderTest())('%s backend: engine', (backend) => {
     const want: number[][][] = [];
     for (const j of js) want.push(ids((await alone.generate([j.prompt], j.params))[0]));
 
-    // together, in 48 blocks of 4 tokens (far less than 60 prompts need) with a 64-token budget
-    const llm = await LLM.create({ model: DIR, backend, numGpuBlocks: 48, blockSize: 4, maxNumSeqs: 16, maxNumBatchedTokens: 64, swapSpaceGiB: 0.001 });
+    // together, in 48 blocks of 4 tokens (far less than 60 prompts need) with a 64-token budget,
+    // each layer's pools split into 3 parts of 16 blocks (256 bytes each in f16), so that swaps,
+    // copy-on-write and attention cross parts
+    const llm = await LLM.create({ model: DIR, backend, numGpuBlocks: 48, blockSize: 4, maxNumSeqs: 16, maxNumBatchedTokens: 64, swapSpaceGiB: 0.001, maxKvPartBytes: 16 * 256 });
+    expect(llm.cache.keys[0].length).toBe(3);
+    // the device blocks that were swapped or copied (block b lies in part floor(b / 16))
+    const runner = (llm as unknown as { runner: ModelRunner }).runner;
+    const moved = { swapped: new Set<number>(), copies: [] as number[][] };
+    const copyBlocks = runner.copyBlocks.bind(runner);
+    runner.copyBlocks = (out, into, copies) => {
+      out.forEach(([d]) => moved.swapped.add(d));
+      into.forEach(([, d]) => moved.swapped.add(d));
+      moved.copies.push(...copies);
+      return copyBlocks(out, into, copies);
+    };
     try {
       const results = await Promise.all(
         js.map(async (j) => {
@@ -133,6 +147,10 @@ describe.each(backendsUnderTest())('%s backend: engine', (backend) => {
         }
       });
       expect(llm.engine.stats.preemptions).toBeGreaterThan(0);
+      // swaps touched every part, and copy-on-write copied from one part into another
+      const part = (b: number) => Math.floor(b / llm.cache.blocksPerPart);
+      expect(new Set([...moved.swapped].map(part))).toEqual(new Set([0, 1, 2]));
+      expect(moved.copies.some(([a, b]) => part(a) !== part(b))).toBe(true);
       const u = llm.engine.blocks.usage();
       expect(u.usedBlocks).toBe(0);
       expect(u.usedHostBlocks).toBe(0);

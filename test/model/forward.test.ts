@@ -1,7 +1,8 @@
 // The LLaMA-family forward pass against HF transformers (test/fixtures/hf, written by
 // scripts/make_hf_fixtures.py): last-token logits and greedy continuations, one sequence at a
 // time and as a batch of mixed-length sequences whose KV cache lives in shuffled blocks, on the
-// CPU reference and on every backend under test.
+// CPU reference and on every backend under test; with each layer's pools whole, and split into
+// 3 parts (src/device/kv-pool.ts) so that a sequence's blocks lie in several.
 
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -75,7 +76,7 @@ describe.each(['cpu', ...backendsUnderTest()])('%s backend: forward vs HF transf
   });
   afterAll(() => dev?.destroy());
 
-  describe.each(MODELS)('%s', (name) => {
+  describe.each(MODELS.flatMap((m) => [[m, 1], [m, 3]] as const))('%s, pools in %i part(s)', (name, parts) => {
     const dir = join(FIXTURES, name);
     const refs: Ref[] = JSON.parse(readFileSync(join(dir, 'ref.json'), 'utf8')).refs;
     let model: LlamaModel;
@@ -83,7 +84,10 @@ describe.each(['cpu', ...backendsUnderTest()])('%s backend: forward vs HF transf
     beforeAll(async () => {
       const config = await loadConfig(dir);
       model = new LlamaModel(dev, config, await loadWeights(dev, dir, config, { progressBar: false }));
-      cache = new KvCache(dev, config, { numBlocks: 128, blockSize: BLOCK, dtype: 'f32' });
+      // parts of 43 blocks: 43, 43, 42
+      const maxPartBytes = parts > 1 ? 43 * (KvCache.bytesPerBlock(config, BLOCK, 'f32') / (2 * config.numLayers)) : undefined;
+      cache = new KvCache(dev, config, { numBlocks: 128, blockSize: BLOCK, dtype: 'f32', maxPartBytes });
+      expect(cache.keys[0].length).toBe(parts);
     });
     afterAll(() => {
       model?.free();

@@ -13,73 +13,9 @@ import { type DType, type Device, TensorTooLargeError, createDevice, empty, from
 import type { WebGpuDevice } from '../../src/device/webgpu/backend.ts';
 import { V2_MIN_CONTEXT, planPagedAttention } from '../../src/device/webgpu/attention.ts';
 import { SEED, type HostTensor, backendsUnderTest, host, normal, openBackend, output, reference, relErr, rng, runOp } from './harness.ts';
+import { cacheArgs, pagedCache, rowErr, shuffle } from './paged.ts';
 
 const TOL = 1e-5;
-
-interface Layout {
-  blockSize: number;
-  numKvHeads: number;
-  headSize: number;
-  dtype: DType;
-}
-
-interface Paged extends Layout {
-  numBlocks: number;
-  maxBlocks: number;
-  tables: Int32Array;
-  keyCache: Float64Array;
-  valueCache: Float64Array;
-}
-
-function shuffle<T>(r: () => number, xs: T[]): T[] {
-  for (let i = xs.length - 1; i > 0; i--) {
-    const j = Math.floor(r() * (i + 1));
-    [xs[i], xs[j]] = [xs[j], xs[i]];
-  }
-  return xs;
-}
-
-/**
- * A pool holding `lens[s]` tokens of each sequence. Block tables are `extra` entries wider than
- * the longest sequence needs; the entries past a sequence's blocks point at NaN-filled spares.
- */
-function pagedCache(r: () => number, l: Layout, lens: number[], extra = 2): Paged {
-  const { blockSize, numKvHeads, headSize, dtype } = l;
-  const need = lens.map((n) => Math.ceil(n / blockSize));
-  const maxBlocks = Math.max(1, ...need) + extra;
-  const owned = need.reduce((a, b) => a + b, 0);
-  const spares = 3;
-  const numBlocks = owned + spares;
-  const ids = shuffle(r, Array.from({ length: numBlocks }, (_, i) => i));
-  const tables = new Int32Array(lens.length * maxBlocks);
-  const row = numKvHeads * headSize;
-  const keyCache = new Float64Array(numBlocks * blockSize * row).fill(NaN);
-  const valueCache = new Float64Array(numBlocks * blockSize * row).fill(NaN);
-  let next = 0;
-  for (let s = 0; s < lens.length; s++) {
-    for (let b = 0; b < maxBlocks; b++) tables[s * maxBlocks + b] = b < need[s] ? ids[next++] : ids[owned + Math.floor(r() * spares)];
-    for (let p = 0; p < lens[s]; p++) {
-      const slot = tables[s * maxBlocks + Math.floor(p / blockSize)] * blockSize + (p % blockSize);
-      keyCache.set(roundTrip(normal(r, row), dtype), slot * row);
-      valueCache.set(roundTrip(normal(r, row), dtype), slot * row);
-    }
-  }
-  return { ...l, numBlocks, maxBlocks, tables, keyCache, valueCache };
-}
-
-function cacheArgs(p: Paged): { keyCache: HostTensor; valueCache: HostTensor; blockTables: HostTensor } {
-  const shape = [p.numBlocks, p.blockSize, p.numKvHeads, p.headSize];
-  return { keyCache: host(p.keyCache, shape, p.dtype), valueCache: host(p.valueCache, shape, p.dtype), blockTables: host(p.tables, [p.tables.length / p.maxBlocks, p.maxBlocks], 'i32') };
-}
-
-/** The worst relErr over rows of `width` (a short sequence's error must not hide in a long one's norm). */
-function rowErr(got: ArrayLike<number>, want: ArrayLike<number>, width: number): number {
-  let worst = 0;
-  for (let i = 0; i < want.length; i += width) {
-    worst = Math.max(worst, relErr(Array.prototype.slice.call(got, i, i + width), Array.prototype.slice.call(want, i, i + width)));
-  }
-  return worst;
-}
 
 type DecodeCase = [name: string, lens: number[], blockSize: number, numHeads: number, numKvHeads: number, headSize: number, dtype: DType, partitionSize: number, extra: number];
 const DECODE: DecodeCase[] = [
@@ -331,7 +267,7 @@ describe.each(backendsUnderTest())('%s backend: paged attention', (backend) => {
       const cache = { keyCache: t([16, 16, 2, 64]), valueCache: t([16, 16, 2, 64]), blockTables: t([2, 4], 'i32'), contextLens: t([2], 'i32') };
       const decode = () => small.stream().op('paged_attention', { q: t([2, 128]), ...cache, out: t([2, 128]), scale: 0.1 });
       expect(decode).toThrow(TensorTooLargeError);
-      expect(decode).toThrow(/paged_attention: the KV cache .* smaller pool/);
+      expect(decode).toThrow(/paged_attention: the KV cache part .* split the pool into more parts/);
       const write = () => small.stream().op('reshape_and_cache', { key: t([2, 128]), value: t([2, 128]), keyCache: cache.keyCache, valueCache: cache.valueCache, slotMapping: t([2], 'i32') });
       expect(write).toThrow(/reshape_and_cache: the KV cache/);
     } finally {

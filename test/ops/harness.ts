@@ -5,7 +5,7 @@
 import { randomInt } from 'node:crypto';
 import { mulberry32 } from '../../src/util/prng.ts';
 import { CpuDevice } from '../../src/device/cpu/backend.ts';
-import { type Device, type OpArgs, type OpName, type Tensor, createDevice, decode, fromArray, numel, type DType } from '../../src/device/index.ts';
+import { type Device, type KvPool, type OpArgs, type OpName, type Tensor, createDevice, decode, fromArray, numel, type DType } from '../../src/device/index.ts';
 
 /** Backends under test: PARALLM_TEST_BACKENDS (comma list) or webgpu. The cpu backend is the oracle. */
 export function backendsUnderTest(): string[] {
@@ -54,29 +54,41 @@ export const host = (values: ArrayLike<number>, shape: number[], dtype: DType = 
 /** An output: poisoned before the op runs. */
 export const output = (shape: number[], dtype: DType = 'f32'): HostTensor => ({ values: new Array(numel(shape)).fill(POISON[dtype][0]), shape, dtype });
 
-export type HostArgs<K extends OpName> = { [P in keyof OpArgs[K]]: OpArgs[K][P] extends Tensor | undefined ? HostTensor | undefined : OpArgs[K][P] };
+/** Host specs for an op's tensor arguments; a KV pool may be given as its parts (src/device/kv-pool.ts). */
+export type HostArgs<K extends OpName> = {
+  [P in keyof OpArgs[K]]: OpArgs[K][P] extends Tensor | undefined ? HostTensor | undefined : OpArgs[K][P] extends KvPool ? HostTensor | HostTensor[] : OpArgs[K][P];
+};
+
+// (not `'values' in v` alone: an array has a values method)
+const isHost = (v: unknown): v is HostTensor => !!v && typeof v === 'object' && !Array.isArray(v) && 'values' in v && 'shape' in v;
 
 /**
  * Runs op `name` on `device` with tensors made from host specs; returns every tensor argument's
- * contents afterwards (inputs modified in place included), decoded.
+ * contents afterwards (inputs modified in place included), decoded; a pool given in parts comes
+ * back as its parts' contents one after the other, i.e. as the whole pool in block order.
  */
 export async function runOp<K extends OpName>(device: Device, name: K, hostArgs: HostArgs<K>): Promise<Record<string, ArrayLike<number>>> {
   const args: Record<string, unknown> = {};
-  const tensors: Record<string, Tensor> = {};
+  const tensors: Record<string, Tensor[]> = {};
   for (const [k, v] of Object.entries(hostArgs as Record<string, unknown>)) {
-    if (v && typeof v === 'object' && 'values' in (v as HostTensor)) {
-      const h = v as HostTensor;
-      const t = fromArray(device, h.values, h.shape, h.dtype, k);
-      tensors[k] = t;
+    if (isHost(v)) {
+      const t = fromArray(device, v.values, v.shape, v.dtype, k);
+      tensors[k] = [t];
       args[k] = t;
+    } else if (Array.isArray(v) && v.length && v.every(isHost)) {
+      tensors[k] = v.map((h, i) => fromArray(device, h.values, h.shape, h.dtype, `${k}.${i}`));
+      args[k] = tensors[k];
     } else args[k] = v;
   }
   const s = device.stream();
   s.op(name, args as OpArgs[K]);
-  const reads = Object.entries(tensors).map(([k, t]) => s.read(t).then((b) => [k, decode(b, t.dtype)] as const));
+  const reads = Object.entries(tensors).map(async ([k, ts]) => {
+    const parts = await Promise.all(ts.map((t) => s.read(t).then((b) => decode(b, t.dtype))));
+    return [k, parts.length === 1 ? parts[0] : parts.flatMap((p) => Array.from(p))] as const;
+  });
   await s.submit().done();
   const out = Object.fromEntries(await Promise.all(reads));
-  for (const t of Object.values(tensors)) device.free(t.buffer);
+  for (const t of Object.values(tensors).flat()) device.free(t.buffer);
   return out;
 }
 

@@ -4,15 +4,16 @@
 import type { Completion, CommandStream, Device, DeviceBuffer, DeviceInfo, MemoryInfo, StreamOptions, Support, Tensor } from '../device.ts';
 import { UnsupportedError } from '../device.ts';
 import { decode, encode } from '../dtype.ts';
+import { type KvPool, MAX_KV_PARTS, poolBlock, poolBlocks, poolParts } from '../kv-pool.ts';
 import { type OpArgs, type OpName, checkOp } from '../ops.ts';
 import { tensorBytes } from '../tensor.ts';
 import * as attn from './attention.ts';
 import * as ref from './reference.ts';
 import * as sam from './sampling.ts';
 
-function cacheShape(t: Tensor): attn.CacheShape {
-  const [numBlocks, blockSize, numKvHeads, headSize] = t.shape;
-  return { numBlocks, blockSize, numKvHeads, headSize };
+function cacheShape(p: KvPool): attn.CacheShape {
+  const [, blockSize, numKvHeads, headSize] = poolParts(p)[0].shape;
+  return { numBlocks: poolBlocks(p), blockSize, numKvHeads, headSize };
 }
 
 interface CpuBuffer extends DeviceBuffer {
@@ -28,6 +29,7 @@ export class CpuDevice implements Device {
     description: 'reference (TypeScript, float64 accumulation)',
     features: { f16: true, subgroups: false, subgroupMatrix: false, timestamps: false },
     maxBindingBytes: 2 ** 31,
+    maxPoolParts: MAX_KV_PARTS,
     maxBufferBytes: 2 ** 31,
     bindingAlignment: 4,
   };
@@ -173,24 +175,24 @@ function runOp(d: CpuDevice, name: OpName, args: any): void {
       const a = args as OpArgs['reshape_and_cache'];
       const slots = d.read(a.slotMapping);
       const w = a.key.shape[1];
-      const rowBytes = (d.bytes(a.keyCache).byteLength / a.keyCache.shape[0] / a.keyCache.shape[1]) | 0;
+      const { blockSize } = cacheShape(a.keyCache);
       for (const [src, cache] of [[a.key, a.keyCache], [a.value, a.valueCache]] as const) {
         const x = d.read(src);
-        const dst = d.bytes(cache);
         for (let t = 0; t < slots.length; t++) {
           if (slots[t] < 0) continue;
-          dst.set(encode(x.subarray(t * w, (t + 1) * w), cache.dtype), slots[t] * rowBytes);
+          const block = d.bytes(poolBlock(cache, Math.floor(slots[t] / blockSize)));
+          const rowBytes = block.byteLength / blockSize;
+          block.set(encode(x.subarray(t * w, (t + 1) * w), poolParts(cache)[0].dtype), (slots[t] % blockSize) * rowBytes);
         }
       }
       return;
     }
     case 'copy_blocks': {
+      // pair by pair, in order, as the kernel's workgroups would if pairs never overlap
       const a = args as OpArgs['copy_blocks'];
       const pairs = d.read(a.pairs);
-      const blockBytes = d.bytes(a.keyCache).byteLength / a.keyCache.shape[0];
       for (const cache of [a.keyCache, a.valueCache]) {
-        const b = d.bytes(cache);
-        for (let i = 0; i < pairs.length; i += 2) b.copyWithin(pairs[i + 1] * blockBytes, pairs[i] * blockBytes, (pairs[i] + 1) * blockBytes);
+        for (let i = 0; i < pairs.length; i += 2) d.bytes(poolBlock(cache, pairs[i + 1])).set(d.bytes(poolBlock(cache, pairs[i])));
       }
       return;
     }
@@ -215,19 +217,21 @@ function runOp(d: CpuDevice, name: OpName, args: any): void {
 
 /**
  * The blocks the block tables name, decoded and packed, with the tables renumbered into them:
- * attention reads a handful of blocks of a pool that may hold hundreds of thousands.
+ * attention reads a handful of blocks of a pool that may hold hundreds of thousands (and may be
+ * split into parts: poolBlock finds each block's part).
  */
-function usedBlocks(d: CpuDevice, keyCache: Tensor, valueCache: Tensor, blockTables: Tensor): [Float64Array | Float32Array, Float64Array | Float32Array, Int32Array, attn.CacheShape] {
+function usedBlocks(d: CpuDevice, keyCache: KvPool, valueCache: KvPool, blockTables: Tensor): [Float64Array | Float32Array, Float64Array | Float32Array, Int32Array, attn.CacheShape] {
   const c = cacheShape(keyCache);
   const tables = Int32Array.from(d.read(blockTables));
   const ids = [...new Set(Array.from(tables).filter((b) => b >= 0 && b < c.numBlocks))];
   const index = new Map(ids.map((b, i) => [b, i]));
-  const blockBytes = d.bytes(keyCache).byteLength / c.numBlocks;
-  const pack = (t: Tensor) => {
-    const bytes = d.bytes(t);
+  const dtype = poolParts(keyCache)[0].dtype;
+  const pack = (p: KvPool) => {
+    const blocks = ids.map((b) => d.bytes(poolBlock(p, b)));
+    const blockBytes = blocks[0]?.byteLength ?? 0;
     const out = new Uint8Array(ids.length * blockBytes);
-    ids.forEach((b, i) => out.set(bytes.subarray(b * blockBytes, (b + 1) * blockBytes), i * blockBytes));
-    return decode(out, t.dtype) as Float64Array | Float32Array;
+    blocks.forEach((b, i) => out.set(b, i * blockBytes));
+    return decode(out, dtype) as Float64Array | Float32Array;
   };
   for (let i = 0; i < tables.length; i++) tables[i] = index.get(tables[i]) ?? 0;
   return [pack(keyCache), pack(valueCache), tables, { ...c, numBlocks: ids.length }];

@@ -1,13 +1,19 @@
-// Planning of the paged-KV-cache ops for the webgpu backend: reshape_and_cache, paged_attention
-// (decode; v1, or v2 = context split into partitions plus a merge) and prefill_attention.
-// The kernels are shaders/reshape_and_cache.wgsl, shaders/paged_attention.wgsl (+ _reduce, and
-// the tile loop _tile that prefill_attention.wgsl shares).
+// Planning of the paged-KV-cache ops for the webgpu backend: reshape_and_cache, copy_blocks,
+// paged_attention (decode; v1, or v2 = context split into partitions plus a merge) and
+// prefill_attention. The kernels are shaders/reshape_and_cache.wgsl, copy_blocks.wgsl,
+// paged_attention.wgsl (+ _reduce, and the tile loop _tile that prefill_attention.wgsl shares).
 //
-// A KV pool is bound whole, so each cache must fit one binding (128 MiB on llvmpipe, 2 GiB - 4
-// on NVIDIA's Vulkan). Splitting a pool across bindings (block ranges, each a dispatch, merged
-// like v2's partitions) is future work; until then the planner says so with a typed error.
+// A binding holds at most 128 MiB on llvmpipe, 2 GiB - 4 on NVIDIA's Vulkan, so a layer's pool
+// may come in parts (src/device/kv-pool.ts). Every kernel binds all parts of the K and V pools
+// and picks a block's part by a switch: the variants KV_PARTS_2, _3, _4 (at least that many
+// parts) add the bindings key_cache_p / value_cache_p (10 + 2(p - 1), 11 + 2(p - 1)) and the
+// param part_blocks. One part compiles to the kernels of an unsplit pool: no part bindings,
+// params or switches.
+// (The other way, a dispatch per part merged like v2's partitions, would add a merge pass and
+// scratch to every split step; a switch per loaded pair costs little next to the load.)
 
 import { type Tensor, TensorTooLargeError } from '../device.ts';
+import { type KvPool, MAX_KV_PARTS, blocksPerPart, poolBlocks, poolParts } from '../kv-pool.ts';
 import type { OpArgs, OpName } from '../ops.ts';
 import { tensorBytes } from '../tensor.ts';
 import type { WebGpuDevice } from './backend.ts';
@@ -27,7 +33,15 @@ export const DEFAULT_PARTITION_SIZE = 256;
  */
 export const V2_MIN_CONTEXT = 2048;
 
-type AttentionOp = 'reshape_and_cache' | 'paged_attention' | 'prefill_attention';
+type CacheOp = 'reshape_and_cache' | 'copy_blocks' | 'paged_attention' | 'prefill_attention';
+
+/** Storage bindings of the widest cache kernel besides its pools (prefill: q, block_tables, query_starts, context_lens, out). */
+const OTHER_BINDINGS = 5;
+
+/** Parts a pool may span on an adapter of `maxStorageBuffers` per shader stage (K and V parts are each a binding). */
+export function maxPoolParts(maxStorageBuffers: number): number {
+  return Math.max(1, Math.min(MAX_KV_PARTS, Math.floor((maxStorageBuffers - OTHER_BINDINGS) / 2)));
+}
 
 /** Launch shape of the tile loop (shaders/paged_attention_tile.wgsl). */
 export interface TileShape {
@@ -45,10 +59,13 @@ export interface TileShape {
   NACC: number;
 }
 
-/** Workgroup memory of the tile loop, in bytes (paged_attention_tile.wgsl's arrays + a few words). */
+/**
+ * Workgroup memory of the tile loop, in bytes (paged_attention_tile.wgsl's arrays + a few words;
+ * part_sh, which only a split pool's variant declares, is counted always so that one shape fits all).
+ */
 export function tileBytes(s: Pick<TileShape, 'HS' | 'NQ' | 'TK'>): number {
   const { HS, NQ, TK } = s;
-  return 4 * (NQ * HS + TK * (HS + 1) + NQ * TK + TK + 4 * NQ + 8);
+  return 4 * (NQ * HS + TK * (HS + 1) + NQ * TK + 2 * TK + 4 * NQ + 8);
 }
 
 /** Largest divisor of `group` not above `cap`: query heads sharing a kv head in one workgroup. */
@@ -90,15 +107,31 @@ export function tileShape(budget: number, hs: number, group: number, prefill: bo
   return undefined;
 }
 
-function cacheFlag(t: Tensor): string[] {
-  return t.dtype === 'f16' ? ['KV_F16'] : [];
+/**
+ * The tensors, flags and params of a K/V pool pair: key_cache and value_cache (part 0), the
+ * parts after it as key_cache_p / value_cache_p, and part_blocks where there are several.
+ */
+function pools(keyCache: KvPool, valueCache: KvPool): { tensors: Record<string, Tensor>; flags: string[]; partBlocks: number } {
+  const ks = poolParts(keyCache);
+  const vs = poolParts(valueCache);
+  const tensors: Record<string, Tensor> = { key_cache: ks[0], value_cache: vs[0] };
+  const flags = ks[0].dtype === 'f16' ? ['KV_F16'] : [];
+  for (let p = 1; p < ks.length; p++) {
+    tensors[`key_cache_${p}`] = ks[p];
+    tensors[`value_cache_${p}`] = vs[p];
+    flags.push(`KV_PARTS_${p + 1}`);
+  }
+  return { tensors, flags, partBlocks: blocksPerPart(keyCache) };
 }
 
-/** Why the webgpu kernels cannot run this attention op, or undefined (checkOp has passed). */
+/** Why the webgpu kernels cannot run this cache op, or undefined (checkOp has passed). */
 export function attentionUnsupported(dev: WebGpuDevice, name: OpName, args: any): string | undefined {
-  // reshape_and_cache takes every shape that checkOp lets through
+  if (name !== 'reshape_and_cache' && name !== 'copy_blocks' && name !== 'paged_attention' && name !== 'prefill_attention') return undefined;
+  const parts = poolParts(args.keyCache).length;
+  if (parts > dev.info.maxPoolParts) return `${name}: a KV pool of ${parts} parts is more than this adapter binds in one kernel (${dev.info.maxPoolParts} parts)`;
+  // reshape_and_cache and copy_blocks take every shape that checkOp lets through
   if (name !== 'paged_attention' && name !== 'prefill_attention') return undefined;
-  const [, , kvh, hs] = (args.keyCache as Tensor).shape;
+  const [, , kvh, hs] = poolParts(args.keyCache)[0].shape;
   const a = args as OpArgs['paged_attention'] | OpArgs['prefill_attention'];
   if (hs > MAX_HEAD_SIZE) return `${name}: head size ${hs} is over the kernels' limit of ${MAX_HEAD_SIZE}`;
   if (sameTensor(a.q, a.out)) return `${name}: out must not alias q`;
@@ -111,26 +144,48 @@ export function attentionUnsupported(dev: WebGpuDevice, name: OpName, args: any)
   return undefined;
 }
 
-/** The pools are bound whole: a clear error where one is over the binding limit. */
-function checkPool(dev: WebGpuDevice, op: AttentionOp, keyCache: Tensor): void {
-  const bytes = tensorBytes(keyCache);
-  if (bytes > dev.info.maxBindingBytes) {
-    throw new TensorTooLargeError(
-      `${op}: the KV cache [${keyCache.shape}] ${keyCache.dtype} is ${bytes} bytes per K or V pool, over this adapter's binding limit of ` +
-        `${dev.info.maxBindingBytes} bytes; use a smaller pool (fewer blocks) or split the layers over more pools ` +
-        `(splitting one pool across bindings is not implemented yet)`,
-    );
+/** Each part of a pool is one binding: a clear error where one is over the binding limit. */
+function checkPool(dev: WebGpuDevice, op: CacheOp, keyCache: KvPool): void {
+  for (const part of poolParts(keyCache)) {
+    const bytes = tensorBytes(part);
+    if (bytes > dev.info.maxBindingBytes) {
+      throw new TensorTooLargeError(
+        `${op}: the KV cache part [${part.shape}] ${part.dtype} is ${bytes} bytes, over this adapter's binding limit of ` +
+          `${dev.info.maxBindingBytes} bytes; split the pool into more parts (KvCache does so by the binding limit), or use fewer blocks`,
+      );
+    }
   }
 }
 
 export function planReshapeAndCache(dev: WebGpuDevice, a: OpArgs['reshape_and_cache']): Dispatch[] {
   checkPool(dev, 'reshape_and_cache', a.keyCache);
-  const [numBlocks, blockSize, kvh, hs] = a.keyCache.shape;
+  const [, blockSize, kvh, hs] = poolParts(a.keyCache)[0].shape;
   const n = a.slotMapping.shape[0];
   if (n === 0) return [];
-  const tensors = { key: a.key, value: a.value, key_cache: a.keyCache, value_cache: a.valueCache, slot_mapping: a.slotMapping };
-  const params = { n, half_width: (kvh * hs) / 2, num_slots: numBlocks * blockSize };
-  return [{ file: 'reshape_and_cache.wgsl', flags: cacheFlag(a.keyCache), overrides: {}, tensors, params, grid: grid(n) }];
+  const pool = pools(a.keyCache, a.valueCache);
+  const tensors = { key: a.key, value: a.value, ...pool.tensors, slot_mapping: a.slotMapping };
+  const params = { n, half_width: (kvh * hs) / 2, num_slots: poolBlocks(a.keyCache) * blockSize, part_slots: pool.partBlocks * blockSize };
+  return [{ file: 'reshape_and_cache.wgsl', flags: pool.flags, overrides: {}, tensors, params, grid: grid(n) }];
+}
+
+/** Copy-on-write: one workgroup per (src, dst) pair, the pair's blocks in whichever parts they lie. */
+export function planCopyBlocks(dev: WebGpuDevice, a: OpArgs['copy_blocks']): Dispatch[] {
+  checkPool(dev, 'copy_blocks', a.keyCache);
+  const m = a.pairs.shape[0];
+  const part0 = poolParts(a.keyCache)[0];
+  const blockWords = tensorBytes(part0) / part0.shape[0] / 4;
+  // copy_blocks reads the caches as u32 words whatever their dtype
+  const { tensors, flags, partBlocks } = pools(a.keyCache, a.valueCache);
+  return [
+    {
+      file: 'copy_blocks.wgsl',
+      flags: flags.filter((f) => f !== 'KV_F16'),
+      overrides: {},
+      tensors: { ...tensors, pairs: a.pairs },
+      params: { m, block_words: blockWords, part_blocks: partBlocks },
+      grid: grid(Math.max(1, m)),
+    },
+  ];
 }
 
 /**
@@ -145,7 +200,7 @@ export function planReshapeAndCache(dev: WebGpuDevice, a: OpArgs['reshape_and_ca
  */
 export function planPagedAttention(dev: WebGpuDevice, a: OpArgs['paged_attention']): Dispatch[] {
   checkPool(dev, 'paged_attention', a.keyCache);
-  const [, blockSize, kvh, hs] = a.keyCache.shape;
+  const [, blockSize, kvh, hs] = poolParts(a.keyCache)[0].shape;
   const [numSeqs, width] = a.q.shape;
   const numHeads = width / hs;
   const maxBlocks = a.blockTables.shape[1];
@@ -155,9 +210,10 @@ export function planPagedAttention(dev: WebGpuDevice, a: OpArgs['paged_attention
   const overrides = { WG, HS, NQ, TK, NACC };
   const bound = maxBlocks * blockSize;
   const headBlocks = numHeads / NQ;
-  const common = { num_seqs: numSeqs, num_heads: numHeads, num_kv_heads: kvh, block_size: blockSize, max_blocks: maxBlocks, scale: a.scale, tile_keys: TK };
-  const tensors = { q: a.q, key_cache: a.keyCache, value_cache: a.valueCache, block_tables: a.blockTables, context_lens: a.contextLens };
-  const flags = cacheFlag(a.keyCache);
+  const pool = pools(a.keyCache, a.valueCache);
+  const common = { num_seqs: numSeqs, num_heads: numHeads, num_kv_heads: kvh, block_size: blockSize, max_blocks: maxBlocks, scale: a.scale, tile_keys: TK, part_blocks: pool.partBlocks };
+  const tensors = { q: a.q, ...pool.tensors, block_tables: a.blockTables, context_lens: a.contextLens };
+  const flags = pool.flags;
 
   const explicit = (a.partitionSize ?? 0) > 0;
   if (!explicit && bound <= V2_MIN_CONTEXT) {
@@ -205,22 +261,22 @@ export function planPagedAttention(dev: WebGpuDevice, a: OpArgs['paged_attention
  */
 export function planPrefillAttention(dev: WebGpuDevice, a: OpArgs['prefill_attention']): Dispatch[] {
   checkPool(dev, 'prefill_attention', a.keyCache);
-  const [, blockSize, kvh, hs] = a.keyCache.shape;
+  const [, blockSize, kvh, hs] = poolParts(a.keyCache)[0].shape;
   const [numTokens, width] = a.q.shape;
   const numHeads = width / hs;
   const numSeqs = a.contextLens.shape[0];
   const { WG, HS, HPW, BQ, NQ, TK, NACC } = tileShape(workgroupBudget(dev), hs, numHeads / kvh, true)!;
   const tiles = Math.floor((numTokens + numSeqs * (BQ - 1)) / BQ);
+  const pool = pools(a.keyCache, a.valueCache);
   const tensors = {
     q: a.q,
-    key_cache: a.keyCache,
-    value_cache: a.valueCache,
+    ...pool.tensors,
     block_tables: a.blockTables,
     query_starts: a.queryStarts,
     context_lens: a.contextLens,
     out: a.out,
   };
-  const params = { num_seqs: numSeqs, num_heads: numHeads, num_kv_heads: kvh, block_size: blockSize, max_blocks: a.blockTables.shape[1], scale: a.scale, tile_keys: TK };
+  const params = { num_seqs: numSeqs, num_heads: numHeads, num_kv_heads: kvh, block_size: blockSize, max_blocks: a.blockTables.shape[1], scale: a.scale, tile_keys: TK, part_blocks: pool.partBlocks };
   if (tiles === 0) return [];
-  return [{ file: 'prefill_attention.wgsl', flags: cacheFlag(a.keyCache), overrides: { WG, HS, HPW, BQ, NQ, TK, NACC }, tensors, params, grid: grid(tiles * (numHeads / HPW)) }];
+  return [{ file: 'prefill_attention.wgsl', flags: pool.flags, overrides: { WG, HS, HPW, BQ, NQ, TK, NACC }, tensors, params, grid: grid(tiles * (numHeads / HPW)) }];
 }

@@ -9,6 +9,7 @@ import { type OpArgs, type OpName, checkOp } from '../ops.ts';
 import { pad4, tensorBytes } from '../tensor.ts';
 import { type AdapterChoice, type GpuContext, openGpu } from './adapter.ts';
 import { type Kernel, KernelCache, RW_ALL } from './kernels.ts';
+import { maxPoolParts } from './attention.ts';
 import { type Dispatch, planOp, supportsOp } from './ops.ts';
 
 interface GpuBuffer extends DeviceBuffer {
@@ -57,6 +58,7 @@ export class WebGpuDevice implements Device {
         timestamps: features.has('timestamp-query'),
       },
       maxBindingBytes: Math.min(options.maxBindingBytes ?? Infinity, limits.maxStorageBufferBindingSize),
+      maxPoolParts: maxPoolParts(limits.maxStorageBuffersPerShaderStage),
       maxBufferBytes: limits.maxBufferSize,
       bindingAlignment: limits.minStorageBufferOffsetAlignment,
     };

@@ -5,7 +5,7 @@
 import type { Support, Tensor } from '../device.ts';
 import type { OpArgs, OpName } from '../ops.ts';
 import { rows, tensorBytes } from '../tensor.ts';
-import { attentionUnsupported, planPagedAttention, planPrefillAttention, planReshapeAndCache } from './attention.ts';
+import { attentionUnsupported, planCopyBlocks, planPagedAttention, planPrefillAttention, planReshapeAndCache } from './attention.ts';
 import type { WebGpuDevice } from './backend.ts';
 import { matmulUnsupported, pickMatmul, planMatmul } from './matmul.ts';
 import { type Dispatch, grid, rowBlock, sameTensor, weightFlag } from './plan.ts';
@@ -108,12 +108,8 @@ export function planOp<K extends OpName>(dev: WebGpuDevice, name: K, args: OpArg
       const n4 = x.shape[0] / 4;
       return [{ file: 'copy.wgsl', flags: [], overrides: {}, tensors: { x, out }, params: { n4 }, grid: grid(Math.min(Math.ceil(n4 / 256), 4096)) }];
     }
-    case 'copy_blocks': {
-      const { keyCache, valueCache, pairs } = a as OpArgs['copy_blocks'];
-      const m = pairs.shape[0];
-      const blockWords = tensorBytes(keyCache) / keyCache.shape[0] / 4;
-      return [{ file: 'copy_blocks.wgsl', flags: [], overrides: {}, tensors: { key_cache: keyCache, value_cache: valueCache, pairs }, params: { m, block_words: blockWords }, grid: grid(Math.max(1, m)) }];
-    }
+    case 'copy_blocks':
+      return planCopyBlocks(dev, a as OpArgs['copy_blocks']);
     case 'matmul':
       return planMatmul(dev, a as OpArgs['matmul']);
     case 'reshape_and_cache':
