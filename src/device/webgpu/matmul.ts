@@ -7,8 +7,14 @@ import { rows, tensorBytes } from '../tensor.ts';
 import type { WebGpuDevice } from './backend.ts';
 import { type Dispatch, grid, rowBlock, weightFlag } from './plan.ts';
 
-/** Rows of a up to which matmul uses the memory-bound gemv kernel. */
+/** Rows of a up to which the gemv kernels work. */
 export const GEMV_MAX_ROWS = 16;
+/**
+ * Rows up to which matmul prefers gemv_sg to the matrix units. On an H200 (b44c30d, bench ops):
+ * at 16 rows gemv_sg took 0.30/0.68/0.63 ms for the 7B projections, sgmat 0.18/0.47/0.27 ms at
+ * 64 rows; at 8 rows gemv_sg took 0.16/0.37/0.34 ms.
+ */
+export const GEMV_PREFERRED_ROWS = 8;
 
 /** Output tile of matmul_sgmat: rows x columns per workgroup. */
 export const SG_TILE_M = 64;
@@ -48,7 +54,7 @@ export function matmulUnsupported(dev: WebGpuDevice, a: OpArgs['matmul'], kernel
 export function pickMatmul(dev: WebGpuDevice, a: OpArgs['matmul']): MatmulKernel {
   if (a.kernel) return a.kernel;
   const m = a.a.shape[0];
-  const order: MatmulKernel[] = m <= GEMV_MAX_ROWS ? ['gemv_sg', 'gemv', 'sgmat', 'tiled'] : ['sgmat', 'tiled'];
+  const order: MatmulKernel[] = m <= GEMV_PREFERRED_ROWS ? ['gemv_sg', 'gemv', 'sgmat', 'tiled'] : m <= GEMV_MAX_ROWS ? ['sgmat', 'gemv_sg', 'gemv', 'tiled'] : ['sgmat', 'tiled'];
   return order.find((kn) => !matmulUnsupported(dev, a, kn)) ?? 'tiled';
 }
 
