@@ -23,7 +23,8 @@ export const SG_TILE_N = 128;
 const SG_BK = 32;
 /** Workgroups below which matmul_sgmat splits k (an H200 has 132 SMs, each holding several). */
 const SG_MIN_WORKGROUPS = 528;
-const SG_MAX_SPLITS = 8;
+/** At most this many k-chunks (PARALLM_SGMAT_MAX_SPLITS overrides it; 1 turns split-k off, for A/B runs). */
+const SG_MAX_SPLITS = Number(process.env.PARALLM_SGMAT_MAX_SPLITS ?? 8);
 
 /**
  * k-chunks for matmul_sgmat: enough that tiles x splits reaches SG_MIN_WORKGROUPS, each chunk
