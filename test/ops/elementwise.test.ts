@@ -100,7 +100,8 @@ describe.each(backendsUnderTest())('%s backend: row-wise ops', (backend) => {
     // tokens, heads to rotate, head size, row width, rotary dim, interleaved
     [5, 6, 64, 6 * 64 + 2 * 64, 64, false], // q and k heads of a fused qkv row, v untouched
     [17, 3, 128, 3 * 128, 128, false],
-    [4, 2, 80, 200, 32, false], // partial rotary (rot < head size), odd width
+    [4, 2, 80, 200, 32, false], // partial rotary (rot < head size)
+    [3, 2, 6, 14, 6, false], // half_rot 3: the scalar path
     [3, 4, 16, 64, 16, true],
   ] as const)('rope: %i tokens, %i heads of %i in rows of %i, rot %i, interleaved %s', async (n, heads, hs, width, rot, interleaved) => {
     const maxPos = 8192;

@@ -62,11 +62,12 @@ export function planOp<K extends OpName>(dev: WebGpuDevice, name: K, args: OpArg
       const [n, width] = x.shape;
       const [maxPos, rot] = cosSin.shape;
       const halfRot = rot / 2;
-      const threads = n * numHeads * halfRot;
+      const vec4 = !interleaved && width % 4 === 0 && headSize % 4 === 0 && halfRot % 4 === 0;
+      const threads = (n * numHeads * halfRot) / (vec4 ? 4 : 1);
       return [
         {
           file: 'rope.wgsl',
-          flags: interleaved ? ['INTERLEAVED'] : [],
+          flags: interleaved ? ['INTERLEAVED'] : vec4 ? ['VEC4'] : [],
           overrides: {},
           tensors: { x, positions, cos_sin: cosSin },
           params: { n, width, num_heads: numHeads, head_size: headSize, half_rot: halfRot, max_pos: maxPos },
