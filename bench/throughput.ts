@@ -4,11 +4,12 @@
 // preemptions, the GPU's idle fraction between steps, and the device's name.
 
 import { execSync } from 'node:child_process';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { SingleBar } from 'cli-progress';
 import { LLM } from '../src/engine/llm.ts';
 import type { PresetName } from '../src/model/config.ts';
+import { type Ceilings, H200, rooflineTokensPerS } from './roofline.ts';
 import { resultSlug } from './slug.ts';
 import { type Workload, fixedWorkload, sharegptDataset, sharegptShapedWorkload, workloadStats } from './workloads.ts';
 
@@ -27,6 +28,10 @@ export interface ThroughputOptions {
   blockSize?: number;
   seed: number;
   out: string;
+  /** PyTorch's ceilings on this GPU (scripts/torch_ceilings.py JSON) for the roofline; default: H200's from ARCHITECTURE.md. */
+  ceilings?: string;
+  /** Peers measured on the same GPU and workload (scripts/peers_throughput.py JSON), put in the result beside parallm. */
+  peers?: string;
 }
 
 export async function runThroughput(o: ThroughputOptions): Promise<Record<string, unknown>> {
@@ -74,7 +79,7 @@ export async function runThroughput(o: ThroughputOptions): Promise<Record<string
   try {
     commit = process.env.PARALLM_COMMIT ?? execSync('git rev-parse --short HEAD', { stdio: ['ignore', 'pipe', 'ignore'] }).toString().trim();
   } catch {}
-  const result = {
+  const result: Record<string, any> = {
     gpu: llm.device.info.name,
     device: llm.device.info.description,
     backend: o.backend,
@@ -97,6 +102,23 @@ export async function runThroughput(o: ThroughputOptions): Promise<Record<string
     preemptions: s.preemptions,
     gpuIdleFraction: s.wallMs > 0 && s.gpuMs > 0 ? round(Math.max(0, 1 - s.gpuMs / s.wallMs)) : null,
   };
+  // the roofline of this workload (ARCHITECTURE.md) and the peers measured on the same GPU
+  let ceil: Ceilings = H200;
+  let ceilSource = 'H200 as ARCHITECTURE.md states it';
+  if (o.ceilings) {
+    const t = JSON.parse(readFileSync(o.ceilings, 'utf8')) as Record<string, number | string>;
+    ceil = { bytesPerS: Number(t.copyGBps) * 1e9, flopsPerS: Number(t['matmul_float16_8192x8192x8192_tflops']) * 1e12 };
+    ceilSource = `PyTorch on ${t.gpu}: copy ${t.copyGBps} GB/s, f16 matmul ${t['matmul_float16_8192x8192x8192_tflops']} TFLOP/s`;
+  }
+  const roofline = rooflineTokensPerS(llm.config, w.requests, o.maxNumSeqs ?? 256, ceil);
+  const extra: Record<string, unknown> = { rooflineTokensPerS: round(roofline), ofRoofline: round(result.totalTokensPerS / roofline), rooflineCeilings: ceilSource };
+  if (o.peers) {
+    const peers = JSON.parse(readFileSync(o.peers, 'utf8')) as { peers: { peer: string; totalTokensPerS?: number }[]; requests: number; workload: string; gpu: string };
+    extra.peers = peers;
+    const hf = peers.peers.find((p) => p.peer === 'hf-generate-static' && p.totalTokensPerS);
+    if (hf) extra.vsHfGenerateStatic = round(result.totalTokensPerS / hf.totalTokensPerS!);
+  }
+  Object.assign(result, extra);
   await llm.close();
   mkdirSync(o.out, { recursive: true });
   const file = join(o.out, `throughput-${resultSlug(String(result.gpu))}-${result.date}.json`);

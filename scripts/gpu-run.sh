@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # Everything the GPU machine checks for the device layer, in one call (see docs/gpu-machine.md):
-#   source .device/setup.sh && PARALLM_COMMIT=<commit> scripts/gpu-run.sh [lab] [7b]
+#   source .device/setup.sh && PARALLM_COMMIT=<commit> scripts/gpu-run.sh [lab] [7b] [throughput] [serving]
 # Writes logs and results under $OUT (or ./gpu-out). `lab` also runs bench/lab.ts; `7b` writes a
-# LLaMA-2-7B-shaped checkpoint with transformers and compares parallm's logits with HF's.
+# LLaMA-2-7B-shaped checkpoint with transformers and compares parallm's logits with HF's;
+# `throughput` runs the HF peers and then parallm on the fixed-256 workload (NUM_PROMPTS, default
+# 200) into one table; `serving` runs the serving benchmark against the 7B checkpoint (RATES,
+# SERVING_PROMPTS) and draws its figure.
 set -uo pipefail
 out=${OUT:-gpu-out}
 mkdir -p "$out"
@@ -16,4 +19,16 @@ if [[ " $* " == *" 7b "* ]]; then
   PYTHONUNBUFFERED=1 timeout 200 python3 scripts/make_7b_reference.py /tmp/llama7b 2>&1 | grep -v Warning | tail -3
   python3 scripts/write_wordpiece_tokenizer.py /tmp/llama7b 32000   # so that `serve --model /tmp/llama7b` works too
   timeout 150 npx tsx bench/compare-7b.ts /tmp/llama7b --out "$out" 2>&1 | grep -v '^Warning' | tee "$out/compare-7b.log" | tail -8
+fi
+if [[ " $* " == *" throughput "* ]]; then
+  n=${NUM_PROMPTS:-200}
+  PYTHONUNBUFFERED=1 timeout 240 python3 scripts/peers_throughput.py --out "$out/peers.json" --num-prompts "$n" 2>&1 | grep -v Warn | tail -3
+  timeout 240 node bin/parallm.js bench throughput --dummy llama-2-7b --backend webgpu --num-prompts "$n" --ceilings "$out/torch-ceilings.json" --peers "$out/peers.json" --out "$out" 2>&1 | grep -E 'TokensPerS"|ofRoofline|vsHf|gpuIdle|kvWaste'
+fi
+if [[ " $* " == *" serving "* ]]; then
+  [[ -f /tmp/llama7b/config.json ]] || PYTHONUNBUFFERED=1 timeout 200 python3 scripts/make_7b_reference.py /tmp/llama7b 2>&1 | tail -1
+  python3 scripts/write_wordpiece_tokenizer.py /tmp/llama7b 32000
+  timeout 330 node bin/parallm.js bench serving --spawn-model /tmp/llama7b --spawn-backend webgpu --label "parallm webgpu" \
+    --num-prompts "${SERVING_PROMPTS:-100}" --request-rates "${RATES:-1,2,4,inf}" --out "$out" --plot "$out/serving.svg" > "$out/serving.log" 2>&1
+  grep -E '"requestRate"|"requestThroughput"|"meanNormalizedLatency"' "$out/serving.log"
 fi

@@ -7,10 +7,9 @@ workload of random prompt ids, EOS ignored, exactly output-len new tokens each:
   - hf-generate-static: transformers `generate` over static batches of --batch (default 64,
     left-padded), sampling at temperature 1 like vLLM's benchmark;
   - hf-generate-batch: transformers' continuous batching (`generate_batch`), once per
-    attn_implementation in --cb-attn (default "sdpa_paged"), where this transformers has it.
+    attn_implementation in --cb-attn (default "paged|sdpa"; transformers 5.17 rejects "sdpa_paged"),
+    where this transformers has it.
 Writes one JSON with total and output tokens/s and requests/min for each.
-(Not yet run on the GPU machine: the first run will tell whether generate_batch's arguments
-match this transformers version.)
 """
 import argparse
 import json
@@ -42,7 +41,7 @@ def main():
     ap.add_argument("--input-len", type=int, default=256)
     ap.add_argument("--output-len", type=int, default=256)
     ap.add_argument("--batch", type=int, default=64)
-    ap.add_argument("--cb-attn", default="sdpa_paged")
+    ap.add_argument("--cb-attn", default="paged|sdpa")
     a = ap.parse_args()
     torch.manual_seed(0)
     cfg = LlamaConfig(vocab_size=32000, hidden_size=4096, intermediate_size=11008, num_hidden_layers=32,

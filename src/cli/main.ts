@@ -63,6 +63,8 @@ bench
   .option('--block-size <n>', 'tokens per KV block', (v) => parseInt(v, 10), 16)
   .option('--seed <n>', 'workload and sampling seed', (v) => parseInt(v, 10), 0)
   .option('--out <dir>', 'directory for the JSON result', 'bench/results')
+  .option('--ceilings <file>', "PyTorch's ceilings on this GPU (scripts/torch_ceilings.py) for the roofline (default: an H200's)")
+  .option('--peers <file>', 'peers measured on this GPU and workload (scripts/peers_throughput.py), written beside parallm')
   .action(async (opts) => {
     if (opts.model && opts.dummy) throw new UsageError('bench throughput: give --model DIR or --dummy PRESET, not both');
     if (!opts.dummy) opts.model = modelOrDefault(opts.model);
