@@ -1,0 +1,231 @@
+// The native backend: CUDA or HIP kernels (native/kernels) through the Node-API addon. Device
+// memory comes from a few large chunks carved by ./arena.ts; a command stream records ops,
+// copies, writes and reads, and at submit enqueues them in order on the addon's one GPU stream
+// and resolves its reads when the GPU has passed the submission's last event.
+
+import type { Completion, CommandStream, Device, DeviceBuffer, DeviceInfo, MemoryInfo, StreamOptions, Support, Tensor } from '../device.ts';
+import { TensorTooLargeError, UnsupportedError } from '../device.ts';
+import { type OpArgs, type OpName, checkOp } from '../ops.ts';
+import { tensorBytes } from '../tensor.ts';
+import { type NativeAddon, type OpenInfo, addonPath, loadAddon, requireGpu } from './addon.ts';
+import { Arena } from './arena.ts';
+import { Launcher, type PlanContext, runOp, supportsOp } from './ops.ts';
+
+export interface NativeOptions {
+  /** The addon to load (default: PARALLM_NATIVE_ADDON, else native/build/parallm_native.node). */
+  addon?: string;
+  /** Size of the shared device-memory chunks in bytes (default PARALLM_NATIVE_CHUNK_MIB or 256 MiB). */
+  chunkBytes?: number;
+}
+
+interface NativeBuffer extends DeviceBuffer {
+  ptr: number;
+}
+
+let nextId = 1;
+
+export class NativeDevice implements Device {
+  readonly info: DeviceInfo;
+  readonly gpu: OpenInfo;
+  private arena: Arena;
+  private live = new Set<NativeBuffer>();
+  private scratches = new Map<string, { ptr: number; bytes: number }>();
+  private launcher: Launcher;
+  private plan: PlanContext;
+  private destroyed = false;
+
+  static async open(options: NativeOptions = {}): Promise<NativeDevice> {
+    const addon = loadAddon(addonPath(options.addon));
+    requireGpu(addon);
+    return new NativeDevice(addon, options);
+  }
+
+  private constructor(
+    readonly addon: NativeAddon,
+    options: NativeOptions,
+  ) {
+    const device = Number(process.env.PARALLM_NATIVE_DEVICE ?? 0);
+    this.gpu = addon.open(device);
+    const g = this.gpu;
+    this.info = {
+      backend: 'native',
+      name: g.name,
+      description: `${g.vendor} ${g.vendor === 'CUDA' ? `sm_${g.major}${g.minor}` : `gfx arch ${g.major}.${g.minor}`}, driver ${g.driverVersion}, runtime ${g.runtimeVersion}; ` +
+        (g.blasLoaded ? `BLAS ${g.blasPath}` : `no BLAS (${g.blasError})`),
+      features: { f16: true, subgroups: true, subgroupMatrix: g.blasLoaded, timestamps: true },
+      // no bindings here: a kernel takes any pointer; the largest tensor is the memory itself
+      maxBindingBytes: g.totalBytes,
+      maxBufferBytes: g.totalBytes,
+      bindingAlignment: 4,
+    };
+    const chunkMiB = Number(process.env.PARALLM_NATIVE_CHUNK_MIB ?? 256);
+    this.arena = new Arena({ malloc: (b) => addon.malloc(b), free: (p) => addon.free(p) }, options.chunkBytes ?? chunkMiB * 2 ** 20);
+    this.launcher = new Launcher(addon);
+    this.plan = {
+      launcher: this.launcher,
+      blas: g.blasLoaded,
+      ptr: (t) => this.ptr(t),
+      scratch: (name, bytes, zero) => this.scratch(name, bytes, zero),
+    };
+  }
+
+  alloc(bytes: number, label = 'buffer'): DeviceBuffer {
+    if (bytes > this.info.maxBufferBytes) throw new TensorTooLargeError(`native: cannot allocate ${label} of ${bytes} bytes: the GPU has ${this.info.maxBufferBytes}`);
+    const ptr = this.arena.alloc(Math.max(bytes, 4));
+    const b: NativeBuffer = { id: nextId++, size: bytes, label, device: this, ptr };
+    this.live.add(b);
+    return b;
+  }
+
+  free(buffer: DeviceBuffer): void {
+    const b = buffer as NativeBuffer;
+    if (!this.live.delete(b)) return; // freeing twice is harmless
+    // work queued on the stream that still reads this memory runs before anything queued later
+    // can write a new tenant's data into it: one stream orders them
+    this.arena.free(b.ptr);
+  }
+
+  memory(): MemoryInfo {
+    let allocated = 0;
+    for (const b of this.live) allocated += b.size;
+    return { allocated, total: this.gpu.totalBytes };
+  }
+
+  upload(dst: Tensor, data: ArrayBufferView): void {
+    this.checkRange(dst, data.byteLength, 'upload');
+    this.addon.upload(this.ptr(dst), data);
+  }
+
+  async download(src: Tensor): Promise<Uint8Array> {
+    const s = this.stream();
+    const p = s.read(src);
+    s.submit();
+    return p;
+  }
+
+  supports<K extends OpName>(name: K, args: OpArgs[K]): Support {
+    const c = checkOp(name, args);
+    return c.ok ? supportsOp(this.gpu.blasLoaded, this.gpu.blasError, name, args) : c;
+  }
+
+  stream(options: StreamOptions = {}): CommandStream {
+    return new NativeStream(this, options);
+  }
+
+  async sync(): Promise<void> {
+    await this.stream().submit().done();
+  }
+
+  destroy(): void {
+    if (this.destroyed) return;
+    this.destroyed = true;
+    this.live.clear();
+    this.scratches.clear();
+    this.arena.release();
+  }
+
+  /** Device address of a tensor's first byte. */
+  ptr(t: Tensor): number {
+    const b = t.buffer as NativeBuffer;
+    if (b.device !== this) throw new Error(`native: tensor ${b.label} belongs to another device`);
+    if (!this.live.has(b)) throw new Error(`native: tensor ${b.label} was freed`);
+    return b.ptr + t.offset;
+  }
+
+  checkRange(t: Tensor, bytes: number, what: string): void {
+    if (t.offset + bytes > t.buffer.size) throw new RangeError(`native: ${what} of ${bytes} bytes at ${t.offset} runs past the end of ${t.buffer.label} (${t.buffer.size} bytes)`);
+  }
+
+  /**
+   * A device-owned scratch region, grown on demand. Ops that use one in sequence are ordered by
+   * the one stream. A `zero` scratch is cleared when made and must be left zero by its user.
+   */
+  scratch(name: string, bytes: number, zero = false): number {
+    let s = this.scratches.get(name);
+    if (!s || s.bytes < bytes) {
+      if (s) this.arena.free(s.ptr);
+      const size = Math.max(bytes, (s?.bytes ?? 0) * 2, 256);
+      s = { ptr: this.arena.alloc(size), bytes: size };
+      if (zero) this.addon.memset(s.ptr, 0, size);
+      this.scratches.set(name, s);
+    }
+    return s.ptr;
+  }
+
+  /** Enqueues an op now (streams call this at submit). */
+  enqueue<K extends OpName>(name: K, args: OpArgs[K]): void {
+    runOp(this.plan, name, args);
+  }
+}
+
+type Command =
+  | { kind: 'op'; name: OpName; args: unknown }
+  | { kind: 'copy'; src: Tensor; dst: Tensor }
+  | { kind: 'write'; dst: Tensor; data: Uint8Array }
+  | { kind: 'read'; src: Tensor; resolve: (b: Uint8Array) => void; reject: (e: unknown) => void };
+
+class NativeStream implements CommandStream {
+  private cmds: Command[] = [];
+  constructor(
+    private dev: NativeDevice,
+    private options: StreamOptions,
+  ) {}
+
+  op<K extends OpName>(name: K, args: OpArgs[K]): this {
+    const s = this.dev.supports(name, args);
+    if (!s.ok) throw new UnsupportedError(s.reason);
+    this.cmds.push({ kind: 'op', name, args });
+    return this;
+  }
+
+  copy(src: Tensor, dst: Tensor): this {
+    if (tensorBytes(src) !== tensorBytes(dst)) throw new RangeError('copy: byte sizes differ');
+    this.cmds.push({ kind: 'copy', src, dst });
+    return this;
+  }
+
+  write(dst: Tensor, data: ArrayBufferView): this {
+    this.dev.checkRange(dst, data.byteLength, 'write');
+    this.cmds.push({ kind: 'write', dst, data: new Uint8Array(data.buffer, data.byteOffset, data.byteLength).slice() });
+    return this;
+  }
+
+  read(src: Tensor): Promise<Uint8Array> {
+    return new Promise((resolve, reject) => this.cmds.push({ kind: 'read', src, resolve, reject }));
+  }
+
+  submit(): Completion {
+    const { dev } = this;
+    const addon = dev.addon;
+    const cmds = this.cmds;
+    this.cmds = [];
+    const t0 = performance.now();
+    const reads: { index: number; c: Extract<Command, { kind: 'read' }> }[] = [];
+    addon.begin(this.options.timing ?? false);
+    try {
+      for (const c of cmds) {
+        if (c.kind === 'op') dev.enqueue(c.name, c.args as never);
+        else if (c.kind === 'copy') addon.copy(dev.ptr(c.dst), dev.ptr(c.src), tensorBytes(c.src));
+        else if (c.kind === 'write') addon.write(dev.ptr(c.dst), c.data);
+        else reads.push({ index: addon.read(dev.ptr(c.src), tensorBytes(c.src)), c });
+      }
+    } catch (e) {
+      addon.abort();
+      for (const r of cmds) if (r.kind === 'read') r.reject(e);
+      throw e;
+    }
+    const result = addon.end();
+    result.then(
+      (r) => {
+        for (const { index, c } of reads) c.resolve(r.reads[index]);
+      },
+      (e) => {
+        for (const { c } of reads) c.reject(e);
+      },
+    );
+    return {
+      done: () => result.then(() => undefined),
+      elapsedMs: () => result.then((r) => r.ms ?? performance.now() - t0),
+    };
+  }
+}
