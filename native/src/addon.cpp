@@ -539,6 +539,8 @@ class Completion : public Napi::AsyncWorker {
   Napi::Promise promise() { return deferred_.Promise(); }
 
   void Execute() override {
+    // a pool thread: make the device current before touching its events
+    (void)gpuSetDevice(ctx.device);
     const gpuError_t e = gpuEventSynchronize(sub_->end);
     if (e != gpuSuccess) {
       SetError("native: the GPU failed while running a stream (" + gpu_error(e) + ")");
