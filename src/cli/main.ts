@@ -137,7 +137,7 @@ try {
   const err = e as Error & { code?: string; exitCode?: number };
   if (err.code?.startsWith('commander.')) process.exit(err.exitCode === 0 ? 0 : 2);
   // errors a user can cause are typed and printed without a stack
-  if (['UsageError', 'BackendUnavailableError', 'UnsupportedError', 'TensorTooLargeError', 'ModelConfigError', 'WeightsError', 'TokenizerError', 'SamplingParamsError'].includes(err.name)) {
+  if (['UsageError', 'BackendUnavailableError', 'NativeUnavailableError', 'UnsupportedError', 'TensorTooLargeError', 'ModelConfigError', 'WeightsError', 'TokenizerError', 'SamplingParamsError'].includes(err.name)) {
     console.error(`parallm: ${err.message}`);
     process.exit(2);
   }
