@@ -2,7 +2,8 @@
 # The native backend on the GPU machine: the addon built elsewhere (native/build/parallm_native.node,
 # carried over; the GPU machine needs no compiler), its libraries, then the parity suite of every
 # op on `native` against the CPU reference, the device tests and the model fixtures vs HF.
-#   source .device/setup.sh && scripts/gpu-native.sh
+#   source .device/setup.sh && scripts/gpu-native.sh              # parity suite
+#   source .device/setup.sh && scripts/gpu-native.sh compare      # parallm kernels compare (webgpu | native)
 # Writes under $OUT (or ./gpu-out): gpu.txt, addon-ldd.txt, native-info.txt, native-parity.log,
 # native-summary.txt. Exit status: that of the parity run (0 = every test passed).
 set -uo pipefail
@@ -39,6 +40,14 @@ timeout 60 node --import tsx -e "
   }).catch((e) => { console.error(e.name + ': ' + e.message); process.exit(1); });
 " >> "$out/native-info.txt" 2>&1
 cat "$out/native-info.txt"
+
+# `compare` (or `compare-quick`): the kernel comparison only, webgpu beside native (its own call:
+# two op benchmarks take a few minutes)
+if [[ ${1:-} == compare || ${1:-} == compare-quick ]]; then
+  quick=(); [[ $1 == compare-quick ]] && quick=(--quick)
+  timeout 540 node bin/parallm.js kernels compare "${quick[@]}" --out "$out" 2>&1 | grep -v '^Warning' | tee "$out/kernels-compare.log" | tail -60
+  exit "${PIPESTATUS[0]}"
+fi
 
 # every op on native against the CPU reference, the device tests, the engine and HF fixtures
 PARALLM_TEST_GPU=1 PARALLM_TEST_BACKENDS=native timeout 540 npx vitest run test/ops test/device test/model/forward.test.ts test/engine/engine.test.ts \

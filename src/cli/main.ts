@@ -122,6 +122,18 @@ bench
     await runOpsBench(opts);
   });
 
+program
+  .command('kernels')
+  .description('kernel authors: compare the webgpu and native kernels op by op')
+  .command('compare')
+  .description('time every op at LLaMA-7B shapes on webgpu and on native in one run, side by side')
+  .option('--out <dir>', 'directory for the JSON results', 'bench/results')
+  .option('--quick', 'fewer shapes and repeats (smoke test)')
+  .action(async (opts: { out: string; quick?: boolean }) => {
+    const { compareKernels } = await import('../../bench/compare.ts');
+    await compareKernels(opts);
+  });
+
 registerServe(program);
 // usage errors (unknown option, bad choice) exit 2 like the other user errors; --help exits 0
 for (const c of [program, ...allCommands(program)]) c.exitOverride();
