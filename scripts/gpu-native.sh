@@ -53,6 +53,11 @@ fi
 PARALLM_TEST_GPU=1 PARALLM_TEST_BACKENDS=native timeout 540 npx vitest run test/ops test/device test/model/forward.test.ts test/engine/engine.test.ts \
   --reporter=verbose > "$out/native-parity.log" 2>&1
 rc=$?
+# the engine and the model again with CUDA graphs replaying repeated runs of ops
+PARALLM_NATIVE_GRAPHS=1 PARALLM_TEST_GPU=1 PARALLM_TEST_BACKENDS=native timeout 300 npx vitest run test/model/forward.test.ts test/engine/engine.test.ts \
+  --reporter=verbose >> "$out/native-parity.log" 2>&1
+rc2=$?
+[[ $rc -eq 0 ]] && rc=$rc2
 sed -i 's/\x1b\[[0-9;]*m//g' "$out/native-parity.log"
 {
   echo "exit status $rc"

@@ -594,6 +594,65 @@ Napi::Value Abort(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
+// ---------------------------------------------------------------------------------------------
+// Graphs (CUDA graphs / HIP graphs): the launches between captureBegin and captureEnd are
+// recorded, not run; graphLaunch(id) then runs them all with one launch. The caller plans every
+// launch before capturing (allocations and memsets happen at planning, outside the capture).
+
+std::vector<gpuGraphExec_t> graphs;  // by id; freed slots are null
+bool capturing = false;
+
+Napi::Value CaptureBegin(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  require_open(env);
+  if (capturing) throw Napi::Error::New(env, "native: a capture is already open");
+  check(env, gpuStreamBeginCapture(ctx.stream, gpuStreamCaptureModeThreadLocal), "beginning a graph capture");
+  capturing = true;
+  return env.Undefined();
+}
+
+/** Ends the capture; returns the graph's id, or throws (the capture is closed either way). */
+Napi::Value CaptureEnd(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!capturing) throw Napi::Error::New(env, "native: no capture is open");
+  capturing = false;
+  gpuGraph_t graph = nullptr;
+  check(env, gpuStreamEndCapture(ctx.stream, &graph), "ending a graph capture");
+  gpuGraphExec_t exec = nullptr;
+  const gpuError_t e = gpuGraphInstantiateWithFlags(&exec, graph, 0);
+  (void)gpuGraphDestroy(graph);
+  check(env, e, "instantiating a graph");
+  for (size_t i = 0; i < graphs.size(); i++) {
+    if (!graphs[i]) {
+      graphs[i] = exec;
+      return Napi::Number::New(env, static_cast<double>(i));
+    }
+  }
+  graphs.push_back(exec);
+  return Napi::Number::New(env, static_cast<double>(graphs.size() - 1));
+}
+
+gpuGraphExec_t graph_arg(Napi::Env env, const Napi::Value& v) {
+  const double id = v.As<Napi::Number>().DoubleValue();
+  if (!(id >= 0 && id < static_cast<double>(graphs.size())) || !graphs[static_cast<size_t>(id)]) throw Napi::Error::New(env, "native: no graph " + std::to_string(id));
+  return graphs[static_cast<size_t>(id)];
+}
+
+Napi::Value GraphLaunch(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  check(env, gpuGraphLaunch(graph_arg(env, info[0]), ctx.stream), "launching a graph");
+  return env.Undefined();
+}
+
+Napi::Value GraphDestroy(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  gpuGraphExec_t exec = graph_arg(env, info[0]);
+  // a launch still queued keeps running: destroying an executable graph is deferred by the driver
+  check(env, gpuGraphExecDestroy(exec), "destroying a graph");
+  graphs[static_cast<size_t>(info[0].As<Napi::Number>().DoubleValue())] = nullptr;
+  return env.Undefined();
+}
+
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("vendor", PARALLM_VENDOR);
   exports.Set("probe", Napi::Function::New(env, Probe));
@@ -611,6 +670,10 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("read", Napi::Function::New(env, ReadBack));
   exports.Set("end", Napi::Function::New(env, End));
   exports.Set("abort", Napi::Function::New(env, Abort));
+  exports.Set("captureBegin", Napi::Function::New(env, CaptureBegin));
+  exports.Set("captureEnd", Napi::Function::New(env, CaptureEnd));
+  exports.Set("graphLaunch", Napi::Function::New(env, GraphLaunch));
+  exports.Set("graphDestroy", Napi::Function::New(env, GraphDestroy));
   return exports;
 }
 

@@ -27,6 +27,10 @@ export interface NativeAddon {
   read(ptr: number, bytes: number): number;
   end(): Promise<{ reads: Uint8Array[]; ms: number | null }>;
   abort(): void;
+  captureBegin(): void;
+  captureEnd(): number;
+  graphLaunch(id: number): void;
+  graphDestroy(id: number): void;
 }
 
 export interface OpenInfo {

@@ -9,14 +9,21 @@ import { type OpArgs, type OpName, checkOp } from '../ops.ts';
 import { tensorBytes } from '../tensor.ts';
 import { type NativeAddon, type OpenInfo, addonPath, loadAddon, requireGpu } from './addon.ts';
 import { Arena } from './arena.ts';
-import { Launcher, type PlanContext, runOp, supportsOp } from './ops.ts';
+import { type Launch, Launcher, type PlanContext, launchesKey, runOp, sameLaunches, supportsOp } from './ops.ts';
 
 export interface NativeOptions {
   /** The addon to load (default: PARALLM_NATIVE_ADDON, else native/build/parallm_native.node). */
   addon?: string;
   /** Size of the shared device-memory chunks in bytes (default PARALLM_NATIVE_CHUNK_MIB or 256 MiB). */
   chunkBytes?: number;
+  /** Replay repeated runs of ops as CUDA/HIP graphs (default: PARALLM_NATIVE_GRAPHS=1). */
+  graphs?: boolean;
 }
+
+/** Fewest kernel launches in a run of ops that is worth a graph. */
+export const GRAPH_MIN_LAUNCHES = 8;
+/** Graphs kept (least recently used evicted): decode steps per padded batch size and table width. */
+export const GRAPH_CACHE_SIZE = 64;
 
 interface NativeBuffer extends DeviceBuffer {
   ptr: number;
@@ -33,6 +40,11 @@ export class NativeDevice implements Device {
   private launcher: Launcher;
   private plan: PlanContext;
   private destroyed = false;
+  /** Runs of launches seen, by launchesKey, in least-recently-used order; `id` once captured. */
+  private graphs = new Map<string, { launches: Launch[]; id?: number }>();
+  readonly useGraphs: boolean;
+  /** How runs of ops were executed: eagerly (first sighting or too short), captured, replayed. */
+  readonly graphStats = { eager: 0, captured: 0, replayed: 0 };
 
   static async open(options: NativeOptions = {}): Promise<NativeDevice> {
     const addon = loadAddon(addonPath(options.addon));
@@ -61,6 +73,7 @@ export class NativeDevice implements Device {
     const chunkMiB = Number(process.env.PARALLM_NATIVE_CHUNK_MIB ?? 256);
     this.arena = new Arena({ malloc: (b) => addon.malloc(b), free: (p) => addon.free(p) }, options.chunkBytes ?? chunkMiB * 2 ** 20);
     this.launcher = new Launcher(addon);
+    this.useGraphs = options.graphs ?? process.env.PARALLM_NATIVE_GRAPHS === '1';
     this.plan = {
       launcher: this.launcher,
       blas: g.blasLoaded,
@@ -119,6 +132,8 @@ export class NativeDevice implements Device {
   destroy(): void {
     if (this.destroyed) return;
     this.destroyed = true;
+    for (const g of this.graphs.values()) if (g.id !== undefined) this.addon.graphDestroy(g.id);
+    this.graphs.clear();
     this.live.clear();
     this.scratches.clear();
     this.arena.release();
@@ -152,9 +167,68 @@ export class NativeDevice implements Device {
     return s.ptr;
   }
 
-  /** Enqueues an op now (streams call this at submit). */
-  enqueue<K extends OpName>(name: K, args: OpArgs[K]): void {
-    runOp(this.plan, name, args);
+  /**
+   * Enqueues a run of consecutive ops (streams call this at submit). With graphs on, the run is
+   * planned first (every allocation and memset happens then, outside any capture) into its
+   * launches; a run whose launches (kernels, pointers, sizes) equal one seen before is captured
+   * into a CUDA/HIP graph on its second sighting and replayed with one launch from then on. A
+   * graph does exactly what its launches do, so a hit needs nothing else to be equal: a decode
+   * step repeats its launches as long as its batch size and block-table width stay the same.
+   */
+  enqueueOps(ops: { name: OpName; args: unknown }[]): void {
+    if (!this.useGraphs) {
+      for (const o of ops) runOp(this.plan, o.name, o.args as never);
+      return;
+    }
+    const launches: Launch[] = [];
+    this.launcher.collecting = launches;
+    try {
+      for (const o of ops) runOp(this.plan, o.name, o.args as never);
+    } finally {
+      this.launcher.collecting = undefined;
+    }
+    const addon = this.addon;
+    const eager = () => {
+      for (const l of launches) addon.launch(l.code, l.args);
+      this.graphStats.eager++;
+    };
+    if (launches.length < GRAPH_MIN_LAUNCHES) return eager();
+    const key = launchesKey(launches);
+    const seen = this.graphs.get(key);
+    if (!seen || !sameLaunches(seen.launches, launches)) {
+      eager();
+      if (seen?.id !== undefined) addon.graphDestroy(seen.id); // a hash collision: keep the newer run
+      this.graphs.delete(key);
+      this.graphs.set(key, { launches });
+      this.evictGraphs();
+      return;
+    }
+    this.graphs.delete(key); // most recently used last
+    this.graphs.set(key, seen);
+    if (seen.id === undefined) {
+      addon.captureBegin();
+      try {
+        for (const l of launches) addon.launch(l.code, l.args);
+      } catch (e) {
+        try {
+          addon.captureEnd();
+        } catch {}
+        throw e;
+      }
+      seen.id = addon.captureEnd();
+      this.graphStats.captured++;
+    } else {
+      this.graphStats.replayed++;
+    }
+    addon.graphLaunch(seen.id);
+  }
+
+  private evictGraphs(): void {
+    while (this.graphs.size > GRAPH_CACHE_SIZE) {
+      const [key, g] = this.graphs.entries().next().value as [string, { id?: number }];
+      if (g.id !== undefined) this.addon.graphDestroy(g.id);
+      this.graphs.delete(key);
+    }
   }
 }
 
@@ -203,12 +277,23 @@ class NativeStream implements CommandStream {
     const reads: { index: number; c: Extract<Command, { kind: 'read' }> }[] = [];
     addon.begin(this.options.timing ?? false);
     try {
+      // consecutive ops go to the device as one run (a graph candidate)
+      let run: { name: OpName; args: unknown }[] = [];
+      const flush = () => {
+        if (run.length) dev.enqueueOps(run);
+        run = [];
+      };
       for (const c of cmds) {
-        if (c.kind === 'op') dev.enqueue(c.name, c.args as never);
-        else if (c.kind === 'copy') addon.copy(dev.ptr(c.dst), dev.ptr(c.src), tensorBytes(c.src));
+        if (c.kind === 'op') {
+          run.push(c);
+          continue;
+        }
+        flush();
+        if (c.kind === 'copy') addon.copy(dev.ptr(c.dst), dev.ptr(c.src), tensorBytes(c.src));
         else if (c.kind === 'write') addon.write(dev.ptr(c.dst), c.data);
         else reads.push({ index: addon.read(dev.ptr(c.src), tensorBytes(c.src)), c });
       }
+      flush();
     } catch (e) {
       addon.abort();
       for (const r of cmds) if (r.kind === 'read') r.reject(e);

@@ -21,8 +21,16 @@ const MAX_GRID_YZ = 65535;
 
 const DTYPE_CODE = { f32: 0, f16: 1, bf16: 2 } as const;
 
+/** One kernel launch, encoded: the addon's op code and its positional arguments. */
+export interface Launch {
+  code: number;
+  args: Float64Array;
+}
+
 export class Launcher {
   private ops = new Map<string, { code: number; fields: string[] }>();
+  /** While set, launches are collected here instead of run (see NativeStream's graphs). */
+  collecting?: Launch[];
   constructor(private addon: NativeAddon) {
     addon.layouts().forEach((l, code) => this.ops.set(l.name, { code, fields: l.fields.split(' ') }));
   }
@@ -40,8 +48,31 @@ export class Launcher {
       const extra = Object.keys(args).filter((k) => !op.fields.includes(k));
       throw new Error(`native: ${name} has no argument ${extra.join(', ')} (its layout: ${op.fields.join(' ')})`);
     }
-    this.addon.launch(op.code, a);
+    if (this.collecting) this.collecting.push({ code: op.code, args: a });
+    else this.addon.launch(op.code, a);
   }
+}
+
+/** FNV-1a over launches: equal hashes (and equal launches, checked by the caller) replay one graph. */
+export function launchesKey(launches: Launch[]): string {
+  let h = 0x811c9dc5;
+  let n = 0;
+  for (const l of launches) {
+    h = Math.imul(h ^ l.code, 0x01000193);
+    const words = new Uint32Array(l.args.buffer, l.args.byteOffset, l.args.length * 2);
+    for (let i = 0; i < words.length; i++) h = Math.imul(h ^ words[i], 0x01000193);
+    n += l.args.length;
+  }
+  return `${launches.length}:${n}:${h >>> 0}`;
+}
+
+export function sameLaunches(a: Launch[], b: Launch[]): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) {
+    if (a[i].code !== b[i].code || a[i].args.length !== b[i].args.length) return false;
+    for (let j = 0; j < a[i].args.length; j++) if (a[i].args[j] !== b[i].args[j]) return false;
+  }
+  return true;
 }
 
 /** What the planner needs from the device. */
