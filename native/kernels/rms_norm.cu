@@ -9,7 +9,7 @@
 namespace parallm {
 
 template <typename T>
-__global__ void rms_norm_kernel(const float* x, const T* weight, float* out, float* residual, int hidden, float eps) {
+__global__ void __launch_bounds__(1024) rms_norm_kernel(const float* x, const T* weight, float* out, float* residual, int hidden, float eps) {
   __shared__ float red[kMaxWarps];
   const int64_t base = static_cast<int64_t>(blockIdx.x) * hidden;
   float ss = 0.f;

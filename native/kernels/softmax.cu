@@ -5,7 +5,7 @@
 
 namespace parallm {
 
-__global__ void softmax_kernel(const float* x, float* out, int v) {
+__global__ void __launch_bounds__(1024) softmax_kernel(const float* x, float* out, int v) {
   __shared__ float red[kMaxWarps];
   const int64_t base = static_cast<int64_t>(blockIdx.x) * v;
   float m = -INFINITY;
