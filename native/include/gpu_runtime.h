@@ -2,7 +2,9 @@
 // other call for call. Included by the kernel launchers and by the Node-API glue.
 #pragma once
 
-#if defined(__HIPCC__) || defined(__HIP_PLATFORM_AMD__)
+#if defined(PARALLM_EMU)
+#include "emu_runtime.h"
+#elif defined(__HIPCC__) || defined(__HIP_PLATFORM_AMD__)
 #ifndef __HIP_PLATFORM_AMD__
 #define __HIP_PLATFORM_AMD__ 1
 #endif

@@ -5,7 +5,9 @@
 
 #include <stdint.h>
 
-#if defined(__HIPCC__) || defined(__HIP_PLATFORM_AMD__)
+#if defined(PARALLM_EMU)
+#include "emu.h"  // the CPU emulator (native/emu): checks the kernels' logic without a GPU
+#elif defined(__HIPCC__) || defined(__HIP_PLATFORM_AMD__)
 #define PARALLM_HIP 1
 #include <hip/hip_runtime.h>
 #include <hip/hip_fp16.h>
@@ -19,7 +21,9 @@
 // The warp (wavefront) width of the target being compiled. hipcc compiles every kernel once
 // per --offload-arch and defines __AMDGCN_WAVEFRONT_SIZE in those device passes; the host
 // pass never uses kWarp for anything but launch arithmetic that does not depend on it.
-#if defined(PARALLM_HIP)
+#if defined(PARALLM_EMU)
+#define PARALLM_WARP PARALLM_EMU_WARP
+#elif defined(PARALLM_HIP)
 #if defined(__AMDGCN_WAVEFRONT_SIZE)
 #define PARALLM_WARP __AMDGCN_WAVEFRONT_SIZE
 #elif defined(__HIP_DEVICE_COMPILE__)

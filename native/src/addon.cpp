@@ -122,7 +122,12 @@ Napi::Value Open(const Napi::CallbackInfo& info) {
     ctx.blas.open(ctx.stream);
     ctx.open = true;
   }
-#if defined(__HIP_PLATFORM_AMD__)
+#if defined(PARALLM_EMU)
+  struct {
+    const char* name = "parallm CPU emulator";
+    int major = 0, minor = 0, multiProcessorCount = 1, warpSize = PARALLM_EMU_WARP;
+  } prop;
+#elif defined(__HIP_PLATFORM_AMD__)
   hipDeviceProp_t prop;
   check(env, hipGetDeviceProperties(&prop, ctx.device), "reading the device properties");
 #else

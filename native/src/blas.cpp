@@ -49,6 +49,12 @@ int type_of(int dtype) { return dtype == 1 ? kTypeF16 : dtype == 2 ? kTypeBF16 :
 }  // namespace
 
 void Blas::open(gpuStream_t stream) {
+#if defined(PARALLM_EMU)
+  // the emulator's "device" memory is host memory: no vendor BLAS can take it
+  (void)stream;
+  error_ = "the CPU emulator has no BLAS";
+  return;
+#endif
   std::vector<std::string> tries;
   if (const char* env = std::getenv(kEnvPath); env && *env) {
     std::string p = env;

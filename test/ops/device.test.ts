@@ -16,7 +16,7 @@ describe('backend selection', () => {
   const addonBuilt = existsSync(DEFAULT_ADDON_PATH);
   const noGpu = process.env.PARALLM_TEST_GPU !== '1' && !process.env.PARALLM_DEVICE_MACHINE;
   it.runIf(addonBuilt && noGpu)('native with its addon but without a GPU says that the GPU is missing', async () => {
-    const open = createDevice('native');
+    const open = createDevice('native', { nativeAddon: DEFAULT_ADDON_PATH });
     await expect(open).rejects.toThrow(BackendUnavailableError);
     await expect(open).rejects.toMatchObject({ name: 'NativeUnavailableError', missing: 'gpu', message: expect.stringMatching(/addon is built, but no GPU is visible/) });
   });
