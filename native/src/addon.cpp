@@ -289,7 +289,7 @@ Napi::Value Layouts(const Napi::CallbackInfo& info) {
 
 class Args {
  public:
-  Args(Napi::Env env, Napi::Float64Array a, int op) : env_(env), p_(a.Data()), n_(a.ElementLength()), op_(op) {}
+  Args(Napi::Env env, const double* p, size_t n, int op) : env_(env), p_(p), n_(n), op_(op) {}
   template <typename T>
   T* ptr() {
     return reinterpret_cast<T*>(static_cast<uintptr_t>(next()));
@@ -321,12 +321,38 @@ AttentionArgs attention_common() {
   return a;
 }
 
+#if defined(PARALLM_EMU)
+// The emulator runs kernels at launch, so it emulates a capture here: launches are recorded
+// and a graph launch replays them (the semantics of a CUDA graph, without its speed).
+struct EmuLaunch {
+  int op;
+  std::vector<double> args;
+};
+bool emu_capturing = false;
+std::vector<EmuLaunch> emu_capture;
+std::vector<std::vector<EmuLaunch>> emu_graphs;
+#endif
+
+void run_launch(Napi::Env env, int op, const double* args, size_t n);
+
 Napi::Value Launch(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   require_open(env);
   const int op = info[0].As<Napi::Number>().Int32Value();
   if (op < 0 || op >= kOpCount) throw Napi::Error::New(env, "native: unknown op code " + std::to_string(op));
-  Args r(env, info[1].As<Napi::Float64Array>(), op);
+  Napi::Float64Array a = info[1].As<Napi::Float64Array>();
+#if defined(PARALLM_EMU)
+  if (emu_capturing) {
+    emu_capture.push_back({op, std::vector<double>(a.Data(), a.Data() + a.ElementLength())});
+    return env.Undefined();
+  }
+#endif
+  run_launch(env, op, a.Data(), a.ElementLength());
+  return env.Undefined();
+}
+
+void run_launch(Napi::Env env, int op, const double* args, size_t n) {
+  Args r(env, args, n, op);
   gpuStream_t s = ctx.stream;
   switch (op) {
     case kOpEmbedding: {
@@ -483,7 +509,6 @@ Napi::Value Launch(const Napi::CallbackInfo& info) {
   // a launch error (bad configuration) is a bug: fail at the op that caused it
   const gpuError_t e = gpuGetLastError();
   if (e != gpuSuccess) throw Napi::Error::New(env, std::string("native: launching ") + kLayouts[op].name + " failed (" + gpu_error(e) + ")");
-  return env.Undefined();
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -611,7 +636,12 @@ Napi::Value CaptureBegin(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   require_open(env);
   if (capturing) throw Napi::Error::New(env, "native: a capture is already open");
+#if defined(PARALLM_EMU)
+  emu_capturing = true;
+  emu_capture.clear();
+#else
   check(env, gpuStreamBeginCapture(ctx.stream, gpuStreamCaptureModeThreadLocal), "beginning a graph capture");
+#endif
   capturing = true;
   return env.Undefined();
 }
@@ -621,6 +651,13 @@ Napi::Value CaptureEnd(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (!capturing) throw Napi::Error::New(env, "native: no capture is open");
   capturing = false;
+#if defined(PARALLM_EMU)
+  emu_capturing = false;
+  emu_graphs.push_back(std::move(emu_capture));
+  emu_capture.clear();
+  graphs.push_back(reinterpret_cast<gpuGraphExec_t>(emu_graphs.size()));  // a non-null token
+  return Napi::Number::New(env, static_cast<double>(graphs.size() - 1));
+#endif
   gpuGraph_t graph = nullptr;
   check(env, gpuStreamEndCapture(ctx.stream, &graph), "ending a graph capture");
   gpuGraphExec_t exec = nullptr;
@@ -645,6 +682,11 @@ gpuGraphExec_t graph_arg(Napi::Env env, const Napi::Value& v) {
 
 Napi::Value GraphLaunch(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
+#if defined(PARALLM_EMU)
+  const size_t g = reinterpret_cast<size_t>(graph_arg(env, info[0])) - 1;
+  for (const EmuLaunch& l : emu_graphs[g]) run_launch(env, l.op, l.args.data(), l.args.size());
+  return env.Undefined();
+#endif
   check(env, gpuGraphLaunch(graph_arg(env, info[0]), ctx.stream), "launching a graph");
   return env.Undefined();
 }
@@ -653,7 +695,11 @@ Napi::Value GraphDestroy(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   gpuGraphExec_t exec = graph_arg(env, info[0]);
   // a launch still queued keeps running: destroying an executable graph is deferred by the driver
+#if !defined(PARALLM_EMU)
   check(env, gpuGraphExecDestroy(exec), "destroying a graph");
+#else
+  (void)exec;
+#endif
   graphs[static_cast<size_t>(info[0].As<Napi::Number>().DoubleValue())] = nullptr;
   return env.Undefined();
 }

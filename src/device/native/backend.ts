@@ -236,7 +236,7 @@ type Command =
   | { kind: 'op'; name: OpName; args: unknown }
   | { kind: 'copy'; src: Tensor; dst: Tensor }
   | { kind: 'write'; dst: Tensor; data: Uint8Array }
-  | { kind: 'read'; src: Tensor; resolve: (b: Uint8Array) => void; reject: (e: unknown) => void };
+  | { kind: 'read'; src: Tensor; promise: Promise<Uint8Array>; resolve: (b: Uint8Array) => void; reject: (e: unknown) => void };
 
 class NativeStream implements CommandStream {
   private cmds: Command[] = [];
@@ -265,7 +265,11 @@ class NativeStream implements CommandStream {
   }
 
   read(src: Tensor): Promise<Uint8Array> {
-    return new Promise((resolve, reject) => this.cmds.push({ kind: 'read', src, resolve, reject }));
+    let resolve!: (b: Uint8Array) => void;
+    let reject!: (e: unknown) => void;
+    const promise = new Promise<Uint8Array>((res, rej) => ((resolve = res), (reject = rej)));
+    this.cmds.push({ kind: 'read', src, promise, resolve, reject });
+    return promise;
   }
 
   submit(): Completion {
@@ -296,7 +300,12 @@ class NativeStream implements CommandStream {
       flush();
     } catch (e) {
       addon.abort();
-      for (const r of cmds) if (r.kind === 'read') r.reject(e);
+      // submit throws: its reads fail too, without an unhandled rejection where nobody awaits them
+      for (const r of cmds) {
+        if (r.kind !== 'read') continue;
+        r.promise.catch(() => {});
+        r.reject(e);
+      }
       throw e;
     }
     const result = addon.end();
