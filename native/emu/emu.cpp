@@ -9,6 +9,38 @@
 #include <cstdlib>
 #include <vector>
 
+// Fiber switches: ucontext's swapcontext also saves the signal mask, a system call per switch,
+// which dominated the emulator's time; on x86-64 a switch of the callee-saved registers and the
+// stack pointer does (the kernels never change the FP control words).
+#if defined(__x86_64__)
+extern "C" void parallm_emu_switch(void** save_sp, void* load_sp);
+asm(R"(
+  .text
+  .globl parallm_emu_switch
+  .type parallm_emu_switch, @function
+parallm_emu_switch:
+  pushq %rbp
+  pushq %rbx
+  pushq %r12
+  pushq %r13
+  pushq %r14
+  pushq %r15
+  movq %rsp, (%rdi)
+  movq %rsi, %rsp
+  popq %r15
+  popq %r14
+  popq %r13
+  popq %r12
+  popq %rbx
+  popq %rbp
+  ret
+  .size parallm_emu_switch, .-parallm_emu_switch
+  .section .note.GNU-stack,"",@progbits
+  .text
+)");
+#define PARALLM_EMU_FAST_SWITCH 1
+#endif
+
 namespace emu {
 
 Idx block_idx;
@@ -21,13 +53,18 @@ constexpr size_t kStack = 64 * 1024;
 
 struct Fiber {
   ucontext_t ctx;
+  void* sp;  // the fast switch's saved stack pointer
   Idx tid;
   bool done;
   std::vector<char> stack;
 };
 
 std::vector<Fiber> fibers;
+#if defined(PARALLM_EMU_FAST_SWITCH)
+void* scheduler_sp;
+#else
 ucontext_t scheduler;
+#endif
 int cur = -1;
 unsigned long progress = 0;
 
@@ -41,7 +78,13 @@ std::vector<char> smem;
 void (*body_fn)(void*);
 void* body_ctx;
 
-void yield() { swapcontext(&fibers[cur].ctx, &scheduler); }
+void yield() {
+#if defined(PARALLM_EMU_FAST_SWITCH)
+  parallm_emu_switch(&fibers[cur].sp, scheduler_sp);
+#else
+  swapcontext(&fibers[cur].ctx, &scheduler);
+#endif
+}
 
 void release_block() {
   block_arrived = 0;
@@ -70,7 +113,27 @@ void entry() {
   const int w = cur / kWarpWidth;
   warp_live[w]--;
   if (warp_arrived[w] > 0 && warp_arrived[w] == warp_live[w]) release_warp(w);
-}  // returns to the scheduler through uc_link
+}  // returns to the scheduler through uc_link (ucontext), or see trampoline
+
+#if defined(PARALLM_EMU_FAST_SWITCH)
+// A fresh fiber's first switch "returns" here; it never returns itself.
+[[noreturn]] void trampoline() {
+  entry();
+  parallm_emu_switch(&fibers[cur].sp, scheduler_sp);
+  abort();  // a finished fiber is never resumed
+}
+
+void* initial_stack(std::vector<char>& stack) {
+  // [top - 8]: a fake return address (alignment as after a call); [top - 16]: trampoline, which
+  // the switch's ret jumps to; below it the six registers the switch pops
+  uintptr_t top = reinterpret_cast<uintptr_t>(stack.data() + stack.size()) & ~uintptr_t(15);
+  auto* p = reinterpret_cast<void**>(top);
+  p[-1] = nullptr;
+  p[-2] = reinterpret_cast<void*>(&trampoline);
+  for (int i = 3; i <= 8; i++) p[-i] = nullptr;
+  return p - 8;
+}
+#endif
 
 }  // namespace
 
@@ -121,11 +184,15 @@ void run(const Cfg& cfg, void (*body)(void*), void* ctx) {
         for (int i = 0; i < n; i++) {
           Fiber& f = fibers[i];
           if (f.stack.empty()) f.stack.resize(kStack);
+#if defined(PARALLM_EMU_FAST_SWITCH)
+          f.sp = initial_stack(f.stack);
+#else
           getcontext(&f.ctx);
           f.ctx.uc_stack.ss_sp = f.stack.data();
           f.ctx.uc_stack.ss_size = f.stack.size();
           f.ctx.uc_link = &scheduler;
           makecontext(&f.ctx, entry, 0);
+#endif
           f.tid = {static_cast<unsigned>(i) % cfg.block.x, (static_cast<unsigned>(i) / cfg.block.x) % cfg.block.y, static_cast<unsigned>(i) / (cfg.block.x * cfg.block.y)};
           f.done = false;
         }
@@ -135,7 +202,11 @@ void run(const Cfg& cfg, void (*body)(void*), void* ctx) {
           for (int i = 0; i < n; i++) {
             if (fibers[i].done) continue;
             cur = i;
+#if defined(PARALLM_EMU_FAST_SWITCH)
+            parallm_emu_switch(&scheduler_sp, fibers[i].sp);
+#else
             swapcontext(&scheduler, &fibers[i].ctx);
+#endif
             if (fibers[i].done) alive--;
           }
           if (alive && progress == before) {
