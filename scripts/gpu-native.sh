@@ -50,11 +50,11 @@ if [[ ${1:-} == compare || ${1:-} == compare-quick ]]; then
 fi
 
 # every op on native against the CPU reference, the device tests, the engine and HF fixtures
-PARALLM_TEST_GPU=1 PARALLM_TEST_BACKENDS=native timeout 540 npx vitest run test/ops test/device test/model/forward.test.ts test/engine/engine.test.ts \
+PARALLM_TEST_GPU=1 PARALLM_TEST_BACKENDS=native timeout 330 npx vitest run test/ops test/device test/model/forward.test.ts test/engine/engine.test.ts \
   --reporter=verbose > "$out/native-parity.log" 2>&1
 rc=$?
 # the engine and the model again with CUDA graphs replaying repeated runs of ops
-PARALLM_NATIVE_GRAPHS=1 PARALLM_TEST_GPU=1 PARALLM_TEST_BACKENDS=native timeout 300 npx vitest run test/model/forward.test.ts test/engine/engine.test.ts \
+PARALLM_NATIVE_GRAPHS=1 PARALLM_TEST_GPU=1 PARALLM_TEST_BACKENDS=native timeout 200 npx vitest run test/model/forward.test.ts test/engine/engine.test.ts \
   --reporter=verbose >> "$out/native-parity.log" 2>&1
 rc2=$?
 [[ $rc -eq 0 ]] && rc=$rc2
