@@ -1,8 +1,8 @@
 // The kernels' host entry points: one struct of arguments per op (pointers into the device
 // arena, sizes, and the names of the WGSL kernels' params) and one launcher per kernel, which
 // enqueues on `stream` and returns at once. Shapes follow src/device/ops.ts; dtype codes are
-// those of DType below. The Node-API glue (src/addon.cpp) fills these structs from the
-// positional argument arrays that src/device/native/launch.ts writes.
+// those of DType below. The Node-API glue (src/launch.cpp) fills these structs from the
+// positional argument arrays that src/device/native/ops.ts encodes by the glue's layouts.
 #pragma once
 
 #include <stdint.h>

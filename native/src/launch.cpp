@@ -15,8 +15,8 @@ namespace parallm {
 
 // ---------------------------------------------------------------------------------------------
 // Kernel launches. Each op's arguments arrive as a Float64Array in the order of its layout
-// string below; src/device/native/launch.ts writes them in the order of its own table and
-// checks at load that both tables name the same fields.
+// string below, which the TypeScript Launcher reads from layouts() to encode named arguments:
+// a name the planner gives that this table lacks, or one it omits, is an error there.
 
 enum Op : int {
   kOpEmbedding,
