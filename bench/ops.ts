@@ -8,11 +8,12 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { type Device, type OpArgs, type OpName, createDevice, empty, fromArray } from '../src/device/index.ts';
 import { pickMatmul } from '../src/device/webgpu/ops.ts';
+import { pickMatmul as pickNativeMatmul } from '../src/device/native/ops.ts';
 import { ropeCosSin } from '../src/model/rope.ts';
 import type { WebGpuDevice } from '../src/device/webgpu/backend.ts';
 import { resultSlug } from './slug.ts';
 
-interface Row {
+export interface Row {
   op: string;
   shape: string;
   kernel?: string;
@@ -70,7 +71,27 @@ async function time<K extends OpName>(dev: Device, name: K, make: (i: number) =>
   return times[Math.floor(times.length / 2)];
 }
 
-export async function runOpsBench(opts: BenchOptions): Promise<void> {
+/** The matmul kernel a backend picks for these arguments (for the tables). */
+function matmulKernel(dev: Device, args: OpArgs['matmul']): string {
+  if (dev.info.backend === 'webgpu') return pickMatmul(dev as WebGpuDevice, args);
+  if (dev.info.backend === 'native') {
+    const k = pickNativeMatmul(dev.info.features.subgroupMatrix, args);
+    return k === 'sgmat' ? 'blas' : k;
+  }
+  return dev.info.backend;
+}
+
+export interface BenchResult {
+  gpu: string;
+  device: Device['info'];
+  date: string;
+  commit: string;
+  timing: string;
+  ceilings: { copyGBps: number; matmulTflops: number; matmulShape: string; matmulKernel: string };
+  rows: Row[];
+}
+
+export async function runOpsBench(opts: BenchOptions): Promise<BenchResult> {
   const dev = await createDevice(opts.backend);
   const quick = !!opts.quick;
   const reps = quick ? 3 : 20;
@@ -102,7 +123,7 @@ export async function runOpsBench(opts: BenchOptions): Promise<void> {
   const mw = fromArray(dev, rand(mm * mm, 0.02), [mm, mm], 'f16');
   const mo = empty(dev, [mm, mm], 'f32');
   const mmArgs = { a: ma, w: mw, out: mo };
-  const mmKernel = dev.info.backend === 'webgpu' ? pickMatmul(dev as WebGpuDevice, mmArgs) : 'cpu';
+  const mmKernel = matmulKernel(dev, mmArgs);
   const mmMs = await time(dev, 'matmul', () => mmArgs, quick ? 1 : 5, trials);
   const mmTflops = (2 * mm ** 3) / (mmMs * 1e9);
   for (const t of [ma, mw, mo]) dev.free(t.buffer);
@@ -159,7 +180,7 @@ export async function runOpsBench(opts: BenchOptions): Promise<void> {
       const a = fromArray(dev, rand(m * k), [m, k], 'f32');
       const out = empty(dev, [m, n], 'f32');
       const ms = await time(dev, 'matmul', (i) => ({ a, w: ws[i % copies], out }), reps, trials);
-      const kernel = dev.info.backend === 'webgpu' ? pickMatmul(dev as WebGpuDevice, { a, w: ws[0], out }) : 'cpu';
+      const kernel = matmulKernel(dev, { a, w: ws[0], out });
       rows.push(mem('matmul decode', `[${m}, ${k}] x [${n}, ${k}]^T f16`, ms, wBytes + m * k * 4 + m * n * 4, kernel));
       dev.free(a.buffer);
       dev.free(out.buffer);
@@ -169,7 +190,7 @@ export async function runOpsBench(opts: BenchOptions): Promise<void> {
       const a = fromArray(dev, rand(m * k), [m, k], 'f32');
       const out = empty(dev, [m, n], 'f32');
       const args = { a, w: ws[0], out };
-      const kernel = dev.info.backend === 'webgpu' ? pickMatmul(dev as WebGpuDevice, args) : 'cpu';
+      const kernel = matmulKernel(dev, args);
       const ms = await time(dev, 'matmul', (i) => ({ a, w: ws[i % copies], out }), quick ? 1 : 5, trials);
       const tflops = (2 * m * n * k) / (ms * 1e9);
       // beside our own ceiling, the fraction of what PyTorch reaches at this very shape (same run)
@@ -199,6 +220,8 @@ export async function runOpsBench(opts: BenchOptions): Promise<void> {
     rows.push({ op: 'sample (T, top-k 50, top-p 0.95)', shape: `[${n}, ${V}]`, ms: f(sam), bound: 'latency' });
     for (const t of [logits, probs, ids, temp, topK, topP, minP, draws]) dev.free(t.buffer);
   }
+
+  rows.push(...(await attentionRows(dev, quick, reps, trials, copyGBps, mmTflops)));
 
   const gpu = dev.info.name;
   const date = new Date().toISOString().slice(0, 10);
@@ -231,6 +254,60 @@ export async function runOpsBench(opts: BenchOptions): Promise<void> {
   }
   console.log(`\nwritten to ${file}`);
   dev.destroy();
+  return result;
+}
+
+/**
+ * Decode attention (batches of sequences of one context length) and prefill attention (one
+ * prompt) at LLaMA-7B's 32 heads of 128 over an f16 cache in blocks of 16. Decode is
+ * memory-bound: the floor is reading every sequence's K and V once. Prefill is compute-bound:
+ * causal attention is about 2 * heads * head * T^2 flops (QK^T and PV, half masked).
+ */
+async function attentionRows(dev: Device, quick: boolean, reps: number, trials: number, copyGBps: number, mmTflops: number): Promise<Row[]> {
+  const rows: Row[] = [];
+  const f = (x: number) => Math.round(x * 1000) / 1000;
+  const bs = 16;
+  const scale = 1 / Math.sqrt(HEAD);
+  const pool = (blocks: number) => {
+    const shape = [blocks, bs, HEADS, HEAD];
+    const n = blocks * bs * HEADS * HEAD;
+    return { keyCache: fromArray(dev, rand(n), shape, 'f16'), valueCache: fromArray(dev, rand(n, 0.5), shape, 'f16') };
+  };
+  const ctx = quick ? 256 : 1024;
+  for (const b of quick ? [1, 16] : [1, 16, 64, 128]) {
+    const per = ctx / bs;
+    const cache = pool(b * per);
+    const tables = fromArray(dev, Array.from({ length: b * per }, (_, i) => i), [b, per], 'i32');
+    const lens = fromArray(dev, new Array(b).fill(ctx), [b], 'i32');
+    const q = fromArray(dev, rand(b * H), [b, H], 'f32');
+    const out = empty(dev, [b, H], 'f32');
+    try {
+      const ms = await time(dev, 'paged_attention', () => ({ q, ...cache, blockTables: tables, contextLens: lens, out, scale }), reps, trials);
+      const bytes = 2 * b * ctx * H * 2 + 2 * b * H * 4;
+      rows.push({ op: 'paged_attention decode', shape: `${b} seqs x ${ctx} tokens, ${HEADS} x ${HEAD} f16`, ms: f(ms), gbps: f(bytes / (ms * 1e6)), fraction: f(bytes / (ms * 1e6) / copyGBps), bound: 'memory' });
+    } catch (e) {
+      console.error(`paged_attention at batch ${b}: ${(e as Error).message}`);
+    }
+    for (const t of [cache.keyCache, cache.valueCache, tables, lens, q, out]) dev.free(t.buffer);
+  }
+  for (const T of quick ? [128] : [512, 2048]) {
+    const per = T / bs;
+    const cache = pool(per);
+    const tables = fromArray(dev, Array.from({ length: per }, (_, i) => i), [1, per], 'i32');
+    const lens = fromArray(dev, [T], [1], 'i32');
+    const starts = fromArray(dev, [0, T], [2], 'i32');
+    const q = fromArray(dev, rand(T * H), [T, H], 'f32');
+    const out = empty(dev, [T, H], 'f32');
+    try {
+      const ms = await time(dev, 'prefill_attention', () => ({ q, ...cache, blockTables: tables, queryStarts: starts, contextLens: lens, out, scale }), quick ? 1 : 3, trials);
+      const tflops = (2 * HEADS * HEAD * T * T) / (ms * 1e9);
+      rows.push({ op: 'prefill_attention', shape: `1 prompt x ${T} tokens, ${HEADS} x ${HEAD} f16`, ms: f(ms), tflops: f(tflops), fraction: f(tflops / mmTflops), bound: 'compute' });
+    } catch (e) {
+      console.error(`prefill_attention at ${T} tokens: ${(e as Error).message}`);
+    }
+    for (const t of [cache.keyCache, cache.valueCache, tables, lens, starts, q, out]) dev.free(t.buffer);
+  }
+  return rows;
 }
 
 // `npm run bench:ops -- [--quick] [--backend b] [--out dir] [--peer file]`

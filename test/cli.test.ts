@@ -2,10 +2,11 @@
 // typed errors that print without a stack.
 
 import { execFile } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
+import { DEFAULT_ADDON_PATH } from '../src/device/native/addon.ts';
 import { Tokenizer } from '../src/tokenizer/tokenizer.ts';
 
 const run = promisify(execFile);
@@ -29,9 +30,15 @@ describe('parallm CLI', () => {
     expect(err.stderr).not.toMatch(/\n\s+at /);
   });
 
-  it('--backend native says it is not built', async () => {
+  it('--backend native without its addon says it is not built', async () => {
+    const err = await run('node', [join(ROOT, 'bin', 'parallm.js'), 'info', '--backend', 'native'], { cwd: ROOT, env: { ...process.env, PARALLM_NATIVE_ADDON: '/nonexistent/parallm_native.node' } }).catch((e) => e);
+    expect(err.code).toBe(2);
+    expect(err.stderr).toMatch(/^parallm: native: the CUDA\/HIP addon is not built/);
+  });
+
+  it.runIf(existsSync(DEFAULT_ADDON_PATH) && process.env.PARALLM_TEST_GPU !== '1' && !process.env.PARALLM_DEVICE_MACHINE)('--backend native with its addon on a machine without a GPU says the GPU is missing', async () => {
     const err = await cli('info', '--backend', 'native').catch((e) => e);
     expect(err.code).toBe(2);
-    expect(err.stderr).toMatch(/not built/);
+    expect(err.stderr).toMatch(/^parallm: native: the (CUDA|HIP) addon is built, but no GPU is visible/);
   });
 });

@@ -126,6 +126,18 @@ bench
     await runOpsBench(opts);
   });
 
+program
+  .command('kernels')
+  .description('kernel authors: compare the webgpu and native kernels op by op')
+  .command('compare')
+  .description('time every op at LLaMA-7B shapes on webgpu and on native in one run, side by side')
+  .option('--out <dir>', 'directory for the JSON results', 'bench/results')
+  .option('--quick', 'fewer shapes and repeats (smoke test)')
+  .action(async (opts: { out: string; quick?: boolean }) => {
+    const { compareKernels } = await import('../../bench/compare.ts');
+    await compareKernels(opts);
+  });
+
 registerServe(program);
 // usage errors (unknown option, bad choice) exit 2 like the other user errors; --help exits 0
 for (const c of [program, ...allCommands(program)]) c.exitOverride();
@@ -141,7 +153,7 @@ try {
   const err = e as Error & { code?: string; exitCode?: number };
   if (err.code?.startsWith('commander.')) process.exit(err.exitCode === 0 ? 0 : 2);
   // errors a user can cause are typed and printed without a stack
-  if (['UsageError', 'BackendUnavailableError', 'UnsupportedError', 'TensorTooLargeError', 'ModelConfigError', 'WeightsError', 'TokenizerError', 'SamplingParamsError'].includes(err.name)) {
+  if (['UsageError', 'BackendUnavailableError', 'NativeUnavailableError', 'UnsupportedError', 'TensorTooLargeError', 'ModelConfigError', 'WeightsError', 'TokenizerError', 'SamplingParamsError'].includes(err.name)) {
     console.error(`parallm: ${err.message}`);
     process.exit(2);
   }

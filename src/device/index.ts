@@ -1,5 +1,5 @@
 // Backend selection by name. Backends load lazily: asking for `cpu` never loads Dawn, and
-// nothing but `native` will ever load CUDA/HIP libraries.
+// nothing but `native` loads the CUDA/HIP addon (src/device/native/addon.ts).
 
 import { type BackendName, BackendUnavailableError, type Device } from './device.ts';
 import type { AdapterChoice } from './webgpu/adapter.ts';
@@ -17,6 +17,8 @@ export interface DeviceOptions {
   adapter?: AdapterChoice;
   /** webgpu: lower the per-binding limit (tests of the splitting paths). */
   maxBindingBytes?: number;
+  /** native: the addon to load instead of native/build/parallm_native.node (or PARALLM_NATIVE_ADDON). */
+  nativeAddon?: string;
 }
 
 export async function createDevice(backend: string, options: DeviceOptions = {}): Promise<Device> {
@@ -29,10 +31,11 @@ export async function createDevice(backend: string, options: DeviceOptions = {})
       const { WebGpuDevice } = await import('./webgpu/backend.ts');
       return WebGpuDevice.open(options);
     }
-    case 'native':
-      throw new BackendUnavailableError(
-        "native: the CUDA/HIP addon is not built in this version of parallm (it lands with the native-backend issue); use --backend=webgpu or --backend=cpu",
-      );
+    case 'native': {
+      // NativeUnavailableError (a BackendUnavailableError) says whether the addon or the GPU is missing
+      const { NativeDevice } = await import('./native/backend.ts');
+      return NativeDevice.open({ addon: options.nativeAddon });
+    }
     default:
       throw new BackendUnavailableError(`unknown backend '${backend}': choose one of ${BACKENDS.join(', ')}`);
   }

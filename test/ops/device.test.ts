@@ -1,14 +1,28 @@
 // The device layer itself: backend selection, buffers, streams, supports(), typed errors.
 
+import { existsSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BackendUnavailableError, type Device, UnsupportedError, createDevice, empty, fromArray, toArray, view } from '../../src/device/index.ts';
-import { backendsUnderTest } from './harness.ts';
+import { DEFAULT_ADDON_PATH } from '../../src/device/native/addon.ts';
+import { backendsUnderTest, nativeSkipReason } from './harness.ts';
 
 describe('backend selection', () => {
-  it('native is not built yet and says so', async () => {
-    await expect(createDevice('native')).rejects.toThrow(BackendUnavailableError);
-    await expect(createDevice('native')).rejects.toThrow(/not built/);
+  it('native without its addon says that the addon is not built', async () => {
+    const open = createDevice('native', { nativeAddon: '/nonexistent/parallm_native.node' });
+    await expect(open).rejects.toThrow(BackendUnavailableError);
+    await expect(open).rejects.toMatchObject({ name: 'NativeUnavailableError', missing: 'addon', message: expect.stringMatching(/addon is not built .*npm run build:native/) });
   });
+  // the addon is built here (npm install with nvcc or hipcc on the PATH, or CI) but no GPU is
+  const addonBuilt = existsSync(DEFAULT_ADDON_PATH);
+  const noGpu = process.env.PARALLM_TEST_GPU !== '1' && !process.env.PARALLM_DEVICE_MACHINE;
+  it.runIf(addonBuilt && noGpu)('native with its addon but without a GPU says that the GPU is missing', async () => {
+    const open = createDevice('native', { nativeAddon: DEFAULT_ADDON_PATH });
+    await expect(open).rejects.toThrow(BackendUnavailableError);
+    await expect(open).rejects.toMatchObject({ name: 'NativeUnavailableError', missing: 'gpu', message: expect.stringMatching(/addon is built, but no GPU is visible/) });
+  });
+  // the report names why the parity suite leaves native out (a skipped entry, never a pass)
+  const why = nativeSkipReason();
+  if (why) it.skip(`native backend parity suite, skipped because ${why}`, () => {});
   it('an unknown backend lists the known ones', async () => {
     await expect(createDevice('metal')).rejects.toThrow(/webgpu, native, cpu/);
   });
@@ -76,6 +90,13 @@ describe.runIf(process.env.PARALLM_TEST_GPU === '1')('GPU machine', () => {
     console.log('GPU adapter:', JSON.stringify(dev.info));
     expect(dev.info.description).toMatch(/vulkan/);
     expect(dev.info.features).toEqual({ f16: true, subgroups: true, subgroupMatrix: true, timestamps: true });
+    dev.destroy();
+  });
+  it.runIf(backendsUnderTest().includes('native'))('native runs on the GPU with its vendor BLAS loaded (else the tensor-core matmul tests would pass by refusing)', async () => {
+    const dev = await createDevice('native');
+    console.log('native device:', JSON.stringify(dev.info));
+    expect(dev.info.backend).toBe('native');
+    expect(dev.info.features.subgroupMatrix, dev.info.description).toBe(true);
     dev.destroy();
   });
 });

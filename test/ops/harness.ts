@@ -7,9 +7,23 @@ import { mulberry32 } from '../../src/util/prng.ts';
 import { CpuDevice } from '../../src/device/cpu/backend.ts';
 import { type Device, type KvPool, type OpArgs, type OpName, type Tensor, createDevice, decode, fromArray, numel, type DType } from '../../src/device/index.ts';
 
-/** Backends under test: PARALLM_TEST_BACKENDS (comma list) or webgpu. The cpu backend is the oracle. */
+/**
+ * Backends under test: PARALLM_TEST_BACKENDS (comma list), else webgpu, plus native on the GPU
+ * machine (PARALLM_TEST_GPU=1), where a missing addon or GPU then fails the suite instead of
+ * skipping it. The cpu backend is the oracle.
+ */
 export function backendsUnderTest(): string[] {
-  return (process.env.PARALLM_TEST_BACKENDS ?? 'webgpu').split(',').filter(Boolean);
+  const listed = process.env.PARALLM_TEST_BACKENDS;
+  if (listed) return listed.split(',').filter(Boolean);
+  return nativeSkipReason() ? ['webgpu'] : ['webgpu', 'native'];
+}
+
+/** Why the parity suite does not run on the native backend here, or undefined when it does. */
+export function nativeSkipReason(): string | undefined {
+  const listed = process.env.PARALLM_TEST_BACKENDS;
+  if (listed) return listed.split(',').includes('native') ? undefined : `PARALLM_TEST_BACKENDS=${listed} leaves it out`;
+  if (process.env.PARALLM_TEST_GPU !== '1') return 'it needs a GPU: run npm run test:gpu (PARALLM_TEST_GPU=1) on the GPU machine';
+  return undefined;
 }
 
 export const SEED = Number(process.env.PARALLM_SEED ?? randomInt(2 ** 31));
