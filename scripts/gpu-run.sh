@@ -11,6 +11,8 @@ out=${OUT:-gpu-out}
 mkdir -p "$out"
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$out/gpu.txt"
 node bin/parallm.js info 2>&1 | grep -v '^Warning' > "$out/info.txt"
+# the parity suite covers native too when its addon was carried (scripts/gpu-native.sh is the fuller run)
+[[ -f native/build/parallm_native.node ]] || export PARALLM_TEST_BACKENDS=${PARALLM_TEST_BACKENDS:-webgpu}
 timeout 150 npm run -s test:gpu 2>&1 | tee "$out/test-gpu.log" | grep -E '×|Tests|FAIL|Error' | tail -40
 PYTHONUNBUFFERED=1 timeout 60 python3 scripts/torch_ceilings.py --out "$out/torch-ceilings.json" > "$out/torch.log" 2>&1 || tail -5 "$out/torch.log"
 timeout 150 npx tsx bench/ops.ts --out "$out" --peer "$out/torch-ceilings.json" 2>&1 | grep -v '^Warning' | tee "$out/bench.log" | tail -48
