@@ -7,7 +7,7 @@ import type { Device, Tensor } from '../device/device.ts';
 import { byteSize } from '../device/dtype.ts';
 import type { WeightDType } from '../device/ops.ts';
 import type { ModelConfig } from './config.ts';
-import { fillDummy } from './dummy.ts';
+import { type DummyPools, fillDummy } from './dummy.ts';
 import { TensorReader, DEFAULT_CHUNK_BYTES } from './reader.ts';
 import { type TensorInfo, WeightsError, openCheckpoint } from './safetensors.ts';
 
@@ -154,9 +154,10 @@ async function generate(device: Device, specs: WeightSpec[], config: ModelConfig
   const dtype = opts.dtype ?? config.torchDtype ?? 'f16';
   const dtypeOf = (s: WeightSpec): WeightDType => (s.kind === 'bias' ? 'f32' : dtype);
   const progress = new Progress(specs.reduce((n, s) => n + byteSize(s.shape, dtypeOf(s)), 0), opts, 'generating dummy weights');
+  const pools: DummyPools = new Map();
   try {
     for (const s of specs) {
-      await fillDummy(device, alloc(s, dtypeOf(s)), s, opts.seed ?? 0, opts.chunkBytes ?? DEFAULT_CHUNK_BYTES, (n) => progress.add(n));
+      await fillDummy(device, alloc(s, dtypeOf(s)), s, opts.seed ?? 0, opts.chunkBytes ?? DEFAULT_CHUNK_BYTES, (n) => progress.add(n), pools);
       await progress.maybeSync(device);
     }
   } finally {

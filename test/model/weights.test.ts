@@ -10,6 +10,7 @@ import { createDevice } from '../../src/device/index.ts';
 import { decode, numel, roundTrip } from '../../src/device/dtype.ts';
 import { type ModelConfig, PRESETS, loadConfig } from '../../src/model/config.ts';
 import { WeightsError } from '../../src/model/safetensors.ts';
+import { POOL_FROM } from '../../src/model/dummy.ts';
 import { type ModelWeights, freeWeights, loadWeights, weightSpecs } from '../../src/model/weights.ts';
 import { tempDir, tensorOf, writeModel } from './safetensors_writer.ts';
 
@@ -283,5 +284,33 @@ describe("loadWeights: loadFormat 'dummy'", () => {
     expect(f32.layers[0].downProj.dtype).toBe('f32');
     freeWeights(device, bf);
     freeWeights(device, f32);
+  });
+});
+
+describe('dummy weights above POOL_FROM elements: windows into a shared pool', () => {
+  it('stay in range, do not repeat within a tensor, differ between tensors and seeds, and do not depend on chunking', async () => {
+    // gate and up projections of 4098 x 2048 (2^23 + 4096 elements): over POOL_FROM, one range, one pool
+    const config = { ...TINY, hiddenSize: 2048, intermediateSize: 4098, numLayers: 1, numHeads: 16, numKvHeads: 16, headDim: 128 };
+    const raw = async (w: ModelWeights, which: 'gateProj' | 'upProj') => Buffer.from(await device.download(w.layers[0][which]));
+    const w = await loadWeights(device, undefined, config, { loadFormat: 'dummy', seed: 3 });
+    expect(numel(w.layers[0].gateProj.shape)).toBeGreaterThan(POOL_FROM);
+    const gate = await raw(w, 'gateProj');
+    const rowBytes = 2048 * 2;
+    const v = decode(gate.subarray(0, 64 * rowBytes), 'f16');
+    const bound = 1.001 / Math.sqrt(2048);
+    expect(v.every((x) => Math.abs(x) <= bound)).toBe(true);
+    expect(new Set(v).size).toBeGreaterThan(1000);
+    // no short period: the first row does not come back in the first 64 rows, nor in up_proj
+    const row0 = gate.subarray(0, rowBytes);
+    for (let r = 1; r < 64; r++) expect(row0.equals(gate.subarray(r * rowBytes, (r + 1) * rowBytes))).toBe(false);
+    const up = await raw(w, 'upProj');
+    expect(row0.equals(up.subarray(0, rowBytes))).toBe(false);
+    freeWeights(device, w);
+    const again = await loadWeights(device, undefined, config, { loadFormat: 'dummy', seed: 3, chunkBytes: 1 << 20 });
+    expect((await raw(again, 'upProj')).equals(up)).toBe(true);
+    freeWeights(device, again);
+    const other = await loadWeights(device, undefined, config, { loadFormat: 'dummy', seed: 4 });
+    expect((await raw(other, 'upProj')).equals(up)).toBe(false);
+    freeWeights(device, other);
   });
 });
