@@ -33,25 +33,6 @@ struct Params {
 }
 @group(0) @binding(0) var<uniform> params: Params;
 @group(0) @binding(1) var<storage, read> q: array<f32>;
-#if KV_F16
-alias kv_pair = u32;
-#else
-alias kv_pair = vec2f;
-#endif
-@group(0) @binding(2) var<storage, read> key_cache: array<kv_pair>;
-@group(0) @binding(3) var<storage, read> value_cache: array<kv_pair>;
-#if KV_PARTS_2
-@group(0) @binding(10) var<storage, read> key_cache_1: array<kv_pair>;
-@group(0) @binding(11) var<storage, read> value_cache_1: array<kv_pair>;
-#endif
-#if KV_PARTS_3
-@group(0) @binding(12) var<storage, read> key_cache_2: array<kv_pair>;
-@group(0) @binding(13) var<storage, read> value_cache_2: array<kv_pair>;
-#endif
-#if KV_PARTS_4
-@group(0) @binding(14) var<storage, read> key_cache_3: array<kv_pair>;
-@group(0) @binding(15) var<storage, read> value_cache_3: array<kv_pair>;
-#endif
 @group(0) @binding(4) var<storage, read> block_tables: array<i32>;
 @group(0) @binding(5) var<storage, read> context_lens: array<i32>;
 #if PARTITIONED

@@ -5,11 +5,11 @@
 //
 // The planner gives the overrides WG (threads), HS (head size), NQ (queries per workgroup), TK
 // (keys per tile) and NACC = ceil(NQ * HS / WG). The includer declares params fields
-// block_size, num_kv_heads, scale and tile_keys (= TK), the type kv_pair (vec2f, or KV_F16:
-// an f16 pair packed in a u32), and the bindings key_cache and value_cache (array<kv_pair>) and
-// block_tables. A pool split into parts (src/device/kv-pool.ts; flags KV_PARTS_2, _3, _4: at
-// least that many parts) adds key_cache_1.. and value_cache_1.. and the params field
-// part_blocks (blocks of every part but the last). Before calling attend it fills q_sh with the
+// block_size, num_kv_heads, scale and tile_keys (= TK), and the binding block_tables; this
+// file declares the type kv_pair (vec2f, or KV_F16: an f16 pair packed in a u32) and the cache
+// bindings key_cache and value_cache (2 and 3). A pool split into parts (src/device/kv-pool.ts;
+// flags KV_PARTS_2, _3, _4: at least that many parts) adds key_cache_1.. and value_cache_1..
+// (bindings 10-15) and needs the params field part_blocks (blocks of every part but the last). Before calling attend it fills q_sh with the
 // queries and qpos_sh with their positions (a query sees keys at positions <= its own; -1 for a query slot it leaves unused).
 // Afterwards acc holds the un-normalised output of (query o / HS, dim o % HS) for
 // o = lid + i * WG, and m_sh, l_sh each query's running max and sum of exp(score - max).
@@ -32,6 +32,26 @@
 // The loops over a tile's keys run to params.tile_keys, not to the constant TK: with constant
 // bounds llvmpipe's LLVM unrolled step 6 fully (NACC x TK multiply-adds) and took ~10 s to
 // compile one prefill variant; with a uniform bound it takes ~0.4 s and runs as fast.
+
+#if KV_F16
+alias kv_pair = u32;
+#else
+alias kv_pair = vec2f;
+#endif
+@group(0) @binding(2) var<storage, read> key_cache: array<kv_pair>;
+@group(0) @binding(3) var<storage, read> value_cache: array<kv_pair>;
+#if KV_PARTS_2
+@group(0) @binding(10) var<storage, read> key_cache_1: array<kv_pair>;
+@group(0) @binding(11) var<storage, read> value_cache_1: array<kv_pair>;
+#endif
+#if KV_PARTS_3
+@group(0) @binding(12) var<storage, read> key_cache_2: array<kv_pair>;
+@group(0) @binding(13) var<storage, read> value_cache_2: array<kv_pair>;
+#endif
+#if KV_PARTS_4
+@group(0) @binding(14) var<storage, read> key_cache_3: array<kv_pair>;
+@group(0) @binding(15) var<storage, read> value_cache_3: array<kv_pair>;
+#endif
 
 override WG: u32 = 256;
 override HS: u32 = 128;
