@@ -38,11 +38,11 @@ export type DummyPools = Map<string, Uint8Array>;
 
 /** Fills t (spec's shape, any weight dtype) with values seeded by (seed, spec.name). */
 export async function fillDummy(device: Device, t: Tensor, spec: WeightSpec, seed: number, chunkBytes: number, onBytes?: (n: number) => void, pools?: DummyPools): Promise<void> {
+  const n = numel(spec.shape);
+  if (pools && n > POOL_FROM) return fillFromPool(device, t, spec, seed, chunkBytes, onBytes, pools);
   const dtype = t.dtype as WeightDType;
   const bytes = DTYPE_BYTES[dtype];
   const { center, halfWidth } = dummyRange(spec);
-  const n = numel(spec.shape);
-  if (pools && n > POOL_FROM) return fillFromPool(device, t, spec, seed, chunkBytes, onBytes, pools);
   const table = valueTable(center, halfWidth, dtype);
   // an even number of elements per chunk: each random u32 gives two elements
   const chunkElems = Math.max(2, Math.floor(chunkBytes / bytes / 2) * 2);
@@ -51,29 +51,7 @@ export async function fillDummy(device: Device, t: Tensor, spec: WeightSpec, see
   for (let start = 0; start < n; start += chunkElems) {
     const count = Math.min(chunkElems, n - start);
     const pairs = (count + 1) >>> 1;
-    // mulberry32 (Tommy Ettinger), inlined: one u32 gives the table indices of two elements
-    if (bytes === 2) {
-      const tab = table as Uint16Array;
-      const out = new Uint32Array(buf.buffer, 0, pairs); // two 16-bit elements a word, low one first
-      for (let i = 0; i < pairs; i++) {
-        state = (state + 0x6d2b79f5) | 0;
-        let r = Math.imul(state ^ (state >>> 15), state | 1);
-        r ^= r + Math.imul(r ^ (r >>> 7), r | 61);
-        r ^= r >>> 14;
-        out[i] = tab[r & 0xffff] | (tab[r >>> 16] << 16);
-      }
-    } else {
-      const tab = table as Uint32Array;
-      const out = new Uint32Array(buf.buffer, 0, pairs * 2);
-      for (let i = 0; i < pairs; i++) {
-        state = (state + 0x6d2b79f5) | 0;
-        let r = Math.imul(state ^ (state >>> 15), state | 1);
-        r ^= r + Math.imul(r ^ (r >>> 7), r | 61);
-        r ^= r >>> 14;
-        out[2 * i] = tab[r & 0xffff];
-        out[2 * i + 1] = tab[r >>> 16];
-      }
-    }
+    state = randomFill(buf, bytes, table, pairs, state);
     uploadAt(device, t, start * bytes, buf.subarray(0, count * bytes));
     onBytes?.(count * bytes);
     // let other work (a progress bar, a server's sockets) run between chunks
@@ -93,23 +71,7 @@ async function fillFromPool(device: Device, t: Tensor, spec: WeightSpec, seed: n
   let pool = pools.get(key);
   if (!pool) {
     pool = new Uint8Array(POOL_ELEMS * bytes);
-    const table = valueTable(center, halfWidth, dtype);
-    const out16 = new Uint16Array(pool.buffer);
-    const out32 = new Uint32Array(pool.buffer);
-    let state = hash(seed, key);
-    for (let i = 0; i < POOL_ELEMS; i += 2) {
-      state = (state + 0x6d2b79f5) | 0;
-      let r = Math.imul(state ^ (state >>> 15), state | 1);
-      r ^= r + Math.imul(r ^ (r >>> 7), r | 61);
-      r ^= r >>> 14;
-      if (bytes === 2) {
-        out16[i] = table[r & 0xffff];
-        out16[i + 1] = table[r >>> 16];
-      } else {
-        out32[i] = table[r & 0xffff];
-        out32[i + 1] = table[r >>> 16];
-      }
-    }
+    randomFill(pool, bytes, valueTable(center, halfWidth, dtype), POOL_ELEMS / 2, hash(seed, key));
     pools.set(key, pool);
   }
   const n = numel(spec.shape);
@@ -124,6 +86,27 @@ async function fillFromPool(device: Device, t: Tensor, spec: WeightSpec, seed: n
     at = (at + count) % POOL_ELEMS;
     await new Promise<void>((resolve) => setImmediate(resolve));
   }
+}
+
+/**
+ * Writes 2 * pairs elements of out from table entries drawn by mulberry32 (Tommy Ettinger),
+ * inlined: one u32 from `state` gives the indices of two elements, the low half first. Returns
+ * the state to continue the stream with.
+ */
+function randomFill(out: Uint8Array, bytes: number, table: Uint16Array | Uint32Array, pairs: number, state: number): number {
+  const words = new Uint32Array(out.buffer, out.byteOffset, bytes === 2 ? pairs : 2 * pairs);
+  for (let i = 0; i < pairs; i++) {
+    state = (state + 0x6d2b79f5) | 0;
+    let r = Math.imul(state ^ (state >>> 15), state | 1);
+    r ^= r + Math.imul(r ^ (r >>> 7), r | 61);
+    r ^= r >>> 14;
+    if (bytes === 2) words[i] = table[r & 0xffff] | (table[r >>> 16] << 16); // two 16-bit elements a word
+    else {
+      words[2 * i] = table[r & 0xffff];
+      words[2 * i + 1] = table[r >>> 16];
+    }
+  }
+  return state;
 }
 
 /** Entry k holds center + halfWidth * ((k + 0.5) / 32768 - 1) as dtype bits: a uniform grid of 65536 values. */
