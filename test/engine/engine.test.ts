@@ -108,10 +108,14 @@ describe.each(backendsUnderTest())('%s backend: engine', (backend) => {
     for (const j of js) want.push(ids((await alone.generate([j.prompt], j.params))[0]));
 
     // together, in 48 blocks of 4 tokens (far less than 60 prompts need) with a 64-token budget,
-    // each layer's pools split into 3 parts of 16 blocks (256 bytes each in f16), so that swaps,
-    // copy-on-write and attention cross parts
-    const llm = await LLM.create({ model: DIR, backend, numGpuBlocks: 48, blockSize: 4, maxNumSeqs: 16, maxNumBatchedTokens: 64, swapSpaceGiB: 0.001, maxKvPartBytes: 16 * 256 });
-    expect(llm.cache.keys[0].length).toBe(3);
+    // each layer's pools split into 3 parts of 16 blocks (256 bytes each in f16) where the backend
+    // binds pools in parts (native keeps a pool in one allocation), so that swaps, copy-on-write
+    // and attention cross parts
+    const probe = alone.cache.keys[0].length; // 1 part: the large pool needs no split
+    expect(probe).toBe(1);
+    const split = (alone as unknown as { runner: ModelRunner }).runner.device.info.maxPoolParts >= 3;
+    const llm = await LLM.create({ model: DIR, backend, numGpuBlocks: 48, blockSize: 4, maxNumSeqs: 16, maxNumBatchedTokens: 64, swapSpaceGiB: 0.001, ...(split ? { maxKvPartBytes: 16 * 256 } : {}) });
+    expect(llm.cache.keys[0].length).toBe(split ? 3 : 1);
     // the device blocks that were swapped or copied (block b lies in part floor(b / 16))
     const runner = (llm as unknown as { runner: ModelRunner }).runner;
     const moved = { swapped: new Set<number>(), copies: [] as number[][] };
@@ -149,8 +153,9 @@ describe.each(backendsUnderTest())('%s backend: engine', (backend) => {
       expect(llm.engine.stats.preemptions).toBeGreaterThan(0);
       // swaps touched every part, and copy-on-write copied from one part into another
       const part = (b: number) => Math.floor(b / llm.cache.blocksPerPart);
-      expect(new Set([...moved.swapped].map(part))).toEqual(new Set([0, 1, 2]));
-      expect(moved.copies.some(([a, b]) => part(a) !== part(b))).toBe(true);
+      expect(new Set([...moved.swapped].map(part))).toEqual(new Set(split ? [0, 1, 2] : [0]));
+      expect(moved.copies.length).toBeGreaterThan(0);
+      if (split) expect(moved.copies.some(([a, b]) => part(a) !== part(b))).toBe(true);
       const u = llm.engine.blocks.usage();
       expect(u.usedBlocks).toBe(0);
       expect(u.usedHostBlocks).toBe(0);
