@@ -33,6 +33,8 @@ export interface BenchOptions {
   quick?: boolean;
   /** JSON of ceilings measured by PyTorch on the same GPU (scripts/torch_ceilings.py) */
   peer?: string;
+  /** 'attention': the ceilings and the attention rows only (kernel A/B runs) */
+  only?: string;
 }
 
 const H = 4096;
@@ -138,7 +140,7 @@ export async function runOpsBench(opts: BenchOptions): Promise<BenchResult> {
     bound: 'memory',
   });
 
-  const tokenCounts = quick ? [1, 256] : [1, 16, 256, 2048];
+  const tokenCounts = opts.only === 'attention' ? [] : quick ? [1, 256] : [1, 16, 256, 2048];
   for (const n of tokenCounts) {
     const x = fromArray(dev, rand(n * H), [n, H], 'f32');
     const res = fromArray(dev, rand(n * H), [n, H], 'f32');
@@ -171,7 +173,7 @@ export async function runOpsBench(opts: BenchOptions): Promise<BenchResult> {
     [I, H],
     [H, I],
   ];
-  for (const [n, k] of shapes) {
+  for (const [n, k] of opts.only === 'attention' ? [] : shapes) {
     const wBytes = n * k * 2;
     // rotate through enough copies of w that they do not all fit in cache (~256 MiB in all)
     const copies = quick ? 1 : Math.max(2, Math.ceil((256 * 2 ** 20) / wBytes));
@@ -203,7 +205,7 @@ export async function runOpsBench(opts: BenchOptions): Promise<BenchResult> {
   }
 
   // logits-side ops: one pass over [n, V] would be the floor; sampling makes ~67 passes by design
-  for (const n of quick ? [1, 64] : [1, 64, 256]) {
+  for (const n of opts.only === 'attention' ? [] : quick ? [1, 64] : [1, 64, 256]) {
     const logits = fromArray(dev, rand(n * V, 5), [n, V], 'f32');
     const probs = empty(dev, [n, V], 'f32');
     const ids = empty(dev, [n], 'i32');
@@ -274,7 +276,7 @@ async function attentionRows(dev: Device, quick: boolean, reps: number, trials: 
     return { keyCache: fromArray(dev, rand(n), shape, 'f16'), valueCache: fromArray(dev, rand(n, 0.5), shape, 'f16') };
   };
   const ctx = quick ? 256 : 1024;
-  for (const b of quick ? [1, 16] : [1, 16, 64, 128]) {
+  for (const b of quick ? [1, 16] : [1, 16, 64, 128, 256]) {
     const per = ctx / bs;
     const cache = pool(b * per);
     const tables = fromArray(dev, Array.from({ length: b * per }, (_, i) => i), [b, per], 'i32');
@@ -310,13 +312,13 @@ async function attentionRows(dev: Device, quick: boolean, reps: number, trials: 
   return rows;
 }
 
-// `npm run bench:ops -- [--quick] [--backend b] [--out dir] [--peer file]`
+// `npm run bench:ops -- [--quick] [--backend b] [--out dir] [--peer file] [--only attention]`
 if (import.meta.url === `file://${process.argv[1]}`) {
   const argv = process.argv.slice(2);
   const val = (flag: string, d: string) => {
     const i = argv.indexOf(flag);
     return i >= 0 ? argv[i + 1] : d;
   };
-  await runOpsBench({ backend: val('--backend', 'webgpu'), out: val('--out', 'bench/results'), quick: argv.includes('--quick'), peer: val('--peer', '') || undefined });
+  await runOpsBench({ backend: val('--backend', 'webgpu'), out: val('--out', 'bench/results'), quick: argv.includes('--quick'), peer: val('--peer', '') || undefined, only: val('--only', '') || undefined });
   process.exit(0);
 }

@@ -119,6 +119,19 @@ export async function runThroughput(o: ThroughputOptions): Promise<Record<string
     if (hf) extra.vsHfGenerateStatic = round(result.totalTokensPerS / hf.totalTokensPerS!);
   }
   Object.assign(result, extra);
+  // PARALLM_NATIVE_PROFILE=1 on native: the GPU time of the run per op (launch events)
+  const addon = (llm.device as { addon?: { profile?: () => Record<string, [number, number]> } }).addon;
+  const prof = process.env.PARALLM_NATIVE_PROFILE === '1' ? addon?.profile?.() : undefined;
+  if (prof && Object.keys(prof).length) {
+    const total = Object.values(prof).reduce((a, [ms]) => a + ms, 0);
+    result.profile = Object.fromEntries(
+      Object.entries(prof)
+        .sort((a, b) => b[1][0] - a[1][0])
+        .map(([k, [ms, n]]) => [k, { ms: round(ms), launches: n, share: round(ms / total) }]),
+    );
+    console.error(`GPU time by op (${round(total)} ms in all):`);
+    for (const [k, v] of Object.entries(result.profile as Record<string, { ms: number; launches: number; share: number }>)) console.error(`  ${k.padEnd(32)} ${String(v.ms).padStart(10)} ms ${String(v.launches).padStart(8)} launches ${(v.share * 100).toFixed(1).padStart(5)}%`);
+  }
   await llm.close();
   mkdirSync(o.out, { recursive: true });
   const file = join(o.out, `throughput-${resultSlug(String(result.gpu))}-${result.date}.json`);

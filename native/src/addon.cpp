@@ -342,6 +342,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("copy", Napi::Function::New(env, Copy));
   exports.Set("layouts", Napi::Function::New(env, Layouts));
   exports.Set("launch", Napi::Function::New(env, Launch));
+  exports.Set("profile", Napi::Function::New(env, Profile));
   exports.Set("begin", Napi::Function::New(env, Begin));
   exports.Set("write", Napi::Function::New(env, Write));
   exports.Set("read", Napi::Function::New(env, ReadBack));

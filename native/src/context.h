@@ -27,6 +27,7 @@ void require_open(Napi::Env env);
 // launch.cpp
 Napi::Value Layouts(const Napi::CallbackInfo& info);
 Napi::Value Launch(const Napi::CallbackInfo& info);
+Napi::Value Profile(const Napi::CallbackInfo& info);
 Napi::Value CaptureBegin(const Napi::CallbackInfo& info);
 Napi::Value CaptureEnd(const Napi::CallbackInfo& info);
 Napi::Value GraphLaunch(const Napi::CallbackInfo& info);

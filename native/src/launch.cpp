@@ -3,6 +3,7 @@
 // capture and replay of those launches.
 #include <napi.h>
 
+#include <cstdlib>
 #include <cstring>
 #include <string>
 #include <vector>
@@ -111,6 +112,8 @@ static AttentionArgs attention_common() {
   return a;
 }
 
+static bool capturing = false;  // between captureBegin and captureEnd (not in the emulator)
+
 #if defined(PARALLM_EMU)
 // The emulator runs kernels at launch, so it emulates a capture here: launches are recorded
 // and a graph launch replays them (the semantics of a CUDA graph, without its speed).
@@ -125,6 +128,27 @@ static std::vector<std::vector<EmuLaunch>> emu_graphs;
 
 static void run_launch(Napi::Env env, int op, const double* args, size_t n);
 
+#if !defined(PARALLM_EMU)
+struct ProfiledLaunch {
+  std::string key;
+  gpuEvent_t start, end;
+};
+static std::vector<ProfiledLaunch> profiled;
+static bool profiling() {
+  static const bool on = [] {
+    const char* v = std::getenv("PARALLM_NATIVE_PROFILE");
+    return v != nullptr && std::strcmp(v, "1") == 0;
+  }();
+  return on && !capturing;
+}
+static std::string profile_key(int op, const double* args, size_t n) {
+  std::string k = kLayouts[op].name;
+  if ((op == kOpMatmulGemv || op == kOpMatmulTiled || op == kOpMatmulBlas) && n > 6)
+    k += " " + std::to_string(static_cast<long long>(args[5])) + "x" + std::to_string(static_cast<long long>(args[6]));
+  return k;
+}
+#endif
+
 Napi::Value Launch(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   require_open(env);
@@ -137,8 +161,43 @@ Napi::Value Launch(const Napi::CallbackInfo& info) {
     return env.Undefined();
   }
 #endif
+#if !defined(PARALLM_EMU)
+  if (profiling()) {
+    ProfiledLaunch p{profile_key(op, a.Data(), a.ElementLength()), nullptr, nullptr};
+    gpuEventCreateWithFlags(&p.start, gpuEventDefault);
+    gpuEventCreateWithFlags(&p.end, gpuEventDefault);
+    gpuEventRecord(p.start, ctx.stream);
+    run_launch(env, op, a.Data(), a.ElementLength());
+    gpuEventRecord(p.end, ctx.stream);
+    profiled.push_back(p);
+    return env.Undefined();
+  }
+#endif
   run_launch(env, op, a.Data(), a.ElementLength());
   return env.Undefined();
+}
+
+// PARALLM_NATIVE_PROFILE=1: every launch outside graph capture is bracketed by two events, and
+// profile() returns the GPU time per op since the last call ({key: [ms, launches]}; matmuls keyed
+// by their n x k as well), for finding where a step's time goes without a vendor profiler.
+Napi::Value Profile(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Napi::Object o = Napi::Object::New(env);
+#if !defined(PARALLM_EMU)
+  if (!profiled.empty()) gpuEventSynchronize(profiled.back().end);
+  for (ProfiledLaunch& p : profiled) {
+    float ms = 0.f;
+    gpuEventElapsedTime(&ms, p.start, p.end);
+    Napi::Array e = o.Has(p.key) ? o.Get(p.key).As<Napi::Array>() : Napi::Array::New(env, 2);
+    if (!o.Has(p.key)) e.Set(0u, 0.0), e.Set(1u, 0.0), o.Set(p.key, e);
+    e.Set(0u, e.Get(0u).As<Napi::Number>().DoubleValue() + ms);
+    e.Set(1u, e.Get(1u).As<Napi::Number>().DoubleValue() + 1);
+    gpuEventDestroy(p.start);
+    gpuEventDestroy(p.end);
+  }
+  profiled.clear();
+#endif
+  return o;
 }
 
 static void run_launch(Napi::Env env, int op, const double* args, size_t n) {
@@ -307,7 +366,6 @@ static void run_launch(Napi::Env env, int op, const double* args, size_t n) {
 // launch before capturing (allocations and memsets happen at planning, outside the capture).
 
 static std::vector<gpuGraphExec_t> graphs;  // by id; freed slots are null
-static bool capturing = false;
 
 Napi::Value CaptureBegin(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();

@@ -22,6 +22,8 @@ export interface NativeAddon {
   copy(dst: number, src: number, bytes: number): void;
   layouts(): { name: string; fields: string }[];
   launch(op: number, args: Float64Array): void;
+  /** GPU ms and launch count per op since the last call, with PARALLM_NATIVE_PROFILE=1 (else empty). */
+  profile(): Record<string, [number, number]>;
   begin(timing: boolean): void;
   write(ptr: number, data: ArrayBufferView): void;
   read(ptr: number, bytes: number): number;

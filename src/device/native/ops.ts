@@ -13,7 +13,7 @@ import type { NativeAddon } from './addon.ts';
 export const GEMV_MAX_ROWS = 16;
 /** Largest head size of the attention kernels (ops.h kMaxHeadSize). */
 export const MAX_HEAD_SIZE = 256;
-/** Tokens per partition of paged_attention v2 when the backend chooses (untuned: measure on the GPU). */
+/** Tokens per partition of paged_attention v2 when the backend chooses and the batch fills the GPU. */
 export const DEFAULT_PARTITION_SIZE = 512;
 /** v2 runs when a block table can hold more than this many tokens (as the webgpu planner). */
 export const V2_MIN_CONTEXT = 2048;
@@ -314,9 +314,14 @@ export function planPagedAttention(c: PlanContext, s: OpArgs['paged_attention'])
     scale: s.scale,
   };
   const explicit = (s.partitionSize ?? 0) > 0;
-  const ps = explicit ? s.partitionSize! : DEFAULT_PARTITION_SIZE;
+  // Blocks of (sequence, head) alone fill the GPU at decode batches of 32+ (7B: 32 heads); fewer
+  // sequences split their contexts into partitions, halved down to 128 tokens until there are
+  // about 2048 blocks
+  const heads = numSeqs * numHeads;
+  let ps = explicit ? s.partitionSize! : DEFAULT_PARTITION_SIZE;
+  if (!explicit) while (ps > 128 && heads * Math.ceil(bound / ps) < 2048) ps /= 2;
   const partitions = Math.max(1, Math.ceil(bound / ps));
-  if ((!explicit && bound <= V2_MIN_CONTEXT) || partitions === 1) {
+  if ((!explicit && bound <= V2_MIN_CONTEXT && heads >= 1024) || partitions === 1) {
     // v1: the kernel writes out itself when there is a single partition
     c.launcher.launch('paged_attention', { ...common, part_out: 0, part_ml: 0, partition_size: Math.max(bound, 1), partitions: 1 });
     return;
