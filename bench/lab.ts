@@ -1,7 +1,8 @@
 // Kernel lab: raw dispatches of experimental kernels in shaders/lab/ (not part of the op set),
 // timed on the device. Used to choose between kernel designs; results go to docs/perf-notes.md.
-//   npx tsx bench/lab.ts [wsum] [sgmat]     (no argument: every section)
+//   npx tsx bench/lab.ts [wsum] [sgmat] [attn]     (no argument: every section)
 import { createDevice, empty, fromArray, type Tensor, toArray } from '../src/device/index.ts';
+import { planPagedAttention, planTiledDecode } from '../src/device/webgpu/attention.ts';
 import type { WebGpuDevice } from '../src/device/webgpu/backend.ts';
 import { type Dispatch, grid } from '../src/device/webgpu/ops.ts';
 
@@ -10,14 +11,14 @@ const rnd = (n: number, s = 1) => Float32Array.from({ length: n }, (_, i) => (((
 const t = (vals: ArrayLike<number> | number, shape: number[], dt: 'f32' | 'f16' = 'f32'): Tensor =>
   typeof vals === 'number' ? empty(dev, shape, dt) : fromArray(dev, vals, shape, dt);
 
-async function time(label: string, mk: (i: number) => Dispatch, reps: number, work: { bytes?: number; flops?: number }) {
+async function time(label: string, mk: (i: number) => Dispatch | Dispatch[], reps: number, work: { bytes?: number; flops?: number }) {
   const warm = dev.stream() as any;
-  warm.dispatch(mk(0));
+  for (const d of [mk(0)].flat()) warm.dispatch(d);
   await warm.submit().done();
   const ts: number[] = [];
   for (let k = 0; k < 5; k++) {
     const s = dev.stream({ timing: true }) as any;
-    for (let i = 0; i < reps; i++) s.dispatch(mk(i));
+    for (let i = 0; i < reps; i++) for (const d of [mk(i)].flat()) s.dispatch(d);
     ts.push((await s.submit().elapsedMs()) / reps);
   }
   ts.sort((a, b) => a - b);
@@ -102,5 +103,41 @@ if (want('sgmat')) {
     dev.free(w.buffer);
   }
 }
+// decode attention (LLaMA-2-7B: 32 heads of 128, f16 cache in blocks of 16): the planner's
+// choice, the tiled kernel it replaced, and paged_attention.wgsl with other keys in flight per
+// lane (KPL) or partition sizes. Bytes: K and V of every sequence's context, q and out.
+if (want('attn')) {
+  const [heads, hs, bs] = [32, 128, 16];
+  const cases: [number, number][] = [[1, 1024], [16, 1024], [64, 1024], [128, 1024], [200, 512], [256, 1024], [16, 4096], [1, 16384]];
+  for (const [b, ctx] of cases) {
+    const per = ctx / bs;
+    const shape = [b * per, bs, heads, hs];
+    const n = b * per * bs * heads * hs;
+    const keyCache = t(rnd(n), shape, 'f16');
+    const valueCache = t(rnd(n, 0.5), shape, 'f16');
+    const blockTables = fromArray(dev, Int32Array.from({ length: b * per }, (_, i) => i), [b, per], 'i32');
+    const contextLens = fromArray(dev, new Array(b).fill(ctx), [b], 'i32');
+    const q = t(rnd(b * heads * hs), [b, heads * hs]);
+    const out = t(0, [b, heads * hs]);
+    const args = (partitionSize = 0) => ({ q, keyCache, valueCache, blockTables, contextLens, out, scale: 1 / Math.sqrt(hs), partitionSize });
+    const bytes = 2 * n * 2 + 2 * b * heads * hs * 4;
+    const label = `${b} x ${ctx}`;
+    const plan = planPagedAttention(dev, args());
+    const p0 = plan[0].params;
+    await time(`attn ${label} planned (ps ${p0.partition_size}, ${p0.partitions} parts)`, () => plan, 10, { bytes });
+    await time(`attn ${label} tiled`, () => planTiledDecode(dev, args()), 10, { bytes });
+    for (const KPL of [1, 2, 8]) {
+      const v = plan.map((d, i) => (i === 0 ? { ...d, overrides: { ...d.overrides, KPL } } : d));
+      await time(`attn ${label} KPL ${KPL}`, () => v, 10, { bytes });
+    }
+    for (const ps of [128, 256, 512, 1024, 2048]) {
+      if (ps >= ctx * 2) continue;
+      const v = planPagedAttention(dev, args(ps));
+      await time(`attn ${label} partitions of ${ps}`, () => v, 10, { bytes });
+    }
+    for (const x of [keyCache, valueCache, blockTables, contextLens, q, out]) dev.free(x.buffer);
+  }
+}
+
 dev.destroy();
 process.exit(0);

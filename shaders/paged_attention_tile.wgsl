@@ -1,4 +1,5 @@
-// The tile loop shared by paged_attention.wgsl (decode) and prefill_attention.wgsl: NQ queries
+// The tile loop shared by paged_attention_tiled.wgsl (decode's fallback) and
+// prefill_attention.wgsl: NQ queries
 // of one workgroup, all of one sequence and one kv head, attend to the keys at positions
 // [lo, hi) of that sequence, read through its block table, with an online softmax. Included
 // by those kernels; not a kernel of its own.
@@ -6,11 +7,12 @@
 // The planner gives the overrides WG (threads), HS (head size), NQ (queries per workgroup), TK
 // (keys per tile) and NACC = ceil(NQ * HS / WG). The includer declares params fields
 // block_size, num_kv_heads, scale and tile_keys (= TK), and the binding block_tables; this
-// file declares the type kv_pair (vec2f, or KV_F16: an f16 pair packed in a u32) and the cache
-// bindings key_cache and value_cache (2 and 3). A pool split into parts (src/device/kv-pool.ts;
-// flags KV_PARTS_2, _3, _4: at least that many parts) adds key_cache_1.. and value_cache_1..
-// (bindings 10-15) and needs the params field part_blocks (blocks of every part but the last). Before calling attend it fills q_sh with the
-// queries and qpos_sh with their positions (a query sees keys at positions <= its own; -1 for a query slot it leaves unused).
+// file declares the type kv_pair (vec2f, or KV_F16: an f16 pair packed in a u32) and, through
+// lib/kv_pool.wgsl, the cache bindings key_cache and value_cache (2 and 3) and, for a pool split
+// into parts (KV_PARTS_2..4), key_cache_1.. and value_cache_1.. (bindings 10-15), which need
+// the params field part_blocks (blocks of every part but the last). Before calling attend it
+// fills q_sh with the queries and qpos_sh with their positions (a query sees keys at positions
+// <= its own; -1 for a query slot it leaves unused).
 // Afterwards acc holds the un-normalised output of (query o / HS, dim o % HS) for
 // o = lid + i * WG, and m_sh, l_sh each query's running max and sum of exp(score - max).
 //
@@ -38,20 +40,8 @@ alias kv_pair = u32;
 #else
 alias kv_pair = vec2f;
 #endif
-@group(0) @binding(2) var<storage, read> key_cache: array<kv_pair>;
-@group(0) @binding(3) var<storage, read> value_cache: array<kv_pair>;
-#if KV_PARTS_2
-@group(0) @binding(10) var<storage, read> key_cache_1: array<kv_pair>;
-@group(0) @binding(11) var<storage, read> value_cache_1: array<kv_pair>;
-#endif
-#if KV_PARTS_3
-@group(0) @binding(12) var<storage, read> key_cache_2: array<kv_pair>;
-@group(0) @binding(13) var<storage, read> value_cache_2: array<kv_pair>;
-#endif
-#if KV_PARTS_4
-@group(0) @binding(14) var<storage, read> key_cache_3: array<kv_pair>;
-@group(0) @binding(15) var<storage, read> value_cache_3: array<kv_pair>;
-#endif
+alias kv_elem = kv_pair;
+#include "lib/kv_pool.wgsl"
 
 override WG: u32 = 256;
 override HS: u32 = 128;
@@ -85,45 +75,9 @@ fn unpack_pair(w: kv_pair) -> vec2f {
 }
 
 // pair i (elements 2i, 2i + 1) of a part of the caches, counting over its [blocks, block_size,
-// num_kv_heads, HS]. WGSL cannot index an array of bindings, hence the switch; an unsplit pool
-// has no part to choose.
-fn key_pair(part: u32, i: u32) -> vec2f {
-#if KV_PARTS_2
-  var w: kv_pair;
-  switch part {
-    case 1u: { w = key_cache_1[i]; }
-#if KV_PARTS_3
-    case 2u: { w = key_cache_2[i]; }
-#endif
-#if KV_PARTS_4
-    case 3u: { w = key_cache_3[i]; }
-#endif
-    default: { w = key_cache[i]; }
-  }
-  return unpack_pair(w);
-#else
-  return unpack_pair(key_cache[i]);
-#endif
-}
-
-fn value_pair(part: u32, i: u32) -> vec2f {
-#if KV_PARTS_2
-  var w: kv_pair;
-  switch part {
-    case 1u: { w = value_cache_1[i]; }
-#if KV_PARTS_3
-    case 2u: { w = value_cache_2[i]; }
-#endif
-#if KV_PARTS_4
-    case 3u: { w = value_cache_3[i]; }
-#endif
-    default: { w = value_cache[i]; }
-  }
-  return unpack_pair(w);
-#else
-  return unpack_pair(value_cache[i]);
-#endif
-}
+// num_kv_heads, HS]
+fn key_pair(part: u32, i: u32) -> vec2f { return unpack_pair(key_at(part, i)); }
+fn value_pair(part: u32, i: u32) -> vec2f { return unpack_pair(value_at(part, i)); }
 
 // The K (is_key) or V tile: row t of kv_sh is the key/value at row_sh[t] of the cache (of part
 // part_sh[t] where the pool is split), or zeros

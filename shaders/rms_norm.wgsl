@@ -4,6 +4,10 @@
 // (bound once: WebGPU forbids two writable bindings of overlapping memory).
 // One workgroup per row. VEC4 (hidden % 4 == 0) moves 16 bytes per access: on an H200 the
 // scalar version reached 0.8 TB/s at 2048 rows of 4096, this one 1.3 TB/s (docs/perf-notes.md).
+// Each thread holds its VPT elements (or vec4s) of the row in registers: every load of the row
+// is issued before the reduction, the row is read from memory once (not re-read for the
+// output), and the sum of squares meets in two levels of 16 (two barriers, not a tree of
+// log2(WG)). The planner sets VPT = ceil(elements / WG).
 
 #include "lib/common.wgsl"
 
@@ -33,6 +37,7 @@ struct Params { n: u32, hidden: u32, eps: f32 }
 @group(0) @binding(4) var<storage, read_write> out: array<T>;
 
 override WG: u32 = 256;
+override VPT: u32 = 4;
 var<workgroup> partial: array<f32, WG>;
 
 fn x_at(i: u32) -> T {
@@ -71,30 +76,42 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, 
   let h = params.hidden;
 #endif
   let base = row * h;
-  var ss = 0.0;
-  for (var j = lid; j < h; j += WG) {
+  // the row and the weights it meets, loaded before the reduction waits on them
+  var v: array<T, VPT>;
+  var wt: array<T, VPT>;
+  for (var k = 0u; k < VPT; k++) {
+    let j = lid + k * WG;
+    if (j < h) {
+      wt[k] = weight_at(j);
 #if RESIDUAL
-    let v = x_at(base + j) + residual[base + j];
-    residual[base + j] = v;
+      v[k] = x_at(base + j) + residual[base + j];
 #else
-    let v = x_at(base + j);
+      v[k] = x_at(base + j);
 #endif
-    ss += sq(v);
+    }
+  }
+  var ss = 0.0;
+  for (var k = 0u; k < VPT; k++) {
+    let j = lid + k * WG;
+    if (j < h) {
+#if RESIDUAL
+      residual[base + j] = v[k];
+#endif
+      ss += sq(v[k]);
+    }
   }
   partial[lid] = ss;
   workgroupBarrier();
-  for (var s = WG / 2u; s > 0u; s >>= 1u) {
-    if (lid < s) { partial[lid] += partial[lid + s]; }
-    workgroupBarrier();
+  if (lid % 16u == 0u) {
+    for (var i = 1u; i < 16u && lid + i < WG; i++) { ss += partial[lid + i]; }
+    partial[lid] = ss;
   }
-  let scale = inverseSqrt(partial[0] / f32(params.hidden) + params.eps);
-  for (var j = lid; j < h; j += WG) {
-    // each thread re-reads only the elements it wrote above, so no barrier is needed
-#if RESIDUAL
-    let v = residual[base + j];
-#else
-    let v = x_at(base + j);
-#endif
-    out[base + j] = v * scale * weight_at(j);
+  workgroupBarrier();
+  var total = 0.0;
+  for (var i = 0u; i < WG; i += 16u) { total += partial[i]; }
+  let scale = inverseSqrt(total / f32(params.hidden) + params.eps);
+  for (var k = 0u; k < VPT; k++) {
+    let j = lid + k * WG;
+    if (j < h) { out[base + j] = v[k] * scale * wt[k]; }
   }
 }

@@ -3,7 +3,7 @@
 //
 // Parts: part i is [blocks_i, blockSize, numKvHeads, headSize]; every part but the last holds
 // the same number of blocks B, the last at most B. Block b lives in part floor(b / B) at row
-// b % B. Kernels bind every part and pick the part per block (shaders/paged_attention_tile.wgsl);
+// b % B. Kernels bind every part and pick the part per block (shaders/lib/kv_pool.wgsl);
 // one part is the plain pool, and its kernels are those of an unsplit pool.
 
 import type { Tensor } from './device.ts';

@@ -11,24 +11,40 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type DType, type Device, TensorTooLargeError, createDevice, empty, fromArray, roundTrip, toArray, view } from '../../src/device/index.ts';
 import type { WebGpuDevice } from '../../src/device/webgpu/backend.ts';
-import { V2_MIN_CONTEXT, planPagedAttention } from '../../src/device/webgpu/attention.ts';
+import { DECODE_FILL, MIN_PARTITION, V2_MIN_CONTEXT, planPagedAttention } from '../../src/device/webgpu/attention.ts';
 import { SEED, type HostTensor, backendsUnderTest, host, normal, openBackend, output, reference, relErr, rng, runOp } from './harness.ts';
 import { cacheArgs, pagedCache, rowErr, shuffle } from './paged.ts';
 
 const TOL = 1e-5;
 
 type DecodeCase = [name: string, lens: number[], blockSize: number, numHeads: number, numKvHeads: number, headSize: number, dtype: DType, partitionSize: number, extra: number];
+// The planner splits contexts into partitions (v2) unless the sequences x head blocks fill the
+// GPU (DECODE_FILL workgroups) or a partitionSize of at least the block table's bound asks
+// for one partition (ONE): so the v1 cases below either pass ONE or bring many sequences.
+const ONE = 1 << 20;
+// 72 sequences x 8 heads: v1 by the planner's choice. Mixed lengths around the QK round of 64
+// keys (head size 128), 0 and 1 among them.
+const MANY = Array.from({ length: 72 }, (_, i) => [0, 1, 63, 64, 65, 127, 128, 129, 200][i % 9] + (i % 7 === 0 ? i % 50 : 0));
 const DECODE: DecodeCase[] = [
-  ['v1, GQA', [1, 17, 40, 100, 16], 16, 8, 2, 64, 'f32', 0, 2],
-  ['v1, MHA', [5, 33, 64], 8, 4, 4, 128, 'f16', 0, 2],
-  ['v1, block size 5', [3, 26, 51, 7], 5, 8, 2, 128, 'f32', 0, 1],
-  ['v1, head size 256', [40, 77], 16, 4, 2, 256, 'f16', 0, 1],
+  ['v1, GQA', [1, 17, 40, 100, 16], 16, 8, 2, 64, 'f32', ONE, 2],
+  ['v1, MHA', [5, 33, 64], 8, 4, 4, 128, 'f16', ONE, 2],
+  ['v1, block size 5', [3, 26, 51, 7], 5, 8, 2, 128, 'f32', ONE, 1],
+  ['v1, head size 256', [40, 77], 16, 4, 2, 256, 'f16', ONE, 1],
+  ['v1, empty and one-token contexts, head size 8', [0, 1, 2, 0, 33], 4, 4, 2, 8, 'f16', ONE, 1],
+  ['v1, keys around the QK round', [63, 64, 65, 127, 128, 129, 191, 192], 16, 2, 2, 128, 'f16', ONE, 0],
+  ['v1 by choice, many sequences of mixed lengths', MANY, 16, 8, 8, 128, 'f16', 0, 0],
+  ['v1, a group of 3 query heads per kv head', [9, 70, 130], 8, 6, 2, 64, 'f32', ONE, 1],
   // several partitions per sequence, contexts on and off partition edges, empty last partitions
   ['v2, GQA', [1, 31, 32, 33, 150, 257], 16, 8, 2, 128, 'f32', 32, 3],
   ['v2, MHA, partition not a multiple of the tile', [200, 9, 97], 8, 4, 4, 64, 'f16', 48, 2],
   ['v2, 8 heads per kv head, block size 5', [64, 130], 5, 16, 2, 64, 'f16', 32, 2],
-  // a block table wide enough that the backend picks v2 by itself
+  ['v2, partitions of 200 keys (several QK rounds)', [0, 199, 200, 201, 650], 16, 4, 4, 128, 'f16', 200, 1],
+  // a block table wide enough that the backend splits it by itself
   ['v2 by choice', [700, 1500, 3], 16, 8, 1, 64, 'f32', 0, Math.ceil(V2_MIN_CONTEXT / 16) - 90],
+  ['v2 by choice, few sequences', [1000, 1], 16, 4, 4, 128, 'f16', 0, 0],
+  // head sizes paged_attention.wgsl does not take: the tiled kernel
+  ['tiled v1, head size 96', [40, 77, 1], 16, 4, 2, 96, 'f16', 0, 1],
+  ['tiled v2, head size 96', [40, 300, 0], 16, 4, 2, 96, 'f32', 64, 1],
 ];
 
 type PrefillCase = [name: string, lens: number[], qlens: number[], blockSize: number, numHeads: number, numKvHeads: number, headSize: number, dtype: DType];
@@ -237,26 +253,37 @@ describe.each(backendsUnderTest())('%s backend: paged attention', (backend) => {
   });
 
   // the two tests below are about the webgpu planner (v1/v2 choice, binding limits): other backends have neither
-  it.skipIf(backend !== 'webgpu')('paged_attention plans v1 for short block tables, v2 for long ones or a given partition size', () => {
+  it.skipIf(backend !== 'webgpu')('paged_attention plans one partition where sequences fill the GPU, partitions otherwise, and the tiled kernel for other head sizes', () => {
     const g = dev as WebGpuDevice;
     const t = (shape: number[], dtype: DType = 'f32') => fromArray(dev, new Float64Array(shape.reduce((a, b) => a * b, 1)), shape, dtype);
-    const args = (maxBlocks: number, partitionSize?: number) => ({
-      q: t([3, 4 * 64]),
-      keyCache: t([8, 16, 2, 64], 'f16'),
-      valueCache: t([8, 16, 2, 64], 'f16'),
-      blockTables: t([3, maxBlocks], 'i32'),
-      contextLens: t([3], 'i32'),
-      out: t([3, 4 * 64]),
+    // 4 heads of hs over 2 kv heads: 2 query heads per workgroup
+    const args = (seqs: number, maxBlocks: number, partitionSize?: number, hs = 64) => ({
+      q: t([seqs, 4 * hs]),
+      keyCache: t([8, 16, 2, hs], 'f16'),
+      valueCache: t([8, 16, 2, hs], 'f16'),
+      blockTables: t([seqs, maxBlocks], 'i32'),
+      contextLens: t([seqs], 'i32'),
+      out: t([seqs, 4 * hs]),
       scale: 0.125,
       partitionSize,
     });
-    const short = planPagedAttention(g, args(V2_MIN_CONTEXT / 16));
-    expect(short.map((d) => d.file)).toEqual(['paged_attention.wgsl']);
-    const long = planPagedAttention(g, args(V2_MIN_CONTEXT / 16 + 1));
-    expect(long.map((d) => d.file)).toEqual(['paged_attention.wgsl', 'paged_attention_reduce.wgsl']);
-    // partitions come from the table's width: 10 blocks of 16 bound the context at 160 tokens
-    const forced = planPagedAttention(g, args(10, 32));
-    expect(forced[0].params.partitions).toBe(5);
+    const files = (d: ReturnType<typeof planPagedAttention>) => d.map((x) => x.file);
+    // DECODE_FILL / 2 sequences x 2 head blocks fill the GPU with 64 blocks of 16 in one partition
+    const many = planPagedAttention(g, args(DECODE_FILL / 2, 64));
+    expect(files(many)).toEqual(['paged_attention.wgsl']);
+    expect(many[0].grid[0] * (many[0].grid[1] ?? 1)).toBeGreaterThanOrEqual(DECODE_FILL);
+    // few sequences: partitions, halved down to MIN_PARTITION until the launch fills the GPU
+    const few = planPagedAttention(g, args(3, 64));
+    expect(files(few)).toEqual(['paged_attention.wgsl', 'paged_attention_reduce.wgsl']);
+    expect(few[0].params.partition_size).toBe(MIN_PARTITION);
+    expect(few[0].params.partitions).toBe(1024 / MIN_PARTITION);
+    // a block table past a partition's most keys splits however many sequences there are
+    expect(files(planPagedAttention(g, args(DECODE_FILL, 1024)))).toEqual(['paged_attention.wgsl', 'paged_attention_reduce.wgsl']);
+    // a given partition size: 10 blocks of 16 bound the context at 160 tokens
+    expect(planPagedAttention(g, args(3, 10, 32))[0].params.partitions).toBe(5);
+    expect(files(planPagedAttention(g, args(3, 10, 160)))).toEqual(['paged_attention.wgsl']);
+    // a head size that is not 8 x a power of two
+    expect(files(planPagedAttention(g, args(3, 10, 0, 96)))).toEqual(['paged_attention_tiled.wgsl']);
   });
 
   it.skipIf(backend !== 'webgpu')('a KV pool over the binding limit fails with a clear error', async () => {

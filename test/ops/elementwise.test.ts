@@ -36,6 +36,9 @@ describe.each(backendsUnderTest())('%s backend: row-wise ops', (backend) => {
     [3, 1000, 'f32', true],
     [257, 130, 'bf16', true],
     [64, 2048, 'f16', true],
+    // rows longer than 4 vec4 per thread, and not a multiple of the workgroup's reach
+    [5, 8192 + 4, 'bf16', true],
+    [2, 5001, 'f32', false],
   ] as const)('rms_norm: %i rows of %i, %s weight, residual %s', async (n, h, wdt, withResidual) => {
     const args = {
       x: host(normal(r, n * h, 3), [n, h]),

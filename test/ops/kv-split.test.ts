@@ -34,8 +34,9 @@ function partsOf(p: Paged, lens: number[], s: number, per: number): Set<number> 
 
 type DecodeCase = [name: string, parts: number, lens: number[], blockSize: number, numHeads: number, numKvHeads: number, headSize: number, dtype: DType, partitionSize: number];
 const DECODE: DecodeCase[] = [
-  ['v1, GQA', 2, [17, 40, 100, 3], 16, 8, 2, 64, 'f32', 0],
-  ['v1, MHA', 3, [5, 33, 64, 90], 8, 4, 4, 128, 'f16', 0],
+  // a partition size past the block table's bound: one partition (v1)
+  ['v1, GQA', 2, [17, 40, 100, 3], 16, 8, 2, 64, 'f32', 1 << 20],
+  ['v1, MHA', 3, [5, 33, 64, 90], 8, 4, 4, 128, 'f16', 1 << 20],
   ['v2, GQA', 4, [31, 150, 257, 64], 16, 8, 2, 64, 'f32', 32],
   ['v2, block size 5', 3, [64, 130, 12], 5, 8, 2, 64, 'f16', 48],
 ];

@@ -38,7 +38,8 @@ function attendRow(q: Num, qRow: number, keyCache: Num, valueCache: Num, table: 
         const slot = table[Math.floor(p / blockSize)] * blockSize + (p % blockSize);
         acc += scores[p] * valueCache[slot * w + kvh * headSize + d];
       }
-      out[qo + d] = acc / sum;
+      // an empty context has no softmax: its output is 0, as in the kernels
+      out[qo + d] = len > 0 ? acc / sum : 0;
     }
   }
 }

@@ -1,7 +1,8 @@
 // Planning of the paged-KV-cache ops for the webgpu backend: reshape_and_cache, copy_blocks,
 // paged_attention (decode; v1, or v2 = context split into partitions plus a merge) and
 // prefill_attention. The kernels are shaders/reshape_and_cache.wgsl, copy_blocks.wgsl,
-// paged_attention.wgsl (+ _reduce, and the tile loop _tile that prefill_attention.wgsl shares).
+// paged_attention.wgsl (+ _reduce; its fallback paged_attention_tiled.wgsl runs the tile loop
+// _tile that prefill_attention.wgsl shares).
 //
 // A binding holds at most 128 MiB on llvmpipe, 2 GiB - 4 on NVIDIA's Vulkan, so a layer's pool
 // may come in parts (src/device/kv-pool.ts). Every kernel binds all parts of the K and V pools
@@ -22,12 +23,12 @@ import { type Dispatch, grid, sameTensor } from './plan.ts';
 /** Largest head size the attention kernels take (their tiles live in workgroup memory). */
 export const MAX_HEAD_SIZE = 256;
 /**
- * Tokens per partition of paged_attention v2 when the backend chooses. On an H200, one
+ * Tokens per partition of the tiled decode kernel's v2 when the backend chooses. On an H200, one
  * sequence of 16k tokens ran at 381 GB/s with 256, 237 with 512; 8 x 4k and 64 x 1k alike.
  */
 export const DEFAULT_PARTITION_SIZE = 256;
 /**
- * paged_attention uses v2 when the context bound (below) exceeds this many tokens. Untuned: a
+ * The tiled decode kernel uses v2 when the context bound (below) exceeds this many tokens. Untuned: a
  * guess that one workgroup per (sequence, head block) walking more than 2k tokens leaves
  * the GPU idle at small batches; measure on the GPU machine before trusting it.
  */
@@ -136,7 +137,8 @@ export function attentionUnsupported(dev: WebGpuDevice, name: OpName, args: any)
   if (hs > MAX_HEAD_SIZE) return `${name}: head size ${hs} is over the kernels' limit of ${MAX_HEAD_SIZE}`;
   if (sameTensor(a.q, a.out)) return `${name}: out must not alias q`;
   const group = a.q.shape[1] / hs / kvh;
-  if (!tileShape(workgroupBudget(dev), hs, group, name === 'prefill_attention')) return `${name}: head size ${hs} does not fit this adapter's workgroup memory`;
+  const fits = tileShape(workgroupBudget(dev), hs, group, name === 'prefill_attention') || (name === 'paged_attention' && decodeShape(workgroupBudget(dev), hs, group));
+  if (!fits) return `${name}: head size ${hs} does not fit this adapter's workgroup memory`;
   if (name === 'paged_attention') {
     const ps = (a as OpArgs['paged_attention']).partitionSize;
     if (ps !== undefined && !(Number.isInteger(ps) && ps >= 0)) return `paged_attention: partitionSize must be a whole number of tokens (0 = let the backend choose), got ${ps}`;
@@ -188,9 +190,138 @@ export function planCopyBlocks(dev: WebGpuDevice, a: OpArgs['copy_blocks']): Dis
   ];
 }
 
+/** Launch shape of paged_attention.wgsl (see its header). */
+export interface DecodeShape {
+  WG: number;
+  /** head size: 8 x a power of two, HS / 8 <= WG */
+  HS: number;
+  /** query heads per workgroup, all of one kv head: a power of two up to 8 */
+  NQ: number;
+  /** key rows in flight per lane */
+  KPL: number;
+  /** most keys of a partition (the score array holds NQ x PK) */
+  PK: number;
+}
+
+/** Workgroup memory of paged_attention.wgsl in bytes: its arrays (score_sh, row_sh, scratch, ml_sh, ctx_sh). */
+export function decodeBytes(s: DecodeShape): number {
+  const { WG, HS, NQ, KPL, PK } = s;
+  const LPK = HS / 8;
+  const RB = (WG / LPK) * KPL * NQ * (LPK + 1);
+  return 4 * (NQ * PK + PK + Math.max(2 * RB, 8 * WG) + 2 * NQ + 1);
+}
+
+const DECODE_WG = 256;
+/** Scores a decode workgroup holds (NQ x PK), 8 KiB: partitions of up to 2048 keys for one head. */
+const DECODE_SCORES = 2048;
 /**
- * Decode. v1: one workgroup per (sequence, head block) walks the whole context. v2: the context
- * is split into partitions of partitionSize tokens, one workgroup each, merged by a second kernel.
+ * Workgroups a decode launch should have before the planner stops splitting contexts into
+ * more partitions. Untuned: about four resident workgroups on each of an H200's 132 SMs.
+ */
+export const DECODE_FILL = 512;
+/** The shortest partition the planner splits a context into when it chooses (keys). */
+export const MIN_PARTITION = 128;
+
+const pow2 = (x: number) => x > 0 && (x & (x - 1)) === 0;
+const nextPow2 = (x: number) => 2 ** Math.ceil(Math.log2(Math.max(1, x)));
+
+/**
+ * paged_attention.wgsl's shape for head size hs and `group` query heads per kv head, with PK the
+ * longest partition it can take, or undefined where it does not apply (head sizes other than 8
+ * x a power of two up to 256, or no fit in the workgroup memory): the tiled kernel then runs.
+ * Up to 8 query heads of a group share each K/V read; KPL x NQ is kept near 8 (the partials of
+ * a round grow with both).
+ */
+export function decodeShape(budget: number, hs: number, group: number): DecodeShape | undefined {
+  const WG = DECODE_WG;
+  if (hs % 8 || !pow2(hs / 8) || hs / 8 > WG) return undefined;
+  let NQ = 1;
+  while (NQ < 8 && group % (2 * NQ) === 0) NQ *= 2;
+  for (let KPL = Math.max(1, Math.min(4, 8 / NQ)); KPL >= 1; KPL /= 2) {
+    for (let PK = DECODE_SCORES / NQ; PK >= 64; PK /= 2) {
+      const s = { WG, HS: hs, NQ, KPL, PK };
+      if (decodeBytes(s) <= budget) return s;
+    }
+  }
+  return undefined;
+}
+
+/** paged_attention_reduce.wgsl over the partial results of a v2 launch. */
+function reduceDispatch(a: OpArgs['paged_attention'], partOut: Tensor, partMl: Tensor, numSeqs: number, numHeads: number, hs: number, ps: number, partitions: number, bound: number): Dispatch {
+  const WG = 64;
+  return {
+    file: 'paged_attention_reduce.wgsl',
+    flags: [],
+    overrides: { WG, HS: hs, NACC: Math.ceil(hs / WG) },
+    tensors: { part_out: partOut, part_ml: partMl, context_lens: a.contextLens, out: a.out },
+    params: { num_seqs: numSeqs, num_heads: numHeads, partition_size: ps, partitions, max_context: bound },
+    grid: grid(numSeqs * numHeads),
+  };
+}
+
+/**
+ * Decode. One workgroup per (sequence, NQ query heads of a kv head, partition of the context);
+ * v1 is one partition (the workgroup writes out), v2 several, merged by a second kernel.
+ *
+ * The planner cannot read contextLens (device data), so it plans for the bound of every
+ * context that the block table gives, maxBlocksPerSeq * blockSize; partitions past a
+ * sequence's context exit at once and are skipped by the merge. A given partitionSize (> 0)
+ * is taken up to the kernel's PK (results are the same, up to rounding, for any split).
+ * Otherwise v1 runs where the bound fits one partition and the sequences x head blocks make
+ * DECODE_FILL workgroups; else partitions halve from PK down to MIN_PARTITION until they do.
+ * Head sizes paged_attention.wgsl does not take run the tiled kernel (planTiledDecode).
+ */
+export function planPagedAttention(dev: WebGpuDevice, a: OpArgs['paged_attention']): Dispatch[] {
+  checkPool(dev, 'paged_attention', a.keyCache);
+  const [, blockSize, kvh, hs] = poolParts(a.keyCache)[0].shape;
+  const [numSeqs, width] = a.q.shape;
+  const numHeads = width / hs;
+  const maxBlocks = a.blockTables.shape[1];
+  if (numSeqs === 0) return [];
+  const shape = decodeShape(workgroupBudget(dev), hs, numHeads / kvh);
+  if (!shape) return planTiledDecode(dev, a);
+  const { WG, HS, NQ, KPL, PK: pkMax } = shape;
+  const bound = maxBlocks * blockSize;
+  const units = numSeqs * (numHeads / NQ);
+
+  let ps: number;
+  if ((a.partitionSize ?? 0) > 0) ps = Math.min(a.partitionSize!, pkMax);
+  else if (bound <= pkMax && units >= DECODE_FILL) ps = bound;
+  else {
+    ps = Math.min(pkMax, nextPow2(bound));
+    while (ps > MIN_PARTITION && units * Math.ceil(bound / ps) < DECODE_FILL) ps /= 2;
+  }
+  const partitions = Math.max(1, Math.ceil(bound / ps));
+  if (partitions > 1 && numSeqs * numHeads * partitions * hs * 4 > dev.info.maxBindingBytes) return planTiledDecode(dev, a);
+  const PK = Math.min(pkMax, Math.max(64, nextPow2(partitions === 1 ? bound : ps)));
+  const overrides = { WG, HS, NQ, KPL, PK };
+  const pool = pools(a.keyCache, a.valueCache);
+  const common = { num_seqs: numSeqs, num_heads: numHeads, num_kv_heads: kvh, block_size: blockSize, max_blocks: maxBlocks, scale: a.scale, part_blocks: pool.partBlocks };
+  const tensors = { q: a.q, ...pool.tensors, block_tables: a.blockTables, context_lens: a.contextLens };
+  const grid1 = (p: number) => grid(units * p);
+  if (partitions === 1) {
+    const params = { ...common, partition_size: Math.max(bound, 1), partitions: 1 };
+    return [{ file: 'paged_attention.wgsl', flags: pool.flags, overrides, tensors: { ...tensors, out: a.out }, params, grid: grid1(1) }];
+  }
+  const partOut = dev.scratch('paged_attention.out', [numSeqs, numHeads, partitions, hs], 'f32');
+  const partMl = dev.scratch('paged_attention.ml', [numSeqs, numHeads, partitions, 2], 'f32');
+  return [
+    {
+      file: 'paged_attention.wgsl',
+      flags: [...pool.flags, 'PARTITIONED'],
+      overrides,
+      tensors: { ...tensors, part_out: partOut, part_ml: partMl },
+      params: { ...common, partition_size: ps, partitions },
+      grid: grid1(partitions),
+    },
+    reduceDispatch(a, partOut, partMl, numSeqs, numHeads, hs, ps, partitions, bound),
+  ];
+}
+
+/**
+ * Decode by the tiled kernel (paged_attention_tiled.wgsl), for the head sizes that
+ * paged_attention.wgsl does not take. v1: one workgroup per (sequence, head block) walks the
+ * whole context. v2: the context is split into partitions of partitionSize tokens, one workgroup each, merged by a second kernel.
  *
  * The planner cannot read contextLens (device data), so the partition count comes from the block
  * table: maxBlocksPerSeq * blockSize bounds every context, partitions = ceil(bound /
@@ -198,8 +329,7 @@ export function planCopyBlocks(dev: WebGpuDevice, a: OpArgs['copy_blocks']): Dis
  * v2 runs when partitionSize is given (> 0) or when the bound exceeds V2_MIN_CONTEXT; where its
  * scratch would pass the binding limit, a chosen partition size doubles until it fits.
  */
-export function planPagedAttention(dev: WebGpuDevice, a: OpArgs['paged_attention']): Dispatch[] {
-  checkPool(dev, 'paged_attention', a.keyCache);
+export function planTiledDecode(dev: WebGpuDevice, a: OpArgs['paged_attention']): Dispatch[] {
   const [, blockSize, kvh, hs] = poolParts(a.keyCache)[0].shape;
   const [numSeqs, width] = a.q.shape;
   const numHeads = width / hs;
@@ -218,7 +348,7 @@ export function planPagedAttention(dev: WebGpuDevice, a: OpArgs['paged_attention
   const explicit = (a.partitionSize ?? 0) > 0;
   if (!explicit && bound <= V2_MIN_CONTEXT) {
     const params = { ...common, partition_size: Math.max(bound, 1), partitions: 1 };
-    return [{ file: 'paged_attention.wgsl', flags, overrides, tensors: { ...tensors, out: a.out }, params, grid: grid(numSeqs * headBlocks) }];
+    return [{ file: 'paged_attention_tiled.wgsl', flags, overrides, tensors: { ...tensors, out: a.out }, params, grid: grid(numSeqs * headBlocks) }];
   }
 
   let ps = explicit ? a.partitionSize! : DEFAULT_PARTITION_SIZE;
@@ -233,24 +363,16 @@ export function planPagedAttention(dev: WebGpuDevice, a: OpArgs['paged_attention
   const partitions = Math.max(1, Math.ceil(bound / ps));
   const partOut = dev.scratch('paged_attention.out', [numSeqs, numHeads, partitions, hs], 'f32');
   const partMl = dev.scratch('paged_attention.ml', [numSeqs, numHeads, partitions, 2], 'f32');
-  const reduceWG = 64;
   return [
     {
-      file: 'paged_attention.wgsl',
+      file: 'paged_attention_tiled.wgsl',
       flags: [...flags, 'PARTITIONED'],
       overrides,
       tensors: { ...tensors, part_out: partOut, part_ml: partMl },
       params: { ...common, partition_size: ps, partitions },
       grid: grid(numSeqs * headBlocks * partitions),
     },
-    {
-      file: 'paged_attention_reduce.wgsl',
-      flags: [],
-      overrides: { WG: reduceWG, HS: hs, NACC: Math.ceil(hs / reduceWG) },
-      tensors: { part_out: partOut, part_ml: partMl, context_lens: a.contextLens, out: a.out },
-      params: { num_seqs: numSeqs, num_heads: numHeads, partition_size: ps, partitions, max_context: bound },
-      grid: grid(numSeqs * numHeads),
-    },
+    reduceDispatch(a, partOut, partMl, numSeqs, numHeads, hs, ps, partitions, bound),
   ];
 }
 

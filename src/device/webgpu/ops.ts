@@ -53,9 +53,13 @@ export function planOp<K extends OpName>(dev: WebGpuDevice, name: K, args: OpArg
       const { x, weight, out, residual, eps } = a as OpArgs['rms_norm'];
       const [n, hidden] = x.shape;
       const inPlace = sameTensor(x, out);
-      const flags = [weightFlag(weight), ...(residual ? ['RESIDUAL'] : []), ...(inPlace ? ['IN_PLACE'] : []), ...(hidden % 4 === 0 ? ['VEC4'] : [])];
+      const vec4 = hidden % 4 === 0;
+      const flags = [weightFlag(weight), ...(residual ? ['RESIDUAL'] : []), ...(inPlace ? ['IN_PLACE'] : []), ...(vec4 ? ['VEC4'] : [])];
       const tensors: Record<string, Tensor> = { weight, out, ...(inPlace ? {} : { x }), ...(residual ? { residual } : {}) };
-      return [{ file: 'rms_norm.wgsl', flags, overrides: {}, tensors, params: { n, hidden, eps }, grid: grid(n) }];
+      // each of the 256 threads holds VPT elements (vec4s) of the row in registers
+      const WG = 256;
+      const VPT = Math.ceil(hidden / (vec4 ? 4 : 1) / WG);
+      return [{ file: 'rms_norm.wgsl', flags, overrides: { WG, VPT }, tensors, params: { n, hidden, eps }, grid: grid(n) }];
     }
     case 'rope': {
       const { x, positions, cosSin, numHeads, headSize, interleaved } = a as OpArgs['rope'];
