@@ -39,6 +39,8 @@ export interface SgVariant {
   wn: number;
   bk: 32 | 64;
   prefetch: boolean;
+  /** timing ablations, output wrong by design: without the multiplies, or without staging (no loads or stores in the k loop) */
+  ablate?: 'nomma' | 'nostage';
   /** two lines for the lab's report */
   about: string;
 }
@@ -57,6 +59,8 @@ export const VARIANTS: SgVariant[] = [
   { name: 'sgmat_v2_128x256', sgr: 2, sgc: 4, wm: 4, wn: 4, bk: 32, prefetch: true, about: '128x256, 8 subgroups of 64x64: most reuse per staged byte (30 KiB of workgroup memory), prefetch' },
   { name: 'sgmat_v2_64x256', sgr: 1, sgc: 4, wm: 4, wn: 4, bk: 32, prefetch: true, about: 'small m: 64x256, 4 subgroups of 64x64, each w slice read once for all 64 rows; split k fills the GPU' },
   { name: 'sgmat_v2_128_bk64', sgr: 2, sgc: 2, wm: 4, wn: 4, bk: 64, prefetch: true, about: '128x128 with BK 64: half the barriers, 8 16-byte loads per thread per slice (36 KiB: may exceed the limit)' },
+  { name: 'sgmat_v2_ab_nomma', sgr: 2, sgc: 2, wm: 2, wn: 4, bk: 32, prefetch: false, ablate: 'nomma', about: 'ablation of sgmat_v2_swz: staging only (global loads, workgroup stores, barriers), no multiplies' },
+  { name: 'sgmat_v2_ab_nostage', sgr: 2, sgc: 2, wm: 2, wn: 4, bk: 32, prefetch: false, ablate: 'nostage', about: 'ablation of sgmat_v2_swz: matrix loads and multiplies on whatever is in workgroup memory, no staging' },
 ];
 
 export function generate(v: SgVariant): string {
@@ -99,12 +103,14 @@ var<workgroup> ws_: array<f16, TN * KP>;
 fn put_a(d: u32, v: vec4<u32>, rot: u32) {`);
   for (const arr of ['a', 'w']) {
     if (arr === 'w') L.push(`fn put_w(d: u32, v: vec4<u32>, rot: u32) {`);
-    for (let s = 0; s < 4; s++) {
-      L.push(`  let w${s} = (rot + ${s}u) & 3u;`);
-      L.push(`  let h${s} = bitcast<vec2<f16>>(v[w${s}]);`);
-      L.push(`  ${arr}s_[d + 2u * w${s}] = h${s}.x;`);
-      L.push(`  ${arr}s_[d + 2u * w${s} + 1u] = h${s}.y;`);
-    }
+    // rotated by selects, not v[(rot + s) & 3]: a dynamic vector index may go through memory
+    L.push('  let r = select(select(v, v.yzwx, rot == 1u), select(v.zwxy, v.wxyz, rot == 3u), rot >= 2u);');
+    ['x', 'y', 'z', 'w'].forEach((c, s) => {
+      L.push(`  let o${s} = d + 2u * ((rot + ${s}u) & 3u);`);
+      L.push(`  let h${s} = bitcast<vec2<f16>>(r.${c});`);
+      L.push(`  ${arr}s_[o${s}] = h${s}.x;`);
+      L.push(`  ${arr}s_[o${s} + 1u] = h${s}.y;`);
+    });
     L.push('}');
   }
   L.push(`
@@ -150,9 +156,10 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, 
   };
   if (v.prefetch) loads(1, '(k_begin / 8u)');
   L.push('  for (var k0 = k_begin; k0 < k_end; k0 += BK) {');
-  if (!v.prefetch) loads(2, '(k0 / 8u)');
-  for (let i = 0; i < na; i++) L.push(`    put_a(ad${i}, va${i}, cq);`);
-  for (let i = 0; i < nw; i++) L.push(`    put_w(wd${i}, vw${i}, cq);`);
+  const stage = v.ablate !== 'nostage';
+  if (!v.prefetch && stage) loads(2, '(k0 / 8u)');
+  for (let i = 0; i < na && stage; i++) L.push(`    put_a(ad${i}, va${i}, cq);`);
+  for (let i = 0; i < nw && stage; i++) L.push(`    put_w(wd${i}, vw${i}, cq);`);
   L.push('    workgroupBarrier();');
   if (v.prefetch) {
     L.push('    // the next slice is in flight while the matrix units work on this one');
@@ -165,7 +172,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, 
     for (let i = 0; i < v.wm; i++) L.push(`    let l${i}_${ks} = subgroupMatrixLoad<subgroup_matrix_left<f16, 16, 16>, row_major>(&as_, (sr + ${16 * i}u) * KP + ${ks}u, KP);`);
     for (let j = 0; j < v.wn; j++) {
       L.push(`    let q${j}_${ks} = subgroupMatrixLoad<subgroup_matrix_right<f16, 16, 16>, col_major>(&ws_, (sc + ${16 * j}u) * KP + ${ks}u, KP);`);
-      for (let i = 0; i < v.wm; i++) L.push(`    acc${i}${j} = subgroupMatrixMultiplyAccumulate(l${i}_${ks}, q${j}_${ks}, acc${i}${j});`);
+      for (let i = 0; i < v.wm && v.ablate !== 'nomma'; i++) L.push(`    acc${i}${j} = subgroupMatrixMultiplyAccumulate(l${i}_${ks}, q${j}_${ks}, acc${i}${j});`);
     }
   }
   L.push('    workgroupBarrier();');

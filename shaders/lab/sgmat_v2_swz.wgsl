@@ -24,40 +24,42 @@ var<workgroup> ws_: array<f16, TN * KP>;
 
 // the 8 halves of v into as_ (or ws_) at d, its 4 words in an order rotated by rot (see the generator)
 fn put_a(d: u32, v: vec4<u32>, rot: u32) {
-  let w0 = (rot + 0u) & 3u;
-  let h0 = bitcast<vec2<f16>>(v[w0]);
-  as_[d + 2u * w0] = h0.x;
-  as_[d + 2u * w0 + 1u] = h0.y;
-  let w1 = (rot + 1u) & 3u;
-  let h1 = bitcast<vec2<f16>>(v[w1]);
-  as_[d + 2u * w1] = h1.x;
-  as_[d + 2u * w1 + 1u] = h1.y;
-  let w2 = (rot + 2u) & 3u;
-  let h2 = bitcast<vec2<f16>>(v[w2]);
-  as_[d + 2u * w2] = h2.x;
-  as_[d + 2u * w2 + 1u] = h2.y;
-  let w3 = (rot + 3u) & 3u;
-  let h3 = bitcast<vec2<f16>>(v[w3]);
-  as_[d + 2u * w3] = h3.x;
-  as_[d + 2u * w3 + 1u] = h3.y;
+  let r = select(select(v, v.yzwx, rot == 1u), select(v.zwxy, v.wxyz, rot == 3u), rot >= 2u);
+  let o0 = d + 2u * ((rot + 0u) & 3u);
+  let h0 = bitcast<vec2<f16>>(r.x);
+  as_[o0] = h0.x;
+  as_[o0 + 1u] = h0.y;
+  let o1 = d + 2u * ((rot + 1u) & 3u);
+  let h1 = bitcast<vec2<f16>>(r.y);
+  as_[o1] = h1.x;
+  as_[o1 + 1u] = h1.y;
+  let o2 = d + 2u * ((rot + 2u) & 3u);
+  let h2 = bitcast<vec2<f16>>(r.z);
+  as_[o2] = h2.x;
+  as_[o2 + 1u] = h2.y;
+  let o3 = d + 2u * ((rot + 3u) & 3u);
+  let h3 = bitcast<vec2<f16>>(r.w);
+  as_[o3] = h3.x;
+  as_[o3 + 1u] = h3.y;
 }
 fn put_w(d: u32, v: vec4<u32>, rot: u32) {
-  let w0 = (rot + 0u) & 3u;
-  let h0 = bitcast<vec2<f16>>(v[w0]);
-  ws_[d + 2u * w0] = h0.x;
-  ws_[d + 2u * w0 + 1u] = h0.y;
-  let w1 = (rot + 1u) & 3u;
-  let h1 = bitcast<vec2<f16>>(v[w1]);
-  ws_[d + 2u * w1] = h1.x;
-  ws_[d + 2u * w1 + 1u] = h1.y;
-  let w2 = (rot + 2u) & 3u;
-  let h2 = bitcast<vec2<f16>>(v[w2]);
-  ws_[d + 2u * w2] = h2.x;
-  ws_[d + 2u * w2 + 1u] = h2.y;
-  let w3 = (rot + 3u) & 3u;
-  let h3 = bitcast<vec2<f16>>(v[w3]);
-  ws_[d + 2u * w3] = h3.x;
-  ws_[d + 2u * w3 + 1u] = h3.y;
+  let r = select(select(v, v.yzwx, rot == 1u), select(v.zwxy, v.wxyz, rot == 3u), rot >= 2u);
+  let o0 = d + 2u * ((rot + 0u) & 3u);
+  let h0 = bitcast<vec2<f16>>(r.x);
+  ws_[o0] = h0.x;
+  ws_[o0 + 1u] = h0.y;
+  let o1 = d + 2u * ((rot + 1u) & 3u);
+  let h1 = bitcast<vec2<f16>>(r.y);
+  ws_[o1] = h1.x;
+  ws_[o1 + 1u] = h1.y;
+  let o2 = d + 2u * ((rot + 2u) & 3u);
+  let h2 = bitcast<vec2<f16>>(r.z);
+  ws_[o2] = h2.x;
+  ws_[o2 + 1u] = h2.y;
+  let o3 = d + 2u * ((rot + 3u) & 3u);
+  let h3 = bitcast<vec2<f16>>(r.w);
+  ws_[o3] = h3.x;
+  ws_[o3 + 1u] = h3.y;
 }
 
 @compute @workgroup_size(128)
