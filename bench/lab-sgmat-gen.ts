@@ -1,0 +1,198 @@
+// Generator of the subgroup-matrix matmul lab variants shaders/lab/sgmat_v2_*.wgsl (out = a @ w^T,
+// f16 x f16 -> f32 on 16 x 16 x 16 matrices). One template, unrolled by hand per variant: the
+// accumulators are separately named variables (acc00 .. acc33), since an array of them was not
+// kept in registers (docs/perf-notes.md). bench/lab-sgmat.ts times the variants; rerun this after
+// changing the template:   npx tsx bench/lab-sgmat-gen.ts
+//
+// What every variant shares, and why:
+// - The k-slice of a and w is staged through workgroup memory with 16-byte global loads, rows
+//   padded by 8 halves so that the matrix loads (8 rows of 16 bytes per phase) hit 8 distinct
+//   16-byte bank groups.
+// - Stores into workgroup memory are f16 scalars (a subgroup matrix loads only from an array of
+//   its component type). A lane writes one half of its 16-byte chunk per store, so in
+//   matmul_sgmat.wgsl the 32 lanes of a store hit the same word of 32 chunks: 8 banks, a 4-way
+//   conflict, 32 shared-memory cycles per 512 bytes. Here the lanes of one store cover 8 rows x 4
+//   chunks (rows differ in lane & 7, chunks in lane >> 3) and a lane writes the words of its
+//   chunk in an order rotated by lane >> 3: with a row stride of 5 (BK 32) or 9 (BK 64) chunks,
+//   the 32 lanes then hit 32 banks.
+// - Global loads of 8 rows x 64 contiguous bytes per subgroup instruction: whole 32-byte sectors.
+// - PREFETCH: the next k-slice is loaded into registers while the matrix units work on this one
+//   (register double buffering; two workgroup buffers would not fit the larger tiles in 32 KiB).
+//
+// Contract of the generated kernels (the lab keeps it; the planner would have to as well):
+// a: [m_pad, k] f16 and out: [m_pad, ldo] f32 with m_pad a multiple of TM (a zero past m);
+// n a multiple of 16; k a multiple of 8. Split k as in matmul_sgmat.wgsl (k_chunk a multiple of
+// BK, partials at out + chunk * split_stride, summed by matmul_splitk_reduce.wgsl).
+
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export interface SgVariant {
+  /** file stem under shaders/lab/ */
+  name: string;
+  /** subgroups (of 32) over the tile's rows and columns */
+  sgr: number;
+  sgc: number;
+  /** 16 x 16 accumulators per subgroup over rows and columns */
+  wm: number;
+  wn: number;
+  bk: 32 | 64;
+  prefetch: boolean;
+  /** timing ablations, output wrong by design: without the multiplies, or without staging (no loads or stores in the k loop) */
+  ablate?: 'nomma' | 'nostage';
+  /** two lines for the lab's report */
+  about: string;
+}
+
+export const tileOf = (v: SgVariant) => ({ tm: v.sgr * v.wm * 16, tn: v.sgc * v.wn * 16, threads: v.sgr * v.sgc * 32 });
+export const smemBytes = (v: SgVariant) => {
+  const { tm, tn } = tileOf(v);
+  return (tm + tn) * (v.bk + 8) * 2;
+};
+
+export const VARIANTS: SgVariant[] = [
+  { name: 'sgmat_v2_swz', sgr: 2, sgc: 2, wm: 2, wn: 4, bk: 32, prefetch: false, about: "matmul_sgmat's blocking (64x128, 4 subgroups of 2x4) with conflict-free workgroup stores only" },
+  { name: 'sgmat_v2_pf', sgr: 2, sgc: 2, wm: 2, wn: 4, bk: 32, prefetch: true, about: '64x128 as the op, conflict-free stores, next k-slice prefetched into registers' },
+  { name: 'sgmat_v2_128', sgr: 2, sgc: 2, wm: 4, wn: 4, bk: 32, prefetch: true, about: '128x128, 4 subgroups of 64x64 (4x4 accumulators: 8 matrix loads feed 16 multiplies), prefetch' },
+  { name: 'sgmat_v2_128w8', sgr: 4, sgc: 2, wm: 2, wn: 4, bk: 32, prefetch: true, about: '128x128, 8 subgroups of 32x64 (more warps to hide latency, fewer registers each), prefetch' },
+  { name: 'sgmat_v2_128x256', sgr: 2, sgc: 4, wm: 4, wn: 4, bk: 32, prefetch: true, about: '128x256, 8 subgroups of 64x64: most reuse per staged byte (30 KiB of workgroup memory), prefetch' },
+  { name: 'sgmat_v2_64x256', sgr: 1, sgc: 4, wm: 4, wn: 4, bk: 32, prefetch: true, about: 'small m: 64x256, 4 subgroups of 64x64, each w slice read once for all 64 rows; split k fills the GPU' },
+  { name: 'sgmat_v2_128_bk64', sgr: 2, sgc: 2, wm: 4, wn: 4, bk: 64, prefetch: true, about: '128x128 with BK 64: half the barriers, 8 16-byte loads per thread per slice (36 KiB: may exceed the limit)' },
+  { name: 'sgmat_v2_ab_nomma', sgr: 2, sgc: 2, wm: 2, wn: 4, bk: 32, prefetch: false, ablate: 'nomma', about: 'ablation of sgmat_v2_swz: staging only (global loads, workgroup stores, barriers), no multiplies' },
+  { name: 'sgmat_v2_ab_nostage', sgr: 2, sgc: 2, wm: 2, wn: 4, bk: 32, prefetch: false, ablate: 'nostage', about: 'ablation of sgmat_v2_swz: matrix loads and multiplies on whatever is in workgroup memory, no staging' },
+];
+
+export function generate(v: SgVariant): string {
+  const { tm, tn, threads } = tileOf(v);
+  const V = v.bk / 8; // 16-byte chunks per tile row
+  const gpr = V / 4; // 32-lane groups per 8 rows
+  const na = (tm * V) / threads;
+  const nw = (tn * V) / threads;
+  if (!Number.isInteger(na) || !Number.isInteger(nw)) throw new Error(`${v.name}: tile rows x chunks not a multiple of the threads`);
+  const L: string[] = [];
+  const ind = (n: number) => '  '.repeat(n);
+  const accs: [number, number][] = [];
+  for (let i = 0; i < v.wm; i++) for (let j = 0; j < v.wn; j++) accs.push([i, j]);
+
+  L.push(`// GENERATED by bench/lab-sgmat-gen.ts (variant ${v.name}); edit the generator, not this file.`);
+  L.push(`// ${v.about}`);
+  L.push(`// Tile ${tm} x ${tn} per workgroup of ${threads / 32} subgroups (${v.sgr} x ${v.sgc}), each ${v.wm * 16} x ${v.wn * 16} as ${v.wm} x ${v.wn}`);
+  L.push(`// accumulators; BK ${v.bk}; ${v.prefetch ? 'next k-slice prefetched into registers' : 'no prefetch'}. Workgroup memory ${smemBytes(v)} bytes.`);
+  L.push(`// a: [m_pad, k] f16 (m_pad a multiple of ${tm}); w: [n, k] f16, n % 16 == 0; out: [m_pad, ldo] f32.`);
+  L.push(`enable f16;
+enable subgroups;
+enable chromium_experimental_subgroup_matrix;
+diagnostic(off, chromium.subgroup_matrix_uniformity);
+#include "lib/common.wgsl"
+
+struct Params { m: u32, n: u32, k: u32, ldo: u32, col0: u32, tiles_n: u32, tiles: u32, k_chunk: u32, split_stride: u32 }
+@group(0) @binding(0) var<uniform> params: Params;
+@group(0) @binding(1) var<storage, read> a: array<vec4<u32>>;
+@group(0) @binding(2) var<storage, read> w: array<vec4<u32>>;
+@group(0) @binding(4) var<storage, read_write> out: array<f32>;
+
+const TM = ${tm}u;
+const TN = ${tn}u;
+const BK = ${v.bk}u;
+const KP = BK + 8u;
+var<workgroup> as_: array<f16, TM * KP>;
+var<workgroup> ws_: array<f16, TN * KP>;
+
+// the 8 halves of v into as_ (or ws_) at d, its 4 words in an order rotated by rot (see the generator)
+fn put_a(d: u32, v: vec4<u32>, rot: u32) {`);
+  for (const arr of ['a', 'w']) {
+    if (arr === 'w') L.push(`fn put_w(d: u32, v: vec4<u32>, rot: u32) {`);
+    // rotated by selects, not v[(rot + s) & 3]: a dynamic vector index may go through memory
+    L.push('  let r = select(select(v, v.yzwx, rot == 1u), select(v.zwxy, v.wxyz, rot == 3u), rot >= 2u);');
+    ['x', 'y', 'z', 'w'].forEach((c, s) => {
+      L.push(`  let o${s} = d + 2u * ((rot + ${s}u) & 3u);`);
+      L.push(`  let h${s} = bitcast<vec2<f16>>(r.${c});`);
+      L.push(`  ${arr}s_[o${s}] = h${s}.x;`);
+      L.push(`  ${arr}s_[o${s} + 1u] = h${s}.y;`);
+    });
+    L.push('}');
+  }
+  L.push(`
+@compute @workgroup_size(${threads})
+fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) lid: u32,
+        @builtin(subgroup_size) sgs: u32) {
+  let t = wg_index(wid, nwg);
+  let chunk = t / params.tiles;
+  let tile = t % params.tiles;
+  let base = chunk * params.split_stride;
+  let k_begin = chunk * params.k_chunk;
+  let k_end = min(params.k, k_begin + params.k_chunk);
+  let tr = (tile / params.tiles_n) * TM;
+  let tc = (tile % params.tiles_n) * TN;
+  let sg = lid / sgs;
+  let sr = (sg / ${v.sgc}u) * ${v.wm * 16}u; // this subgroup's rows and columns within the tile
+  let sc = (sg % ${v.sgc}u) * ${v.wn * 16}u;
+  let k8 = params.k / 8u;
+  let end8 = k_end / 8u;
+  // load slots: a 32-lane group covers 8 rows (lane & 7) x 4 chunks (lane >> 3)
+  let r8 = lid & 7u;
+  let cq = (lid >> 3u) & 3u;
+  let g0 = lid >> 5u;`);
+  const slot = (p: string, i: number) => {
+    const g = `(g0 + ${(i * threads) / 32}u)`;
+    const row = gpr === 1 ? `${g} * 8u + r8` : `(${g} / ${gpr}u) * 8u + r8`;
+    const cv = gpr === 1 ? 'cq' : `(${g} % ${gpr}u) * 4u + cq`;
+    L.push(`  let ${p}row${i} = ${row};`);
+    L.push(`  let ${p}cv${i} = ${cv};`);
+    L.push(`  let ${p}d${i} = ${p}row${i} * KP + ${p}cv${i} * 8u;`);
+  };
+  for (let i = 0; i < na; i++) slot('a', i);
+  for (let i = 0; i < nw; i++) slot('w', i);
+  for (let i = 0; i < na; i++) L.push(`  let ap${i} = (tr + arow${i}) * k8 + acv${i};`);
+  for (let i = 0; i < nw; i++) L.push(`  let wok${i} = tc + wrow${i} < params.n;`);
+  for (let i = 0; i < nw; i++) L.push(`  let wp${i} = (tc + wrow${i}) * k8 + wcv${i};`);
+  for (const [i, j] of accs) L.push(`  var acc${i}${j} = subgroup_matrix_result<f32, 16, 16>();`);
+  for (let i = 0; i < na; i++) L.push(`  var va${i} = vec4<u32>();`);
+  for (let i = 0; i < nw; i++) L.push(`  var vw${i} = vec4<u32>();`);
+  const loads = (d: number, kvExpr: string) => {
+    for (let i = 0; i < na; i++) L.push(`${ind(d)}va${i} = vec4<u32>(); if (${kvExpr} + acv${i} < end8) { va${i} = a[ap${i} + ${kvExpr}]; }`);
+    for (let i = 0; i < nw; i++) L.push(`${ind(d)}vw${i} = vec4<u32>(); if (wok${i} && ${kvExpr} + wcv${i} < end8) { vw${i} = w[wp${i} + ${kvExpr}]; }`);
+  };
+  if (v.prefetch) loads(1, '(k_begin / 8u)');
+  L.push('  for (var k0 = k_begin; k0 < k_end; k0 += BK) {');
+  const stage = v.ablate !== 'nostage';
+  if (!v.prefetch && stage) loads(2, '(k0 / 8u)');
+  for (let i = 0; i < na && stage; i++) L.push(`    put_a(ad${i}, va${i}, cq);`);
+  for (let i = 0; i < nw && stage; i++) L.push(`    put_w(wd${i}, vw${i}, cq);`);
+  L.push('    workgroupBarrier();');
+  if (v.prefetch) {
+    L.push('    // the next slice is in flight while the matrix units work on this one');
+    L.push('    let kn = (k0 + BK) / 8u;');
+    L.push('    if (k0 + BK < k_end) {');
+    loads(3, 'kn');
+    L.push('    }');
+  }
+  for (let ks = 0; ks < v.bk; ks += 16) {
+    for (let i = 0; i < v.wm; i++) L.push(`    let l${i}_${ks} = subgroupMatrixLoad<subgroup_matrix_left<f16, 16, 16>, row_major>(&as_, (sr + ${16 * i}u) * KP + ${ks}u, KP);`);
+    for (let j = 0; j < v.wn; j++) {
+      L.push(`    let q${j}_${ks} = subgroupMatrixLoad<subgroup_matrix_right<f16, 16, 16>, col_major>(&ws_, (sc + ${16 * j}u) * KP + ${ks}u, KP);`);
+      for (let i = 0; i < v.wm && v.ablate !== 'nomma'; i++) L.push(`    acc${i}${j} = subgroupMatrixMultiplyAccumulate(l${i}_${ks}, q${j}_${ks}, acc${i}${j});`);
+    }
+  }
+  L.push('    workgroupBarrier();');
+  L.push('  }');
+  L.push('  let r0 = tr + sr;');
+  L.push('  let c0 = tc + sc;');
+  L.push('  // out has m_pad rows: only whole 16-column blocks past n are skipped');
+  for (const [i, j] of accs) {
+    L.push(`  if (c0 + ${16 * j}u < params.n) { subgroupMatrixStore<row_major>(&out, base + (r0 + ${16 * i}u) * params.ldo + params.col0 + c0 + ${16 * j}u, acc${i}${j}, params.ldo); }`);
+  }
+  L.push('}');
+  return L.join('\n') + '\n';
+}
+
+export const SHADER_LAB_DIR = join(fileURLToPath(new URL('.', import.meta.url)), '..', 'shaders', 'lab');
+
+if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
+  for (const v of VARIANTS) {
+    writeFileSync(join(SHADER_LAB_DIR, `${v.name}.wgsl`), generate(v));
+    const { tm, tn, threads } = tileOf(v);
+    console.log(`${v.name}.wgsl: ${tm}x${tn}, ${threads} threads, ${smemBytes(v)} B workgroup memory`);
+  }
+}

@@ -1,0 +1,226 @@
+// Subgroup-matrix matmul lab: the op's kernel (matmul_sgmat.wgsl, launched as the planner launches
+// it, split k included) against the variants shaders/lab/sgmat_v2_*.wgsl (bench/lab-sgmat-gen.ts
+// says what each changes), on the LLaMA-2-7B projections at decode-batch and prefill rows.
+// One line per (variant, shape): ms, TFLOP/s, and the largest error of 256 sampled outputs
+// against a float64 product of the same f16 inputs on the host (FAIL past 1e-2), plus a count
+// of outputs left unwritten (the output is filled with NaN before the checked launch). The
+// sgmat_v2_ab_* ablations (no multiplies; no staging) split the time of sgmat_v2_swz in two; their
+// output is wrong by design and not counted as a failure.
+//   npx tsx bench/lab-sgmat.ts [--quick] [--only=name,name] [--m=64,2048] [--shapes=4096x4096]
+import { createDevice, empty, f16BitsToF32, type Tensor, toArray } from '../src/device/index.ts';
+import type { WebGpuDevice } from '../src/device/webgpu/backend.ts';
+import { sgmatSplits } from '../src/device/webgpu/matmul.ts';
+import { type Dispatch, grid } from '../src/device/webgpu/plan.ts';
+import { generate, type SgVariant, SHADER_LAB_DIR, smemBytes, tileOf, VARIANTS } from './lab-sgmat-gen.ts';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+
+const args = process.argv.slice(2);
+const opt = (name: string) => args.find((a) => a.startsWith(`--${name}=`))?.split('=')[1];
+const quick = args.includes('--quick');
+const only = opt('only')?.split(',');
+const ms_ = opt('m')?.split(',').map(Number) ?? [64, 128, 256, 2048];
+const shapes: [number, number][] = (opt('shapes')?.split(',') ?? ['4096x4096', '11008x4096', '4096x11008', '12288x4096', '22016x4096']).map((s) => s.split('x').map(Number) as [number, number]);
+
+// the generated files must match the generator (a stale file would time the wrong kernel)
+for (const v of VARIANTS) {
+  const file = join(SHADER_LAB_DIR, `${v.name}.wgsl`);
+  if (readFileSync(file, 'utf8') !== generate(v)) throw new Error(`${file} is stale: run npx tsx bench/lab-sgmat-gen.ts`);
+}
+
+const dev = (await createDevice('webgpu')) as WebGpuDevice;
+const gpuDev = (dev as any).gpu as GPUDevice;
+const limit = gpuDev.limits.maxComputeWorkgroupStorageSize;
+console.log(`device: ${JSON.stringify({ backend: dev.info.backend, subgroupMatrix: dev.info.features.subgroupMatrix, maxComputeWorkgroupStorageSize: limit })}`);
+const adapterInfo = dev.ctx.adapter.info as any;
+if (adapterInfo) console.log(`adapter: ${adapterInfo.vendor} ${adapterInfo.architecture} ${adapterInfo.description}; subgroup matrix configs ${JSON.stringify((adapterInfo.subgroupMatrixConfigs ?? []).map((c: any) => `${c.componentType}->${c.resultComponentType} ${c.M}x${c.N}x${c.K}`))}`);
+if (!dev.info.features.subgroupMatrix) {
+  console.log('FAIL: this adapter has no usable subgroup matrices (f16 16x16x16, 32-wide subgroups): nothing to time');
+  dev.destroy();
+  process.exit(1);
+}
+
+// random f16 bit patterns, never zero: sign random, magnitude in [2^lo, 2^(lo+span))
+let seed = 0x2545f491;
+function randF16(n: number, lo: number, span: number): Uint16Array {
+  const out = new Uint16Array(n);
+  let s = seed;
+  for (let i = 0; i < n; i++) {
+    s ^= s << 13;
+    s ^= s >>> 17;
+    s ^= s << 5;
+    const r = s >>> 0;
+    out[i] = ((r >>> 31) << 15) | ((15 + lo + ((r >>> 10) % span)) << 10) | (r & 0x3ff);
+  }
+  seed = s;
+  return out;
+}
+function upload(bits: Uint16Array, shape: number[]): Tensor {
+  const t = empty(dev, shape, 'f16');
+  dev.upload(t, bits);
+  return t;
+}
+
+async function timeIt(mk: (i: number) => Dispatch[], trials = quick ? 1 : 5): Promise<number> {
+  const run = async (reps: number, timing: boolean) => {
+    const s = dev.stream({ timing }) as any;
+    for (let i = 0; i < reps; i++) for (const d of mk(i)) s.dispatch(d);
+    const c = s.submit();
+    return timing ? (await c.elapsedMs()) / reps : (await c.done(), 0);
+  };
+  await run(1, false);
+  const est = await run(2, true);
+  const reps = Math.max(2, Math.min(quick ? 4 : 40, Math.ceil((quick ? 2 : 6) / Math.max(est, 1e-3))));
+  const ts: number[] = [];
+  for (let k = 0; k < trials; k++) ts.push(await run(reps, true));
+  ts.sort((x, y) => x - y);
+  return ts[Math.floor(ts.length / 2)];
+}
+
+const D = (file: string, tensors: Record<string, Tensor>, params: Record<string, number>, g: [number, number?], flags: string[] = [], overrides: Record<string, number> = {}): Dispatch => ({ file, flags, overrides, tensors, params, grid: g });
+
+// warm the GPU up (clocks ramp under load) before anything is measured
+{
+  const n = 64 * 2 ** 20;
+  const x = empty(dev, [n], 'f32');
+  const y = empty(dev, [n], 'f32');
+  const t0 = performance.now();
+  while (performance.now() - t0 < (quick ? 200 : 1500)) {
+    const s = dev.stream() as any;
+    for (let i = 0; i < 50; i++) s.dispatch(D('copy.wgsl', { x, out: y }, { n4: n / 4 }, grid(4096)));
+    await s.submit().done();
+  }
+  const ms = await timeIt(() => [D('copy.wgsl', { x, out: y }, { n4: n / 4 }, grid(4096))]);
+  console.log(`copy ${(8 * n / ms / 1e6).toFixed(0)} GB/s (warm-up done)`);
+  dev.free(x.buffer);
+  dev.free(y.buffer);
+}
+
+/** k-chunks for a variant: as the planner's sgmatSplits (k-chunks until ~528 workgroups), at its own tile count and BK. */
+function splitsFor(tiles: number, k: number, bk: number, minWg = 528, maxSplits = 8) {
+  let splits = 1;
+  while (splits < maxSplits && tiles * splits < minWg && k / (splits * 2) >= 256) splits *= 2;
+  const chunk = Math.ceil(k / splits / bk) * bk;
+  return { splits: Math.ceil(k / chunk), chunk };
+}
+
+interface Plan {
+  label: string;
+  mk: (w: Tensor) => Dispatch[];
+  /** a timing ablation: its output is wrong by design */
+  ablation?: boolean;
+}
+
+const lines: string[] = [];
+let failures = 0;
+const mMax = Math.max(...ms_);
+for (const [N, K] of shapes) {
+  const wBytes = N * K * 2;
+  const copies = quick ? 1 : Math.max(2, Math.ceil((256 * 2 ** 20) / wBytes));
+  const wBits = Array.from({ length: copies }, () => randF16(N * K, -8, 4));
+  const ws = wBits.map((b) => upload(b, [N, K]));
+  const mPadMax = Math.ceil(mMax / 256) * 256;
+  const aBits = randF16(mPadMax * K, -4, 4);
+  for (const m of ms_) {
+    const mPad = Math.ceil(m / 256) * 256; // a multiple of every variant's TM
+    const a = upload(aBits.subarray(0, mPad * K).map((x, i) => (i < m * K ? x : 0)), [mPad, K]);
+    const out = empty(dev, [mPad, N], 'f32');
+    // split-k partials: [splits, rows, N] per plan that splits
+    const parts: Tensor[] = [];
+    const partOf = (splits: number, rows: number): Tensor => {
+      parts.push(empty(dev, [splits, rows, N], 'f32'));
+      return parts[parts.length - 1];
+    };
+    const flops = 2 * m * N * K;
+    const plans: Plan[] = [];
+    // the op's kernel, launched as planMatmul does (a padded to 64 rows; split k by sgmatSplits)
+    {
+      const tilesN = Math.ceil(N / 128);
+      const tiles = Math.ceil(m / 64) * tilesN;
+      const { splits, chunk } = sgmatSplits(tiles, K);
+      const p = { m, n: N, k: K, ldo: N, col0: 0, tiles_n: tilesN, tiles };
+      const part = splits > 1 ? partOf(splits, m) : out;
+      plans.push({
+        label: `matmul_sgmat (op) 64x128${splits > 1 ? ` split ${splits}` : ''}`,
+        mk: (w) =>
+          splits === 1
+            ? [D('matmul_sgmat.wgsl', { a, w, out }, { ...p, k_chunk: K, split_stride: 0 }, grid(tiles), ['W_F16'], { BK: 32 })]
+            : [
+                D('matmul_sgmat.wgsl', { a, w, out: part }, { ...p, ldo: N, k_chunk: chunk, split_stride: m * N }, grid(tiles * splits), [], { BK: 32 }),
+                D('matmul_splitk_reduce.wgsl', { part, out }, { m, n: N, ldo: N, col0: 0, splits }, grid(Math.ceil((m * N) / 256))),
+              ],
+      });
+    }
+    for (const v of VARIANTS as SgVariant[]) {
+      if (only && !only.includes(v.name)) continue;
+      if (smemBytes(v) > limit) {
+        lines.push(`${v.name.padEnd(34)} skipped: ${smemBytes(v)} B of workgroup memory > limit ${limit}`);
+        console.log(lines[lines.length - 1]);
+        continue;
+      }
+      const { tm, tn } = tileOf(v);
+      if (N % tn) continue;
+      const mp = Math.ceil(m / tm) * tm;
+      const tilesN = N / tn;
+      const tiles = (mp / tm) * tilesN;
+      const { splits, chunk } = splitsFor(tiles, K, v.bk);
+      const p = { m: mp, n: N, k: K, ldo: N, col0: 0, tiles_n: tilesN, tiles };
+      const file = `lab/${v.name}.wgsl`;
+      const part = splits > 1 ? partOf(splits, mp) : out;
+      plans.push({
+        ablation: !!v.ablate,
+        label: `${v.name} ${tm}x${tn}${splits > 1 ? ` split ${splits}` : ''}`,
+        mk: (w) =>
+          splits === 1
+            ? [D(file, { a, w, out }, { ...p, k_chunk: K, split_stride: 0 }, grid(tiles))]
+            : [
+                D(file, { a, w, out: part }, { ...p, k_chunk: chunk, split_stride: mp * N }, grid(tiles * splits)),
+                D('matmul_splitk_reduce.wgsl', { part, out }, { m: mp, n: N, ldo: N, col0: 0, splits }, grid(Math.ceil((mp * N) / 256))),
+              ],
+      });
+    }
+    // sampled reference in float64 from the same f16 bits (against copy 0 of w)
+    const samples = Array.from({ length: 256 }, (_, i) => [(i * 7919 + 13) % m, (i * 104729 + 7) % N]);
+    const ref = samples.map(([r, c]) => {
+      let acc = 0;
+      for (let k = 0; k < K; k++) acc += f16BitsToF32(aBits[r * K + k]) * f16BitsToF32(wBits[0][c * K + k]);
+      return acc;
+    });
+    const refMax = Math.max(...ref.map(Math.abs));
+    const nanBits = new Uint32Array(mPad * N).fill(0x7fc00000);
+    for (const pl of plans) {
+      const ablation = !!pl.ablation;
+      const label = `${pl.label.padEnd(34)} m=${String(m).padEnd(5)} ${N}x${K}`;
+      try {
+        const ms = await timeIt((i) => pl.mk(ws[i % copies]));
+        // the checked launch: out filled with NaN first, then one launch on copy 0
+        dev.upload(out, nanBits);
+        const s = dev.stream() as any;
+        for (const d of pl.mk(ws[0])) s.dispatch(d);
+        await s.submit().done();
+        const y = (await toArray(dev, out)) as Float32Array;
+        let unwritten = 0;
+        for (let r = 0; r < m; r++) for (let c = 0; c < N; c++) if (Number.isNaN(y[r * N + c])) unwritten++;
+        let err = 0;
+        samples.forEach(([r, c], i) => {
+          const e = Math.abs(y[r * N + c] - ref[i]) / refMax;
+          err = Math.max(err, Number.isNaN(e) ? Infinity : e);
+        });
+        const bad = !ablation && (err > 1e-2 || unwritten > 0);
+        if (bad) failures++;
+        lines.push(`${label}  ${ms.toFixed(4)} ms  ${(flops / ms / 1e9).toFixed(1).padStart(6)} TFLOP/s  relErr ${err.toExponential(1)}${unwritten ? ` unwritten ${unwritten}` : ''}${bad ? '  FAIL' : ''}${ablation ? '  (ablation: output wrong by design)' : ''}`);
+      } catch (e) {
+        failures++;
+        lines.push(`${label}  FAIL (error) ${(e as Error).message.replace(/\s+/g, ' ').slice(0, 300)}`);
+      }
+      console.log(lines[lines.length - 1]);
+    }
+    dev.free(a.buffer);
+    dev.free(out.buffer);
+    for (const t of parts) dev.free(t.buffer);
+  }
+  for (const w of ws) dev.free(w.buffer);
+}
+console.log(failures ? `\n${failures} FAIL line(s)` : '\nall checked outputs within 1e-2');
+dev.destroy();
+process.exit(failures ? 1 : 0);
