@@ -60,9 +60,15 @@ function rand(n: number, scale = 1): Float32Array {
  * `make(i)` gives the i-th launch's args, so that inputs can rotate past the L2 cache.
  */
 async function time<K extends OpName>(dev: Device, name: K, make: (i: number) => OpArgs[K], reps: number, trials: number): Promise<number> {
-  const warm = dev.stream();
-  warm.op(name, make(0));
-  await warm.submit().done();
+  // warm-up: the op itself for 150 ms at least, so that the GPU's clocks have ramped after the
+  // uploads of its inputs (an H200 idling through a large upload ran the first launches at a
+  // third of their speed: 1.0 vs 3.8 TB/s for the same attention dispatch, 2026-11-26)
+  const t0 = performance.now();
+  do {
+    const warm = dev.stream();
+    for (let i = 0; i < reps; i++) warm.op(name, make(i));
+    await warm.submit().done();
+  } while (performance.now() - t0 < 150);
   const times: number[] = [];
   for (let t = 0; t < trials; t++) {
     const s = dev.stream({ timing: true });

@@ -2,14 +2,15 @@
 # ../shared/device/pack.sh, then node_modules re-packed without what no GPU-machine command uses
 # (the type checker, type declarations, and the openai client of the server tests), so
 # that .device plus the tree (the embedded model included) stay under the 64 MiB carry limit.
-# SLIM=1 also leaves out vega (the serving figure), for calls that carry native/build too.
+# SLIM=1 also leaves out vega (the serving figure) and lightningcss (vite's CSS, unused by the tests),
+# for calls that carry native/build too.
 set -euo pipefail
 cd "$(git rev-parse --show-toplevel)"
 bash ../shared/device/pack.sh >/dev/null
 tar --exclude='node_modules/webgpu/dist/darwin-*' --exclude='node_modules/webgpu/dist/win32-*' \
     --exclude='node_modules/webgpu/dist/linux-arm64' --exclude='node_modules/.cache' \
     --exclude='node_modules/typescript' --exclude='node_modules/@types' --exclude='node_modules/openai' \
-    ${SLIM:+--exclude='node_modules/vega*' --exclude='node_modules/d3-*'} -cf - node_modules | xz -T0 -6 > .device/node_modules.tar.xz
+    ${SLIM:+--exclude='node_modules/vega*' --exclude='node_modules/d3-*' --exclude='node_modules/lightningcss*'} -cf - node_modules | xz -T0 -6 > .device/node_modules.tar.xz
 tree=$(git ls-files -co --exclude-standard -z | du -cb --files0-from=- 2>/dev/null | tail -1 | cut -f1)
 extra=$( (du -scb native/build 2>/dev/null || true) | tail -1 | cut -f1)
 dev=$(du -sb .device | cut -f1)

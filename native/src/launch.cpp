@@ -164,11 +164,11 @@ Napi::Value Launch(const Napi::CallbackInfo& info) {
 #if !defined(PARALLM_EMU)
   if (profiling()) {
     ProfiledLaunch p{profile_key(op, a.Data(), a.ElementLength()), nullptr, nullptr};
-    gpuEventCreateWithFlags(&p.start, gpuEventDefault);
-    gpuEventCreateWithFlags(&p.end, gpuEventDefault);
-    gpuEventRecord(p.start, ctx.stream);
+    (void)gpuEventCreateWithFlags(&p.start, gpuEventDefault);
+    (void)gpuEventCreateWithFlags(&p.end, gpuEventDefault);
+    (void)gpuEventRecord(p.start, ctx.stream);
     run_launch(env, op, a.Data(), a.ElementLength());
-    gpuEventRecord(p.end, ctx.stream);
+    (void)gpuEventRecord(p.end, ctx.stream);
     profiled.push_back(p);
     return env.Undefined();
   }
@@ -184,16 +184,16 @@ Napi::Value Profile(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   Napi::Object o = Napi::Object::New(env);
 #if !defined(PARALLM_EMU)
-  if (!profiled.empty()) gpuEventSynchronize(profiled.back().end);
+  if (!profiled.empty()) (void)gpuEventSynchronize(profiled.back().end);
   for (ProfiledLaunch& p : profiled) {
     float ms = 0.f;
-    gpuEventElapsedTime(&ms, p.start, p.end);
+    (void)gpuEventElapsedTime(&ms, p.start, p.end);
     Napi::Array e = o.Has(p.key) ? o.Get(p.key).As<Napi::Array>() : Napi::Array::New(env, 2);
     if (!o.Has(p.key)) e.Set(0u, 0.0), e.Set(1u, 0.0), o.Set(p.key, e);
     e.Set(0u, e.Get(0u).As<Napi::Number>().DoubleValue() + ms);
     e.Set(1u, e.Get(1u).As<Napi::Number>().DoubleValue() + 1);
-    gpuEventDestroy(p.start);
-    gpuEventDestroy(p.end);
+    (void)gpuEventDestroy(p.start);
+    (void)gpuEventDestroy(p.end);
   }
   profiled.clear();
 #endif

@@ -11,7 +11,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type DType, type Device, TensorTooLargeError, createDevice, empty, fromArray, roundTrip, toArray, view } from '../../src/device/index.ts';
 import type { WebGpuDevice } from '../../src/device/webgpu/backend.ts';
-import { DECODE_FILL, MIN_PARTITION, V2_MIN_CONTEXT, planPagedAttention } from '../../src/device/webgpu/attention.ts';
+import { DECODE_FILL, DECODE_V1_MAX, MIN_PARTITION, V2_MIN_CONTEXT, planPagedAttention } from '../../src/device/webgpu/attention.ts';
 import { SEED, type HostTensor, backendsUnderTest, host, normal, openBackend, output, reference, relErr, rng, runOp } from './harness.ts';
 import { cacheArgs, pagedCache, rowErr, shuffle } from './paged.ts';
 
@@ -57,6 +57,9 @@ const PREFILL: PrefillCase[] = [
   // chunks of 0 or 1 mod 64 (so mod any power-of-two tile height): the launched tile count,
   // an upper bound, is then exact, and a workgroup that misplaces its tile leaves rows unwritten
   ['exact tile count', [64, 1, 140, 65], [64, 1, 128, 65], 16, 8, 2, 64, 'f16'],
+  // several query tiles and key tiles of the native f16 path (32 rows x 64 keys), with a prefix
+  ['many tiles, GQA, f16', [300, 65, 1], [280, 64, 1], 16, 8, 2, 128, 'f16'],
+  ['head size 80 (not a power of two), f16', [90, 33], [90, 10], 8, 4, 2, 80, 'f16'],
 ];
 
 describe.each(backendsUnderTest())('%s backend: paged attention', (backend) => {
@@ -268,10 +271,14 @@ describe.each(backendsUnderTest())('%s backend: paged attention', (backend) => {
       partitionSize,
     });
     const files = (d: ReturnType<typeof planPagedAttention>) => d.map((x) => x.file);
-    // DECODE_FILL / 2 sequences x 2 head blocks fill the GPU with 64 blocks of 16 in one partition
-    const many = planPagedAttention(g, args(DECODE_FILL / 2, 64));
+    // DECODE_FILL / 2 sequences x 2 head blocks fill the GPU with DECODE_V1_MAX keys in one partition
+    const many = planPagedAttention(g, args(DECODE_FILL / 2, DECODE_V1_MAX / 16));
     expect(files(many)).toEqual(['paged_attention.wgsl']);
     expect(many[0].grid[0] * (many[0].grid[1] ?? 1)).toBeGreaterThanOrEqual(DECODE_FILL);
+    // and longer contexts in partitions of DECODE_V1_MAX keys
+    const longer = planPagedAttention(g, args(DECODE_FILL / 2, 64));
+    expect(files(longer)).toEqual(['paged_attention.wgsl', 'paged_attention_reduce.wgsl']);
+    expect(longer[0].params.partition_size).toBe(DECODE_V1_MAX);
     // few sequences: partitions, halved down to MIN_PARTITION until the launch fills the GPU
     const few = planPagedAttention(g, args(3, 64));
     expect(files(few)).toEqual(['paged_attention.wgsl', 'paged_attention_reduce.wgsl']);

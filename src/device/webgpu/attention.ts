@@ -219,6 +219,13 @@ const DECODE_SCORES = 2048;
  * more partitions. Untuned: about four resident workgroups on each of an H200's 132 SMs.
  */
 export const DECODE_FILL = 512;
+/**
+ * The longest context a filled decode launch walks in one partition when the planner chooses;
+ * longer ones split into partitions of this many keys. On an H200 (bench/lab.ts attn,
+ * 2026-11-26) 64 and 128 sequences x 1024 keys ran at 4.2-4.3 TB/s in partitions of 256 and
+ * 3.8-3.9 TB/s in one partition of 1024.
+ */
+export const DECODE_V1_MAX = 256;
 /** The shortest partition the planner splits a context into when it chooses (keys). */
 export const MIN_PARTITION = 128;
 
@@ -286,9 +293,9 @@ export function planPagedAttention(dev: WebGpuDevice, a: OpArgs['paged_attention
 
   let ps: number;
   if ((a.partitionSize ?? 0) > 0) ps = Math.min(a.partitionSize!, pkMax);
-  else if (bound <= pkMax && units >= DECODE_FILL) ps = bound;
+  else if (bound <= DECODE_V1_MAX && units >= DECODE_FILL) ps = bound;
   else {
-    ps = Math.min(pkMax, nextPow2(bound));
+    ps = Math.min(pkMax, DECODE_V1_MAX, nextPow2(bound));
     while (ps > MIN_PARTITION && units * Math.ceil(bound / ps) < DECODE_FILL) ps /= 2;
   }
   const partitions = Math.max(1, Math.ceil(bound / ps));
