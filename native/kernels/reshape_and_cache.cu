@@ -10,21 +10,22 @@ namespace parallm {
 
 template <typename T>
 __global__ void reshape_and_cache_kernel(const float* key, const float* value, T* key_cache, T* value_cache, const int32_t* slot_mapping, int n, int width, int64_t num_slots) {
-  const int64_t g = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
-  if (g >= static_cast<int64_t>(n) * width) return;
-  const int64_t t = g / width;
-  const int e = static_cast<int>(g % width);
-  const int slot = slot_mapping[t];
-  if (slot < 0 || slot >= num_slots) return;
-  const int64_t at = static_cast<int64_t>(slot) * width + e;
-  key_cache[at] = from_f32<T>(key[g]);
-  value_cache[at] = from_f32<T>(value[g]);
+  // tokens along grid y (strided past 65535), the row along x: no 64-bit division per element
+  const int e = blockIdx.x * blockDim.x + threadIdx.x;
+  if (e >= width) return;
+  for (int t = blockIdx.y; t < n; t += gridDim.y) {
+    const int slot = slot_mapping[t];
+    if (slot < 0 || slot >= num_slots) continue;
+    const int64_t at = static_cast<int64_t>(slot) * width + e;
+    const int64_t g = static_cast<int64_t>(t) * width + e;
+    key_cache[at] = from_f32<T>(key[g]);
+    value_cache[at] = from_f32<T>(value[g]);
+  }
 }
 
 void reshape_and_cache(const ReshapeAndCacheArgs& a, gpuStream_t stream) {
-  const int64_t count = static_cast<int64_t>(a.n) * a.width;
-  if (count == 0) return;
-  const unsigned blocks = grid_for(count, 256);
+  if (a.n == 0 || a.width == 0) return;
+  const dim3 blocks(grid_for(a.width, 256), static_cast<unsigned>(a.n < 65535 ? a.n : 65535));
   if (a.dtype == kF16) {
     reshape_and_cache_kernel<__half><<<blocks, 256, 0, stream>>>(a.key, a.value, static_cast<__half*>(a.key_cache), static_cast<__half*>(a.value_cache), a.slot_mapping, a.n, a.width, a.num_slots);
   } else {

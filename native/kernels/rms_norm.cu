@@ -27,8 +27,59 @@ __global__ void __launch_bounds__(1024) rms_norm_kernel(const float* x, const T*
   for (int j = threadIdx.x; j < hidden; j += blockDim.x) out[base + j] = src[base + j] * scale * to_f32(weight[j]);
 }
 
+// Rows of up to 256 x 4 x kRmsVec values that split into float4s: the row stays in registers
+// between the sum of squares and the scaling (one read of x and residual), 16-byte accesses.
+constexpr int kRmsThreads = 256;
+constexpr int kRmsVec = 8;
+
+template <typename T>
+__global__ void __launch_bounds__(kRmsThreads) rms_norm_vec4_kernel(const float* x, const T* weight, float* out, float* residual, int hidden, float eps) {
+  __shared__ float red[kMaxWarps];
+  const int64_t base = static_cast<int64_t>(blockIdx.x) * hidden;
+  const int h4 = hidden / 4;
+  const float4* x4 = reinterpret_cast<const float4*>(x + base);
+  float4* r4 = residual ? reinterpret_cast<float4*>(residual + base) : nullptr;
+  float4 v[kRmsVec];
+  float ss = 0.f;
+#pragma unroll
+  for (int u = 0; u < kRmsVec; u++) {
+    const int j = threadIdx.x + u * kRmsThreads;
+    if (j < h4) {
+      float4 a = x4[j];
+      if (r4) {
+        const float4 r = r4[j];
+        a.x += r.x, a.y += r.y, a.z += r.z, a.w += r.w;
+        r4[j] = a;  // stored as f32 before it is normalised (the reference does so too)
+      }
+      v[u] = a;
+      ss += a.x * a.x + a.y * a.y + a.z * a.z + a.w * a.w;
+    }
+  }
+  ss = block_sum(ss, red);
+  const float scale = 1.f / sqrtf(ss / static_cast<float>(hidden) + eps);
+  float4* o4 = reinterpret_cast<float4*>(out + base);
+#pragma unroll
+  for (int u = 0; u < kRmsVec; u++) {
+    const int j = threadIdx.x + u * kRmsThreads;
+    if (j < h4) {
+      const float4 a = v[u];
+      float4 o;
+      o.x = a.x * scale * to_f32(weight[4 * j]);
+      o.y = a.y * scale * to_f32(weight[4 * j + 1]);
+      o.z = a.z * scale * to_f32(weight[4 * j + 2]);
+      o.w = a.w * scale * to_f32(weight[4 * j + 3]);
+      o4[j] = o;
+    }
+  }
+}
+
 void rms_norm(const RmsNormArgs& a, gpuStream_t stream) {
   if (a.n == 0) return;
+  const auto aligned = [](const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; };
+  if (a.hidden % 4 == 0 && a.hidden <= 4 * kRmsThreads * kRmsVec && aligned(a.x) && aligned(a.out) && (!a.residual || aligned(a.residual))) {
+    PARALLM_DISPATCH_DTYPE(a.dtype, T, rms_norm_vec4_kernel<T><<<a.n, kRmsThreads, 0, stream>>>(a.x, static_cast<const T*>(a.weight), a.out, a.residual, a.hidden, a.eps));
+    return;
+  }
   const int threads = a.hidden >= 2048 ? 1024 : 256;
   PARALLM_DISPATCH_DTYPE(a.dtype, T, rms_norm_kernel<T><<<a.n, threads, 0, stream>>>(a.x, static_cast<const T*>(a.weight), a.out, a.residual, a.hidden, a.eps));
 }
