@@ -194,7 +194,7 @@ export async function runOpsBench(opts: BenchOptions): Promise<BenchResult> {
       dev.free(out.buffer);
     }
     // decode batches of a continuous-batching step (64, 256 rows) and a prefill chunk (2048)
-    for (const m of quick ? [256] : [64, 256, 2048]) {
+    for (const m of quick ? [256] : [64, 256, 2048, 4096]) {
       const a = fromArray(dev, rand(m * k), [m, k], 'f32');
       const out = empty(dev, [m, n], 'f32');
       const args = { a, w: ws[0], out };
@@ -298,7 +298,7 @@ async function attentionRows(dev: Device, quick: boolean, reps: number, trials: 
     }
     for (const t of [cache.keyCache, cache.valueCache, tables, lens, q, out]) dev.free(t.buffer);
   }
-  for (const T of quick ? [128] : [512, 2048]) {
+  for (const T of quick ? [128] : [512, 2048, 4096]) {
     const per = T / bs;
     const cache = pool(per);
     const tables = fromArray(dev, Array.from({ length: per }, (_, i) => i), [1, per], 'i32');
