@@ -9,15 +9,18 @@
 //   padded by 8 halves so that the matrix loads (8 rows of 16 bytes per phase) hit 8 distinct
 //   16-byte bank groups.
 // - Stores into workgroup memory are f16 scalars (a subgroup matrix loads only from an array of
-//   its component type). A lane writes one half of its 16-byte chunk per store, so in
-//   matmul_sgmat.wgsl the 32 lanes of a store hit the same word of 32 chunks: 8 banks, a 4-way
-//   conflict, 32 shared-memory cycles per 512 bytes. Here the lanes of one store cover 8 rows x 4
+//   its component type). A lane writes one half of its 16-byte chunk per store, so in the
+//   64x128 kernel (shaders/lab/sgmat_staged_64x128.wgsl) the 32 lanes of a store hit the same
+//   word of 32 chunks: 8 banks, a 4-way conflict, 32 shared-memory cycles per 512 bytes. Here the lanes of one store cover 8 rows x 4
 //   chunks (rows differ in lane & 7, chunks in lane >> 3) and a lane writes the words of its
 //   chunk in an order rotated by lane >> 3: with a row stride of 5 (BK 32) or 9 (BK 64) chunks,
 //   the 32 lanes then hit 32 banks.
 // - Global loads of 8 rows x 64 contiguous bytes per subgroup instruction: whole 32-byte sectors.
 // - PREFETCH: the next k-slice is loaded into registers while the matrix units work on this one
 //   (register double buffering; two workgroup buffers would not fit the larger tiles in 32 KiB).
+//
+// sgmat_v2_128 became the op's kernel, shaders/matmul_sgmat.wgsl (hand-maintained there, with
+// the edge guards it needs: rows past m, columns past n).
 //
 // Contract of the generated kernels (the lab keeps it; the planner would have to as well):
 // a: [m_pad, k] f16 and out: [m_pad, ldo] f32 with m_pad a multiple of TM (a zero past m);

@@ -1,5 +1,6 @@
 // Subgroup-matrix matmul lab: the op's kernel (matmul_sgmat.wgsl, launched as the planner launches
-// it, split k included) against the variants shaders/lab/sgmat_v2_*.wgsl (bench/lab-sgmat-gen.ts
+// it, split k included) and the 64 x 128 kernel before it (shaders/lab/sgmat_staged_64x128.wgsl)
+// against the variants shaders/lab/sgmat_v2_*.wgsl (bench/lab-sgmat-gen.ts
 // says what each changes), on the LLaMA-2-7B projections at decode-batch and prefill rows.
 // One line per (variant, shape): ms, TFLOP/s, and the largest error of 256 sampled outputs
 // against a float64 product of the same f16 inputs on the host (FAIL past 1e-2), plus a count
@@ -9,7 +10,7 @@
 //   npx tsx bench/lab-sgmat.ts [--quick] [--only=name,name] [--m=64,2048] [--shapes=4096x4096]
 import { createDevice, empty, f16BitsToF32, type Tensor, toArray } from '../src/device/index.ts';
 import type { WebGpuDevice } from '../src/device/webgpu/backend.ts';
-import { sgmatSplits } from '../src/device/webgpu/matmul.ts';
+import { SG_TILE_M, SG_TILE_N, sgmatSplits } from '../src/device/webgpu/matmul.ts';
 import { type Dispatch, grid } from '../src/device/webgpu/plan.ts';
 import { generate, type SgVariant, SHADER_LAB_DIR, smemBytes, tileOf, VARIANTS } from './lab-sgmat-gen.ts';
 import { readFileSync } from 'node:fs';
@@ -133,20 +134,25 @@ for (const [N, K] of shapes) {
     };
     const flops = 2 * m * N * K;
     const plans: Plan[] = [];
-    // the op's kernel, launched as planMatmul does (a padded to 64 rows; split k by sgmatSplits)
-    {
-      const tilesN = Math.ceil(N / 128);
-      const tiles = Math.ceil(m / 64) * tilesN;
+    // the op's kernel, launched as planMatmul does (a padded to SG_TILE_M rows; split k by
+    // sgmatSplits), and the 64 x 128 kernel it replaced, launched as the planner launched it
+    for (const [label, file, tm] of [
+      [`matmul_sgmat (op) ${SG_TILE_M}x${SG_TILE_N}`, 'matmul_sgmat.wgsl', SG_TILE_M],
+      ['sgmat_staged_64x128 (previous op)', 'lab/sgmat_staged_64x128.wgsl', 64],
+    ] as const) {
+      const tilesN = Math.ceil(N / SG_TILE_N);
+      const tiles = Math.ceil(m / tm) * tilesN;
       const { splits, chunk } = sgmatSplits(tiles, K);
       const p = { m, n: N, k: K, ldo: N, col0: 0, tiles_n: tilesN, tiles };
       const part = splits > 1 ? partOf(splits, m) : out;
+      const ov: Record<string, number> = tm === 64 ? { BK: 32 } : {};
       plans.push({
-        label: `matmul_sgmat (op) 64x128${splits > 1 ? ` split ${splits}` : ''}`,
+        label: `${label}${splits > 1 ? ` split ${splits}` : ''}`,
         mk: (w) =>
           splits === 1
-            ? [D('matmul_sgmat.wgsl', { a, w, out }, { ...p, k_chunk: K, split_stride: 0 }, grid(tiles), ['W_F16'], { BK: 32 })]
+            ? [D(file, { a, w, out }, { ...p, k_chunk: K, split_stride: 0 }, grid(tiles), ['W_F16'], ov)]
             : [
-                D('matmul_sgmat.wgsl', { a, w, out: part }, { ...p, ldo: N, k_chunk: chunk, split_stride: m * N }, grid(tiles * splits), [], { BK: 32 }),
+                D(file, { a, w, out: part }, { ...p, k_chunk: chunk, split_stride: m * N }, grid(tiles * splits), [], ov),
                 D('matmul_splitk_reduce.wgsl', { part, out }, { m, n: N, ldo: N, col0: 0, splits }, grid(Math.ceil((m * N) / 256))),
               ],
       });

@@ -65,8 +65,9 @@ for (const [N, K] of want('wsum') ? [[4096, 4096], [11008, 4096], [4096, 11008]]
   dev.free(o.buffer);
 }
 // subgroup-matrix matmul over m: the op's kernel (operands staged through workgroup memory with
-// 16-byte loads, 64x128 tiles) against the kernels that load the matrices straight from storage
-// (64x128 and 64x64 tiles); every variant writes a fresh output, checked against the op's.
+// 16-byte loads, 128x128 tiles) against the 64x128 staged kernel before it and the kernels that
+// load the matrices straight from storage (64x128 and 64x64 tiles); every variant writes a fresh
+// output, checked against the op's.
 if (want('sgmat')) {
   for (const [N, K] of [[4096, 4096], [11008, 4096]]) {
     const w = t(rnd(N * K, 0.02), [N, K], 'f16');
@@ -74,8 +75,9 @@ if (want('sgmat')) {
       const a16 = t(rnd(m * K), [m, K], 'f16');
       const p = { m, n: N, k: K, ldo: N, col0: 0 };
       const variants: [string, string, number, number, Record<string, number>][] = [
-        ['sgmat op: staged 64x128 BK32', 'matmul_sgmat.wgsl', 64, 128, { BK: 32 }],
-        ['sgmat staged 64x128 BK64', 'matmul_sgmat.wgsl', 64, 128, { BK: 64 }],
+        ['sgmat op: staged 128x128 BK32, prefetch', 'matmul_sgmat.wgsl', 128, 128, {}],
+        ['sgmat staged 64x128 BK32', 'lab/sgmat_staged_64x128.wgsl', 64, 128, { BK: 32 }],
+        ['sgmat staged 64x128 BK64', 'lab/sgmat_staged_64x128.wgsl', 64, 128, { BK: 64 }],
         ['sgmat direct 64x128', 'lab/sgmat_direct_64x128.wgsl', 64, 128, {}],
         ['sgmat direct 64x64', 'lab/sgmat_direct.wgsl', 64, 64, {}],
       ];

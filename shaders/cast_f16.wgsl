@@ -1,5 +1,6 @@
 // cast_f16: out = f16(x), rows past m (up to the padded row count) set to zero. Feeds the
-// subgroup-matrix matmul, whose operands are f16 and whose tiles read whole 64-row blocks.
+// subgroup-matrix matmul, whose operands are f16 and whose tiles read whole blocks of rows
+// (SG_TILE_M, 128 in matmul_sgmat.wgsl).
 // x: [m, k] f32 with k % 4 == 0; out: [m_pad, k] f16 (as u32 pairs, four halves per vec2u).
 
 #include "lib/common.wgsl"

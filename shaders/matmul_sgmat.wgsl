@@ -1,20 +1,29 @@
 // matmul_sgmat: out = a @ w^T (+ bias) on the matrix units (tensor cores) through WGSL
 // subgroup matrices, f16 x f16 -> f32, 16 x 16 x 16.
 //
-// A workgroup of four subgroups owns a 64 x 128 block of out, each subgroup 32 x 64 as 2 x 4
-// accumulators (6 matrix loads feed 8 multiplies per 16 of k). Per k-slice of BK the workgroup
-// copies a [64, BK] tile of a and a [128, BK] tile of w into workgroup memory with 16-byte
-// loads (rows padded by 8 halves against bank conflicts), and the matrix loads read from there.
-// On an H200 this is 2-4x the kernel that loaded the matrices straight from storage
-// (shaders/lab/sgmat_direct_64x128.wgsl; docs/perf-notes.md): a matrix load from storage cannot
-// tell the driver that its rows are 16-byte aligned, one from workgroup memory can.
-// a: [m_pad, k] f16, m_pad a multiple of 64 (zero rows past m, see cast_f16.wgsl); w: [n, k]
+// A workgroup of four subgroups owns a 128 x 128 block of out, each subgroup 64 x 64 as 4 x 4
+// accumulators: per 16 of k, 8 matrix loads feed 16 multiplies, where the 64 x 128 tile before it
+// (shaders/lab/sgmat_staged_64x128.wgsl, 32 x 64 per subgroup) needed 6 loads for 8. The
+// accumulators are sixteen named variables: an array of them was not kept in registers (15
+// TFLOP/s, docs/perf-notes.md). Per k-slice of BK the workgroup copies a [128, BK] tile of a and
+// a [128, BK] tile of w into workgroup memory with 16-byte loads (rows padded by 8 halves against
+// bank conflicts) and the matrix loads read from there: a matrix load from storage cannot tell
+// the driver that its rows are 16-byte aligned, one from workgroup memory can (2-4x, perf-notes).
+// The next k-slice is loaded into registers while the matrix units work on this one; two
+// workgroup buffers would not fit. On an H200, as the lab variant shaders/lab/sgmat_v2_128.wgsl
+// (bench/lab-sgmat.ts, n x k = 4096 x 4096, one run): 86.5 TFLOP/s against 64.4 for the 64 x 128
+// kernel at 256 rows (split k 8), 22.9 against 19.0 at 2048 rows (split k 2).
+//
+// a: [m_pad, k] f16, m_pad a multiple of 128 (zero rows past m, see cast_f16.wgsl); w: [n, k]
 // f16; both bound as vec4<u32> (8 halves), so k % 8 == 0; k past the last whole BK and rows of w
-// past n read as zeros. bias: [ldo] f32; out: [m, ldo] f32, columns [col0, col0 + n).
-// Split k (SPLIT_K): where the tiles alone are too few to fill the GPU (decode batches of a
+// past n read as zeros. bias: [ldo] f32; out: [m, ldo] f32, columns [col0, col0 + n); rows past
+// m and columns past n are never written (tiles that cross them store through workgroup memory).
+// Split k: where the tiles alone are too few to fill the GPU (decode batches of a
 // few hundred rows), workgroup t works on k-chunk t / tiles and writes its partial product to
 // out + chunk * split_stride (out is then a [splits, m, n] scratch) and
 // matmul_splitk_reduce.wgsl sums the chunks and adds the bias.
+// Workgroup memory: 2 x 128 x 40 halves + 4 KiB = 24 KiB (WebGPU's default limit is 16 KiB; the
+// device asks for the adapter's).
 enable f16;
 enable subgroups;
 enable chromium_experimental_subgroup_matrix;
@@ -30,31 +39,83 @@ struct Params { m: u32, n: u32, k: u32, ldo: u32, col0: u32, tiles_n: u32, tiles
 #endif
 @group(0) @binding(4) var<storage, read_write> out: array<f32>;
 
-// k-slice; the planner always sets it (32 measured best on an H200: 64 is 20% slower at 2048
-// rows), so that it is a const here and can size the workgroup arrays
-override BK: u32 = 32u;
-const TM = 64u;
+// k-slice: 32 (64 was slower with either tile, perf-notes and the lab's sgmat_v2_128_bk64, and
+// needs 40 KiB here); the staging below assumes 4 chunks of 8 halves per tile row. The planner's
+// split-k chunks are multiples of it (SG_BK).
+const BK = 32u;
+const TM = 128u;
 const TN = 128u;
 const KP = BK + 8u;
-const V = BK / 8u; // vec4<u32> per tile row
 var<workgroup> as_: array<f16, TM * KP>;
 var<workgroup> ws_: array<f16, TN * KP>;
 var<workgroup> edge: array<f32, 4u * 256u>;
 
-fn put8(dst: u32, v: vec4<u32>, is_w: bool) {
-  let h0 = bitcast<vec2<f16>>(v.x);
-  let h1 = bitcast<vec2<f16>>(v.y);
-  let h2 = bitcast<vec2<f16>>(v.z);
-  let h3 = bitcast<vec2<f16>>(v.w);
-  if (is_w) {
-    ws_[dst] = h0.x; ws_[dst + 1u] = h0.y; ws_[dst + 2u] = h1.x; ws_[dst + 3u] = h1.y;
-    ws_[dst + 4u] = h2.x; ws_[dst + 5u] = h2.y; ws_[dst + 6u] = h3.x; ws_[dst + 7u] = h3.y;
-  } else {
-    as_[dst] = h0.x; as_[dst + 1u] = h0.y; as_[dst + 2u] = h1.x; as_[dst + 3u] = h1.y;
-    as_[dst + 4u] = h2.x; as_[dst + 5u] = h2.y; as_[dst + 6u] = h3.x; as_[dst + 7u] = h3.y;
-  }
+// v's words in the order rot, rot + 1, .. (mod 4); by selects: a dynamic index v[(rot + s) & 3]
+// went through memory and made the lab kernel slower than the one it replaced (13.6 vs 19.1
+// TFLOP/s, bench/results/lab/sgmat-v2-*-a.txt)
+fn rotated(v: vec4<u32>, rot: u32) -> vec4<u32> {
+  return select(select(v, v.yzwx, rot == 1u), select(v.zwxy, v.wxyz, rot == 3u), rot >= 2u);
 }
 
+// The 8 halves of v (one 16-byte chunk of a tile row) into as_ at d. A subgroup store covers 8
+// rows x 4 chunks, and a row is 5 chunks long (KP = 40 halves): writing word s of every chunk at
+// step s would put the 32 lanes on 8 banks (4-way conflict); starting at word rot = the lane's
+// chunk column puts them on 32.
+fn put_a(d: u32, v: vec4<u32>, rot: u32) {
+  let r = rotated(v, rot);
+  let o0 = d + 2u * (rot & 3u);
+  let h0 = bitcast<vec2<f16>>(r.x);
+  as_[o0] = h0.x;
+  as_[o0 + 1u] = h0.y;
+  let o1 = d + 2u * ((rot + 1u) & 3u);
+  let h1 = bitcast<vec2<f16>>(r.y);
+  as_[o1] = h1.x;
+  as_[o1 + 1u] = h1.y;
+  let o2 = d + 2u * ((rot + 2u) & 3u);
+  let h2 = bitcast<vec2<f16>>(r.z);
+  as_[o2] = h2.x;
+  as_[o2 + 1u] = h2.y;
+  let o3 = d + 2u * ((rot + 3u) & 3u);
+  let h3 = bitcast<vec2<f16>>(r.w);
+  as_[o3] = h3.x;
+  as_[o3 + 1u] = h3.y;
+}
+
+// put_a for ws_ (a subgroup matrix loads from an array of its own component type, so the two
+// tiles are separate arrays and a pointer to either cannot be passed in)
+fn put_w(d: u32, v: vec4<u32>, rot: u32) {
+  let r = rotated(v, rot);
+  let o0 = d + 2u * (rot & 3u);
+  let h0 = bitcast<vec2<f16>>(r.x);
+  ws_[o0] = h0.x;
+  ws_[o0 + 1u] = h0.y;
+  let o1 = d + 2u * ((rot + 1u) & 3u);
+  let h1 = bitcast<vec2<f16>>(r.y);
+  ws_[o1] = h1.x;
+  ws_[o1 + 1u] = h1.y;
+  let o2 = d + 2u * ((rot + 2u) & 3u);
+  let h2 = bitcast<vec2<f16>>(r.z);
+  ws_[o2] = h2.x;
+  ws_[o2 + 1u] = h2.y;
+  let o3 = d + 2u * ((rot + 3u) & 3u);
+  let h3 = bitcast<vec2<f16>>(r.w);
+  ws_[o3] = h3.x;
+  ws_[o3 + 1u] = h3.y;
+}
+
+fn load_a(i: u32, ok: bool) -> vec4<u32> {
+  if (ok) { return a[i]; }
+  return vec4<u32>();
+}
+
+fn load_w(i: u32, ok: bool) -> vec4<u32> {
+  if (ok) { return w[i]; }
+  return vec4<u32>();
+}
+
+// One 16 x 16 accumulator into out at rows r.., columns c.. of this tile's chunk. Where the tile
+// crosses row m or column n (inside false, the same for the whole workgroup) it goes through this
+// subgroup's 256 floats of edge and only the elements inside are copied out.
 fn store(acc: subgroup_matrix_result<f32, 16, 16>, base: u32, r: u32, c: u32, inside: bool, sg: u32, lane: u32, sgs: u32) {
   if (inside) {
     subgroupMatrixStore<row_major>(&out, base + r * params.ldo + params.col0 + c, acc, params.ldo);
@@ -76,16 +137,42 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, 
   let t = wg_index(wid, nwg);
   let chunk = t / params.tiles;
   let tile = t % params.tiles;
-  let base = chunk * params.split_stride;
   let k_begin = chunk * params.k_chunk;
+  // a grid of more than 65535 workgroups is rounded up to a rectangle (plan.ts grid): the extra
+  // ones have no k-chunk, and without this would store zeros over tile t % tiles
+  if (k_begin >= params.k) { return; }
+  let base = chunk * params.split_stride;
   let k_end = min(params.k, k_begin + params.k_chunk);
   let tr = (tile / params.tiles_n) * TM;
   let tc = (tile % params.tiles_n) * TN;
   let sg = lid / sgs;
-  let sr = (sg / 2u) * 32u; // this subgroup's rows and columns within the tile
+  let sr = (sg / 2u) * 64u; // this subgroup's rows and columns within the tile
   let sc = (sg % 2u) * 64u;
   let k8 = params.k / 8u;
   let end8 = k_end / 8u;
+
+  // Staging: thread lid copies 16-byte chunk cq of tile rows row0, row0 + 32, row0 + 64 and
+  // row0 + 96 of both a and w. The 32 lanes of a subgroup cover 8 rows x 4 chunks: 64 contiguous
+  // bytes of each row per load (whole 32-byte sectors), 32 banks per workgroup store (put_a).
+  let cq = (lid >> 3u) & 3u;
+  let row0 = (lid >> 5u) * 8u + (lid & 7u);
+  let d0 = row0 * KP + cq * 8u;
+  let d1 = d0 + 32u * KP;
+  let d2 = d0 + 64u * KP;
+  let d3 = d0 + 96u * KP;
+  let ap0 = (tr + row0) * k8 + cq; // a has m_pad rows: every tile row exists
+  let ap1 = ap0 + 32u * k8;
+  let ap2 = ap0 + 64u * k8;
+  let ap3 = ap0 + 96u * k8;
+  let wp0 = (tc + row0) * k8 + cq;
+  let wp1 = wp0 + 32u * k8;
+  let wp2 = wp0 + 64u * k8;
+  let wp3 = wp0 + 96u * k8;
+  let wok0 = tc + row0 < params.n;
+  let wok1 = tc + row0 + 32u < params.n;
+  let wok2 = tc + row0 + 64u < params.n;
+  let wok3 = tc + row0 + 96u < params.n;
+
   var c00 = subgroup_matrix_result<f32, 16, 16>();
   var c01 = subgroup_matrix_result<f32, 16, 16>();
   var c02 = subgroup_matrix_result<f32, 16, 16>();
@@ -94,41 +181,78 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, 
   var c11 = subgroup_matrix_result<f32, 16, 16>();
   var c12 = subgroup_matrix_result<f32, 16, 16>();
   var c13 = subgroup_matrix_result<f32, 16, 16>();
+  var c20 = subgroup_matrix_result<f32, 16, 16>();
+  var c21 = subgroup_matrix_result<f32, 16, 16>();
+  var c22 = subgroup_matrix_result<f32, 16, 16>();
+  var c23 = subgroup_matrix_result<f32, 16, 16>();
+  var c30 = subgroup_matrix_result<f32, 16, 16>();
+  var c31 = subgroup_matrix_result<f32, 16, 16>();
+  var c32 = subgroup_matrix_result<f32, 16, 16>();
+  var c33 = subgroup_matrix_result<f32, 16, 16>();
+
+  // the first k-slice; later ones are loaded one iteration ahead
+  var kv = k_begin / 8u;
+  var kin = kv + cq < end8;
+  var va0 = load_a(ap0 + kv, kin);
+  var va1 = load_a(ap1 + kv, kin);
+  var va2 = load_a(ap2 + kv, kin);
+  var va3 = load_a(ap3 + kv, kin);
+  var vw0 = load_w(wp0 + kv, kin && wok0);
+  var vw1 = load_w(wp1 + kv, kin && wok1);
+  var vw2 = load_w(wp2 + kv, kin && wok2);
+  var vw3 = load_w(wp3 + kv, kin && wok3);
   for (var k0 = k_begin; k0 < k_end; k0 += BK) {
-    let kv = k0 / 8u;
-    for (var e = lid; e < TM * V; e += 128u) {
-      let row = e / V;
-      let cv = e % V;
-      var v = vec4<u32>();
-      if (kv + cv < end8) { v = a[(tr + row) * k8 + kv + cv]; }
-      put8(row * KP + cv * 8u, v, false);
-    }
-    for (var e = lid; e < TN * V; e += 128u) {
-      let row = e / V;
-      let cv = e % V;
-      var v = vec4<u32>();
-      if (tc + row < params.n && kv + cv < end8) { v = w[(tc + row) * k8 + kv + cv]; }
-      put8(row * KP + cv * 8u, v, true);
-    }
+    put_a(d0, va0, cq);
+    put_a(d1, va1, cq);
+    put_a(d2, va2, cq);
+    put_a(d3, va3, cq);
+    put_w(d0, vw0, cq);
+    put_w(d1, vw1, cq);
+    put_w(d2, vw2, cq);
+    put_w(d3, vw3, cq);
     workgroupBarrier();
+    // the next slice is in flight while the matrix units work on this one
+    if (k0 + BK < k_end) {
+      kv = (k0 + BK) / 8u;
+      kin = kv + cq < end8;
+      va0 = load_a(ap0 + kv, kin);
+      va1 = load_a(ap1 + kv, kin);
+      va2 = load_a(ap2 + kv, kin);
+      va3 = load_a(ap3 + kv, kin);
+      vw0 = load_w(wp0 + kv, kin && wok0);
+      vw1 = load_w(wp1 + kv, kin && wok1);
+      vw2 = load_w(wp2 + kv, kin && wok2);
+      vw3 = load_w(wp3 + kv, kin && wok3);
+    }
     for (var ks = 0u; ks < BK; ks += 16u) {
       let l0 = subgroupMatrixLoad<subgroup_matrix_left<f16, 16, 16>, row_major>(&as_, sr * KP + ks, KP);
       let l1 = subgroupMatrixLoad<subgroup_matrix_left<f16, 16, 16>, row_major>(&as_, (sr + 16u) * KP + ks, KP);
+      let l2 = subgroupMatrixLoad<subgroup_matrix_left<f16, 16, 16>, row_major>(&as_, (sr + 32u) * KP + ks, KP);
+      let l3 = subgroupMatrixLoad<subgroup_matrix_left<f16, 16, 16>, row_major>(&as_, (sr + 48u) * KP + ks, KP);
       let q0 = subgroupMatrixLoad<subgroup_matrix_right<f16, 16, 16>, col_major>(&ws_, sc * KP + ks, KP);
-      let q1 = subgroupMatrixLoad<subgroup_matrix_right<f16, 16, 16>, col_major>(&ws_, (sc + 16u) * KP + ks, KP);
-      let q2 = subgroupMatrixLoad<subgroup_matrix_right<f16, 16, 16>, col_major>(&ws_, (sc + 32u) * KP + ks, KP);
-      let q3 = subgroupMatrixLoad<subgroup_matrix_right<f16, 16, 16>, col_major>(&ws_, (sc + 48u) * KP + ks, KP);
       c00 = subgroupMatrixMultiplyAccumulate(l0, q0, c00);
-      c01 = subgroupMatrixMultiplyAccumulate(l0, q1, c01);
-      c02 = subgroupMatrixMultiplyAccumulate(l0, q2, c02);
-      c03 = subgroupMatrixMultiplyAccumulate(l0, q3, c03);
       c10 = subgroupMatrixMultiplyAccumulate(l1, q0, c10);
+      c20 = subgroupMatrixMultiplyAccumulate(l2, q0, c20);
+      c30 = subgroupMatrixMultiplyAccumulate(l3, q0, c30);
+      let q1 = subgroupMatrixLoad<subgroup_matrix_right<f16, 16, 16>, col_major>(&ws_, (sc + 16u) * KP + ks, KP);
+      c01 = subgroupMatrixMultiplyAccumulate(l0, q1, c01);
       c11 = subgroupMatrixMultiplyAccumulate(l1, q1, c11);
+      c21 = subgroupMatrixMultiplyAccumulate(l2, q1, c21);
+      c31 = subgroupMatrixMultiplyAccumulate(l3, q1, c31);
+      let q2 = subgroupMatrixLoad<subgroup_matrix_right<f16, 16, 16>, col_major>(&ws_, (sc + 32u) * KP + ks, KP);
+      c02 = subgroupMatrixMultiplyAccumulate(l0, q2, c02);
       c12 = subgroupMatrixMultiplyAccumulate(l1, q2, c12);
+      c22 = subgroupMatrixMultiplyAccumulate(l2, q2, c22);
+      c32 = subgroupMatrixMultiplyAccumulate(l3, q2, c32);
+      let q3 = subgroupMatrixLoad<subgroup_matrix_right<f16, 16, 16>, col_major>(&ws_, (sc + 48u) * KP + ks, KP);
+      c03 = subgroupMatrixMultiplyAccumulate(l0, q3, c03);
       c13 = subgroupMatrixMultiplyAccumulate(l1, q3, c13);
+      c23 = subgroupMatrixMultiplyAccumulate(l2, q3, c23);
+      c33 = subgroupMatrixMultiplyAccumulate(l3, q3, c33);
     }
     workgroupBarrier();
   }
+
   let inside = tr + TM <= params.m && tc + TN <= params.n;
   let r0 = tr + sr;
   let c0 = tc + sc;
@@ -140,6 +264,14 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, 
   store(c11, base, r0 + 16u, c0 + 16u, inside, sg, lane, sgs);
   store(c12, base, r0 + 16u, c0 + 32u, inside, sg, lane, sgs);
   store(c13, base, r0 + 16u, c0 + 48u, inside, sg, lane, sgs);
+  store(c20, base, r0 + 32u, c0, inside, sg, lane, sgs);
+  store(c21, base, r0 + 32u, c0 + 16u, inside, sg, lane, sgs);
+  store(c22, base, r0 + 32u, c0 + 32u, inside, sg, lane, sgs);
+  store(c23, base, r0 + 32u, c0 + 48u, inside, sg, lane, sgs);
+  store(c30, base, r0 + 48u, c0, inside, sg, lane, sgs);
+  store(c31, base, r0 + 48u, c0 + 16u, inside, sg, lane, sgs);
+  store(c32, base, r0 + 48u, c0 + 32u, inside, sg, lane, sgs);
+  store(c33, base, r0 + 48u, c0 + 48u, inside, sg, lane, sgs);
 #if BIAS
   // the bias is added after the tile is in out (an accumulator cannot be indexed per element)
   storageBarrier();

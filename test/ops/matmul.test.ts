@@ -27,13 +27,22 @@ const CASES: Record<MatmulKernel, Case[]> = {
     [130, 257, 96, 'bf16', false],
     [200, 64, 300, 'f16', false],
   ],
+  // matmul_sgmat: 128 x 128 tiles, k-slices of 32; split k below 528 workgroups where k >= 512
   sgmat: [
-    [64, 128, 32, 'f16', false],
+    [128, 128, 32, 'f16', false], // one whole tile
     [100, 144, 80, 'f16', true], // edge tiles in both dimensions
-    [256, 512, 1024, 'f16', false],
-    [17, 48, 4096, 'f16', true],
+    [256, 512, 1024, 'f16', false], // whole tiles, split k
+    [17, 48, 4096, 'f16', true], // split k 8, bias added by the reduce
     [64, 136, 40, 'f16', true], // k not a multiple of the 32-wide k-slice
     [130, 200, 200, 'f16', false],
+    [1, 130, 40, 'f16', true], // a single row
+    [17, 200, 264, 'f16', true], // every edge at once: rows, columns, a partial last k-slice
+    [17, 4008, 4104, 'f16', false], // 8 columns past a tile, split k 8 with a partial last chunk and k-slice
+    [129, 1032, 4104, 'f16', true], // one row and 8 columns past a tile, the same split
+    [255, 256, 264, 'f16', true], // rows up to one short of two tiles, bias in the kernel
+    [300, 136, 96, 'f16', true], // three row tiles, the last mostly empty
+    [520, 2056, 64, 'f16', false], // 85 tiles, not split (k too short), edges in both dimensions
+    [200, 1000, 2048, 'f16', true], // decode-batch rows, split k 8 over 16 tiles, bias by the reduce
   ],
 };
 
@@ -68,12 +77,18 @@ describe.each(backendsUnderTest())('%s backend: matmul', (backend) => {
     });
   }
 
-  it('splits a weight larger than one binding into row blocks', async () => {
-    // a 48 KiB binding limit forces w [300, 256] f16 (150 KiB) into blocks of 96 rows
-    const small = await createDevice(backend, { maxBindingBytes: 48 * 1024 });
+  // Each block writes its columns of out (col0, ldo); at 40 rows on a GPU with subgroup matrices
+  // that is matmul_sgmat, whose f16 copy of a is padded to 128 rows and must fit one binding too.
+  it.each([
+    // a 64 KiB limit: w [300, 256] f16 (150 KiB) in blocks of 128 rows (128, 128, 44), one tile each
+    [64, 256, [1, 40]],
+    // a 128 KiB limit: k = 512, so matmul_sgmat splits k in 2 and the reduce writes the block's columns
+    [128, 512, [40]],
+  ] as [number, number, number[]][])('splits a weight larger than one binding into row blocks (%i KiB, k = %i)', async (kib, k, ms) => {
+    const small = await createDevice(backend, { maxBindingBytes: kib * 1024 });
     try {
-      for (const m of [1, 40]) {
-        const [n, k] = [300, 256];
+      for (const m of ms) {
+        const n = 300;
         const a = normal(r, m * k);
         const w = normal(r, n * k, 0.1);
         const bias = normal(r, n);

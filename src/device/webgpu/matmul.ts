@@ -16,19 +16,26 @@ export const GEMV_MAX_ROWS = 16;
  */
 export const GEMV_PREFERRED_ROWS = 8;
 
-/** Output tile of matmul_sgmat: rows x columns per workgroup. */
-export const SG_TILE_M = 64;
+/**
+ * Output tile of matmul_sgmat: rows x columns per workgroup. a is padded to whole tiles of rows
+ * (its f16 copy, sgmat.a); out is not (the kernel guards rows >= m and columns >= n).
+ */
+export const SG_TILE_M = 128;
 export const SG_TILE_N = 128;
-/** matmul_sgmat's k-slice (its override BK; 64 measured 20% slower on an H200): split-k chunks are multiples of it. */
-const SG_BK = 32;
+/** matmul_sgmat's k-slice (a const in the kernel): split-k chunks are multiples of it. */
+export const SG_BK = 32;
 /** Workgroups below which matmul_sgmat splits k (an H200 has 132 SMs, each holding several). */
 const SG_MIN_WORKGROUPS = 528;
 /** At most this many k-chunks (PARALLM_SGMAT_MAX_SPLITS overrides it; 1 turns split-k off, for A/B runs). */
 const SG_MAX_SPLITS = Number(process.env.PARALLM_SGMAT_MAX_SPLITS ?? 8);
 
 /**
- * k-chunks for matmul_sgmat: enough that tiles x splits reaches SG_MIN_WORKGROUPS, each chunk
- * whole k-slices and at least 256 deep so that the partial sums stay a small extra traffic.
+ * k-chunks for matmul_sgmat over `tiles` output tiles: enough that tiles x splits reaches
+ * SG_MIN_WORKGROUPS, each chunk whole k-slices and at least 256 deep so that the partial sums
+ * stay a small extra traffic. With 128 x 128 tiles a 4096-column projection has 32 tiles per 128
+ * rows: split 8 up to 512 rows, 4 at 1024, 2 at 2048 (512 tiles, short of 528); the lab measured
+ * the 128 x 128 kernel fast on an H200 with these splits at 256 and 2048 rows
+ * (shaders/matmul_sgmat.wgsl's header).
  */
 export function sgmatSplits(tiles: number, k: number): { splits: number; chunk: number } {
   let splits = 1;
@@ -85,7 +92,7 @@ export function planMatmul(dev: WebGpuDevice, args: OpArgs['matmul']): Dispatch[
   const plans: Dispatch[] = [];
   let a16: Tensor | undefined;
   if (kernel === 'sgmat') {
-    // f16 copy of a, padded to whole 64-row tiles with zeros
+    // f16 copy of a, padded to whole tiles of rows with zeros (the kernel reads every tile row)
     const mPad = Math.ceil(m / SG_TILE_M) * SG_TILE_M;
     a16 = dev.scratch('sgmat.a', [mPad, k], 'f16');
     plans.push({ file: 'cast_f16.wgsl', flags: [], overrides: {}, tensors: { x: a, out: a16 }, params: { m, k4: k / 4, m_pad: mPad }, grid: grid(Math.ceil((mPad * k) / 4 / 256)) });
@@ -107,11 +114,11 @@ export function planMatmul(dev: WebGpuDevice, args: OpArgs['matmul']): Dispatch[
       const tiles = Math.ceil(m / SG_TILE_M) * tilesN;
       const { splits, chunk } = sgmatSplits(tiles, k);
       if (splits === 1) {
-        plans.push({ file: 'matmul_sgmat.wgsl', flags, overrides: { BK: SG_BK }, tensors: { ...tensors, a: a16! }, params: { ...params, tiles_n: tilesN, tiles, k_chunk: k, split_stride: 0 }, grid: grid(tiles) });
+        plans.push({ file: 'matmul_sgmat.wgsl', flags, overrides: {}, tensors: { ...tensors, a: a16! }, params: { ...params, tiles_n: tilesN, tiles, k_chunk: k, split_stride: 0 }, grid: grid(tiles) });
       } else {
         const part = dev.scratch('sgmat.part', [splits, m, nb], 'f32');
         const sgParams = { m, n: nb, k, ldo: nb, col0: 0, tiles_n: tilesN, tiles, k_chunk: chunk, split_stride: m * nb };
-        plans.push({ file: 'matmul_sgmat.wgsl', flags: [], overrides: { BK: SG_BK }, tensors: { a: a16!, w: rows(w, n0, nb), out: part }, params: sgParams, grid: grid(tiles * splits) });
+        plans.push({ file: 'matmul_sgmat.wgsl', flags: [], overrides: {}, tensors: { a: a16!, w: rows(w, n0, nb), out: part }, params: sgParams, grid: grid(tiles * splits) });
         const rflags = bias ? ['BIAS'] : [];
         const rtensors: Record<string, Tensor> = { part, out, ...(bias ? { bias } : {}) };
         plans.push({ file: 'matmul_splitk_reduce.wgsl', flags: rflags, overrides: {}, tensors: rtensors, params: { m, n: nb, ldo: n, col0: n0, splits }, grid: grid(Math.ceil((m * nb) / 256)) });
