@@ -22,6 +22,8 @@ export const GEMV_PREFERRED_ROWS = 8;
  */
 export const SG_TILE_M = 128;
 export const SG_TILE_N = 128;
+/** Smallest binding matmul_sgmat may write with subgroupMatrixStore (one 16 x 16 f32 matrix). */
+const SG_MIN_OUT_BYTES = 1024;
 /** matmul_sgmat's k-slice (a const in the kernel): split-k chunks are multiples of it. */
 export const SG_BK = 32;
 /** Workgroups below which matmul_sgmat splits k (an H200 has 132 SMs, each holding several). */
@@ -113,10 +115,12 @@ export function planMatmul(dev: WebGpuDevice, args: OpArgs['matmul']): Dispatch[
       const tilesN = Math.ceil(nb / SG_TILE_N);
       const tiles = Math.ceil(m / SG_TILE_M) * tilesN;
       const { splits, chunk } = sgmatSplits(tiles, k);
-      if (splits === 1) {
+      // Dawn sizes a binding that subgroupMatrixStore writes for at least one 16x16 f32 matrix
+      // (1 KiB): a smaller out goes through the split-k scratch, padded to that, and the reduce
+      if (splits === 1 && tensorBytes(out) >= SG_MIN_OUT_BYTES) {
         plans.push({ file: 'matmul_sgmat.wgsl', flags, overrides: {}, tensors: { ...tensors, a: a16! }, params: { ...params, tiles_n: tilesN, tiles, k_chunk: k, split_stride: 0 }, grid: grid(tiles) });
       } else {
-        const part = dev.scratch('sgmat.part', [splits, m, nb], 'f32');
+        const part = dev.scratch('sgmat.part', [Math.max(splits * m * nb, SG_MIN_OUT_BYTES / 4)], 'f32');
         const sgParams = { m, n: nb, k, ldo: nb, col0: 0, tiles_n: tilesN, tiles, k_chunk: chunk, split_stride: m * nb };
         plans.push({ file: 'matmul_sgmat.wgsl', flags: [], overrides: {}, tensors: { a: a16!, w: rows(w, n0, nb), out: part }, params: sgParams, grid: grid(tiles * splits) });
         const rflags = bias ? ['BIAS'] : [];
