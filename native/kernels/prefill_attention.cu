@@ -17,15 +17,10 @@
 
 namespace parallm {
 
-constexpr int kPrefillHeadsPerBlock = 8;
-constexpr int kPrefillQueryBytes = 4096;  // queries per block: bq * hpw * head_size * 4 bytes
-
-template <typename T>
-__global__ void __launch_bounds__(kAttnThreads) prefill_attention_kernel(AttentionArgs a, int hpw, int bq) {
-  extern __shared__ __align__(16) char smem[];
-  __shared__ int where[3];  // sequence, first local row, rows in this tile
-  const int nq = bq * hpw;
-  const TileSmem sm = carve(smem, nq, a.head_size);
+// The (sequence, first row, rows) of this block's tile of bq query rows: the blocks number the
+// tiles of every sequence in order; a spare block of the launch's upper bound gets sequence -1.
+// One thread scans query_starts; every thread of the block must call it (it holds a barrier).
+__device__ inline void find_query_tile(const AttentionArgs& a, int bq, int* where) {
   if (threadIdx.x == 0) {
     where[0] = -1;
     int tile = blockIdx.x;
@@ -40,6 +35,18 @@ __global__ void __launch_bounds__(kAttnThreads) prefill_attention_kernel(Attenti
     }
   }
   __syncthreads();
+}
+
+constexpr int kPrefillHeadsPerBlock = 8;
+constexpr int kPrefillQueryBytes = 4096;  // queries per block: bq * hpw * head_size * 4 bytes
+
+template <typename T>
+__global__ void __launch_bounds__(kAttnThreads) prefill_attention_kernel(AttentionArgs a, int hpw, int bq) {
+  extern __shared__ __align__(16) char smem[];
+  __shared__ int where[3];  // sequence, first local row, rows in this tile
+  const int nq = bq * hpw;
+  const TileSmem sm = carve(smem, nq, a.head_size);
+  find_query_tile(a, bq, where);
   const int seq = where[0];
   if (seq < 0) return;  // a spare block of the upper bound
   const int first = where[1], rows = where[2];
@@ -100,20 +107,7 @@ __global__ void __launch_bounds__(kPfThreads) prefill_attention_fast_kernel(Atte
   __shared__ int64_t slot[kPfKeys];
   __shared__ int where[3];
   const int tid = threadIdx.x, hs = a.head_size, hw = hs / 2, head = blockIdx.y;
-  if (tid == 0) {
-    where[0] = -1;
-    int tile = blockIdx.x;
-    for (int s = 0; s < a.num_seqs; s++) {
-      const int qlen = a.query_starts[s + 1] - a.query_starts[s];
-      const int tiles = (qlen + kPfRows - 1) / kPfRows;
-      if (tile < tiles) {
-        where[0] = s, where[1] = tile * kPfRows, where[2] = min(kPfRows, qlen - tile * kPfRows);
-        break;
-      }
-      tile -= tiles;
-    }
-  }
-  __syncthreads();
+  find_query_tile(a, kPfRows, where);
   const int seq = where[0];
   if (seq < 0) return;  // a spare block of the upper bound
   const int first = where[1], rows = where[2];
