@@ -273,6 +273,8 @@ function check(name: OpName, a: any): string | undefined {
       const width = a.q.shape[1];
       if (width % hs || (width / hs) % kvh) return `q width ${width} must be numHeads * headSize with numHeads a multiple of ${kvh} kv heads of ${hs}`;
       if (!(a.scale > 0)) return `scale must be > 0, got ${a.scale}`;
+      const ps = name === 'paged_attention' ? (a as OpArgs['paged_attention']).partitionSize : undefined;
+      if (ps !== undefined && !(Number.isInteger(ps) && ps >= 0)) return `partitionSize must be a whole number of tokens (0 = let the backend choose), got ${ps}`;
       return undefined;
     }
   }

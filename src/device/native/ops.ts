@@ -116,8 +116,6 @@ export function supportsOp<K extends OpName>(blas: boolean, blasError: string, n
     const numHeads = a.q.shape[1] / hs;
     if (kvh * (numHeads / kvh) > MAX_GRID_YZ) return no(`${name}: ${numHeads} heads are more than one launch takes`);
     if (name === 'paged_attention') {
-      const ps = a.partitionSize;
-      if (ps !== undefined && !(Number.isInteger(ps) && ps >= 0)) return no(`paged_attention: partitionSize must be a whole number of tokens (0 = let the backend choose), got ${ps}`);
       if (a.q.shape[0] > MAX_GRID_YZ) return no(`paged_attention: at most ${MAX_GRID_YZ} sequences per launch, got ${a.q.shape[0]}`);
     }
   }

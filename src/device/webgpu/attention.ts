@@ -139,10 +139,6 @@ export function attentionUnsupported(dev: WebGpuDevice, name: OpName, args: any)
   const group = a.q.shape[1] / hs / kvh;
   const fits = tileShape(workgroupBudget(dev), hs, group, name === 'prefill_attention') || (name === 'paged_attention' && decodeShape(workgroupBudget(dev), hs, group));
   if (!fits) return `${name}: head size ${hs} does not fit this adapter's workgroup memory`;
-  if (name === 'paged_attention') {
-    const ps = (a as OpArgs['paged_attention']).partitionSize;
-    if (ps !== undefined && !(Number.isInteger(ps) && ps >= 0)) return `paged_attention: partitionSize must be a whole number of tokens (0 = let the backend choose), got ${ps}`;
-  }
   return undefined;
 }
 
