@@ -1,8 +1,8 @@
 // Generator of the subgroup-matrix matmul lab variants shaders/lab/sgmat_v2_*.wgsl (out = a @ w^T,
 // f16 x f16 -> f32 on 16 x 16 x 16 matrices). One template, unrolled by hand per variant: the
 // accumulators are separately named variables (acc00 .. acc33), since an array of them was not
-// kept in registers (docs/perf-notes.md). bench/lab-sgmat.ts times the variants; rerun this after
-// changing the template:   npx tsx bench/lab-sgmat-gen.ts
+// kept in registers (docs/perf-notes.md). bench/lab-sgmat.ts writes the variants (untracked) and
+// times them; to read one without a GPU:   npx tsx bench/lab-sgmat-gen.ts
 //
 // What every variant shares, and why:
 // - The k-slice of a and w is staged through workgroup memory with 16-byte global loads, rows
