@@ -190,3 +190,12 @@ __device__ __forceinline__ float key_value(unsigned k) {
 inline unsigned grid_for(int64_t count, int threads) {
   return static_cast<unsigned>((count + threads - 1) / threads);
 }
+
+// grid.y for one row per block: at most 65535, kernels stride past it (row += gridDim.y).
+inline unsigned grid_rows(int n) { return static_cast<unsigned>(n < 65535 ? n : 65535); }
+
+// Whether every pointer is 16-byte aligned (the float4 / uint4 paths).
+template <typename... P>
+inline bool aligned16(const P*... p) {
+  return ((reinterpret_cast<uintptr_t>(p) % 16 == 0) && ...);
+}

@@ -10,6 +10,8 @@
 // coalesced. Causality is a per-query key limit: keys past it score -inf.
 #pragma once
 
+#include <cstdlib>
+
 #include "ops.h"
 #include "portable.cuh"
 
@@ -129,6 +131,12 @@ __device__ void attend(const AttentionArgs& a, const T* kc, const T* vc, const i
     }
     __syncthreads();
   }
+}
+
+/** PARALLM_NATIVE_ATTN_TILE set: both attention ops run this tile loop alone (A/B runs of their fast paths). */
+inline bool attention_tile_only() {
+  static const bool on = std::getenv("PARALLM_NATIVE_ATTN_TILE") != nullptr;
+  return on;
 }
 
 /** Largest divisor of `group` not above `cap`: query heads of one kv head in one block. */

@@ -15,7 +15,7 @@ __global__ void copy_kernel(const float* x, float* out, int64_t start, int64_t n
 
 void copy(const CopyArgs& a, gpuStream_t stream) {
   if (a.n == 0) return;
-  const bool aligned = (reinterpret_cast<uintptr_t>(a.x) | reinterpret_cast<uintptr_t>(a.out)) % 16 == 0;
+  const bool aligned = aligned16(a.x, a.out);
   const int64_t n4 = aligned ? a.n / 4 : 0;
   const int threads = 256;
   const int64_t cap = 65536;  // grid-stride beyond this many blocks

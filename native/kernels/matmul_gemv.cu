@@ -79,7 +79,7 @@ static void launch_gemv(const MatmulArgs& a, gpuStream_t stream) {
   constexpr int kVec = sizeof(T) == 4 ? 4 : 8;
   const int threads = 256;
   const unsigned blocks = grid_for(a.n, threads / kWarp);
-  const bool aligned = (reinterpret_cast<uintptr_t>(a.a) | reinterpret_cast<uintptr_t>(a.w)) % 16 == 0 && a.k % kVec == 0;
+  const bool aligned = aligned16(a.a, a.w) && a.k % kVec == 0;
   if (aligned) {
     matmul_gemv_kernel<T, kVec><<<blocks, threads, 0, stream>>>(a.a, static_cast<const T*>(a.w), a.bias, a.out, a.m, a.n, a.k);
   } else {

@@ -191,8 +191,7 @@ static void launch_fast_g(const AttentionArgs& a, const dim3& grid, gpuStream_t 
 template <typename T>
 static bool launch_fast(const AttentionArgs& a, gpuStream_t stream) {
   const int G = fast_group(a.head_size, sizeof(T));
-  const bool aligned = (reinterpret_cast<uintptr_t>(a.key_cache) % 16 == 0) && (reinterpret_cast<uintptr_t>(a.value_cache) % 16 == 0);
-  if (!G || !aligned) return false;
+  if (!G || !aligned16(a.key_cache, a.value_cache)) return false;
   const dim3 grid(a.partitions, a.num_heads, a.num_seqs);
   switch (G) {
     case 4: launch_fast_g<T, 4>(a, grid, stream); return true;
@@ -229,8 +228,7 @@ __global__ void paged_attention_reduce_kernel(AttentionArgs a) {
 
 void paged_attention(const AttentionArgs& a, gpuStream_t stream) {
   if (a.num_seqs == 0) return;
-  static const bool tile_only = std::getenv("PARALLM_NATIVE_ATTN_TILE") != nullptr;  // the tile loop alone, for A/B runs
-  if (!tile_only) {
+  if (!attention_tile_only()) {
     bool done = false;
     PARALLM_DISPATCH_DTYPE(a.dtype, T, done = launch_fast<T>(a, stream));
     if (done) return;

@@ -10,7 +10,6 @@
 // of query tiles, floor((num_tokens + num_seqs * (bq - 1)) / bq); a block finds its (sequence,
 // tile) by one thread scanning query_starts and the spare blocks exit.
 // Grid: (tiles, num_kv_heads * head chunks).
-#include <cstdlib>
 #include <cstring>
 
 #include "attention_tile.cuh"
@@ -245,9 +244,7 @@ __global__ void __launch_bounds__(kPfThreads) prefill_attention_fast_kernel(Atte
 
 void prefill_attention(const AttentionArgs& a, gpuStream_t stream) {
   if (a.num_tokens == 0 || a.num_seqs == 0) return;
-  static const bool tile_only = std::getenv("PARALLM_NATIVE_ATTN_TILE") != nullptr;  // the tile loop alone, for A/B runs
-  const bool aligned = (reinterpret_cast<uintptr_t>(a.key_cache) % 16 == 0) && (reinterpret_cast<uintptr_t>(a.value_cache) % 16 == 0);
-  if (!tile_only && a.dtype == kF16 && a.head_size % 8 == 0 && a.head_size <= kPfMaxHead && aligned) {
+  if (!attention_tile_only() && a.dtype == kF16 && a.head_size % 8 == 0 && a.head_size <= kPfMaxHead && aligned16(a.key_cache, a.value_cache)) {
     const int64_t tiles = (static_cast<int64_t>(a.num_tokens) + static_cast<int64_t>(a.num_seqs) * (kPfRows - 1)) / kPfRows;
     prefill_attention_fast_kernel<<<dim3(static_cast<unsigned>(tiles), a.num_heads), kPfThreads, 0, stream>>>(a);
     return;

@@ -25,7 +25,7 @@ __global__ void reshape_and_cache_kernel(const float* key, const float* value, T
 
 void reshape_and_cache(const ReshapeAndCacheArgs& a, gpuStream_t stream) {
   if (a.n == 0 || a.width == 0) return;
-  const dim3 blocks(grid_for(a.width, 256), static_cast<unsigned>(a.n < 65535 ? a.n : 65535));
+  const dim3 blocks(grid_for(a.width, 256), grid_rows(a.n));
   if (a.dtype == kF16) {
     reshape_and_cache_kernel<__half><<<blocks, 256, 0, stream>>>(a.key, a.value, static_cast<__half*>(a.key_cache), static_cast<__half*>(a.value_cache), a.slot_mapping, a.n, a.width, a.num_slots);
   } else {

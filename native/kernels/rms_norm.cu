@@ -75,8 +75,7 @@ __global__ void __launch_bounds__(kRmsThreads) rms_norm_vec4_kernel(const float*
 
 void rms_norm(const RmsNormArgs& a, gpuStream_t stream) {
   if (a.n == 0) return;
-  const auto aligned = [](const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; };
-  if (a.hidden % 4 == 0 && a.hidden <= 4 * kRmsThreads * kRmsVec && aligned(a.x) && aligned(a.out) && (!a.residual || aligned(a.residual))) {
+  if (a.hidden % 4 == 0 && a.hidden <= 4 * kRmsThreads * kRmsVec && aligned16(a.x, a.out, a.residual)) {
     PARALLM_DISPATCH_DTYPE(a.dtype, T, rms_norm_vec4_kernel<T><<<a.n, kRmsThreads, 0, stream>>>(a.x, static_cast<const T*>(a.weight), a.out, a.residual, a.hidden, a.eps));
     return;
   }

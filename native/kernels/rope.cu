@@ -30,8 +30,7 @@ __global__ void rope_kernel(float* x, const int32_t* positions, const float* cos
 void rope(const RopeArgs& a, gpuStream_t stream) {
   const int per_token = a.num_heads * a.half_rot;
   if (a.n == 0 || per_token == 0) return;
-  const unsigned rows = static_cast<unsigned>(a.n < 65535 ? a.n : 65535);
-  rope_kernel<<<dim3(grid_for(per_token, 256), rows), 256, 0, stream>>>(a.x, a.positions, a.cos_sin, a.n, a.width, a.num_heads, a.head_size, a.half_rot, a.max_pos, a.interleaved);
+  rope_kernel<<<dim3(grid_for(per_token, 256), grid_rows(a.n)), 256, 0, stream>>>(a.x, a.positions, a.cos_sin, a.n, a.width, a.num_heads, a.head_size, a.half_rot, a.max_pos, a.interleaved);
 }
 
 }  // namespace parallm

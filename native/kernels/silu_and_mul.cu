@@ -32,8 +32,8 @@ __global__ void silu_and_mul_vec4_kernel(const float* x, float* out, int n, int 
 
 void silu_and_mul(const SiluAndMulArgs& a, gpuStream_t stream) {
   if (a.n == 0 || a.inter == 0) return;
-  const unsigned rows = static_cast<unsigned>(a.n < 65535 ? a.n : 65535);
-  const bool vec = a.inter % 4 == 0 && reinterpret_cast<uintptr_t>(a.x) % 16 == 0 && reinterpret_cast<uintptr_t>(a.out) % 16 == 0;
+  const unsigned rows = grid_rows(a.n);
+  const bool vec = a.inter % 4 == 0 && aligned16(a.x, a.out);
   if (vec) {
     silu_and_mul_vec4_kernel<<<dim3(grid_for(a.inter / 4, 256), rows), 256, 0, stream>>>(a.x, a.out, a.n, a.inter);
   } else {
