@@ -146,7 +146,9 @@ export async function runOpsBench(opts: BenchOptions): Promise<BenchResult> {
     bound: 'memory',
   });
 
-  const tokenCounts = opts.only === 'attention' ? [] : quick ? [1, 256] : [1, 16, 256, 2048];
+  // --only attention: the ceilings, then straight to the attention rows
+  const all = opts.only !== 'attention';
+  const tokenCounts = !all ? [] : quick ? [1, 256] : [1, 16, 256, 2048];
   for (const n of tokenCounts) {
     const x = fromArray(dev, rand(n * H), [n, H], 'f32');
     const res = fromArray(dev, rand(n * H), [n, H], 'f32');
@@ -179,7 +181,7 @@ export async function runOpsBench(opts: BenchOptions): Promise<BenchResult> {
     [I, H],
     [H, I],
   ];
-  for (const [n, k] of opts.only === 'attention' ? [] : shapes) {
+  for (const [n, k] of all ? shapes : []) {
     const wBytes = n * k * 2;
     // rotate through enough copies of w that they do not all fit in cache (~256 MiB in all)
     const copies = quick ? 1 : Math.max(2, Math.ceil((256 * 2 ** 20) / wBytes));
@@ -211,7 +213,7 @@ export async function runOpsBench(opts: BenchOptions): Promise<BenchResult> {
   }
 
   // logits-side ops: one pass over [n, V] would be the floor; sampling makes ~67 passes by design
-  for (const n of opts.only === 'attention' ? [] : quick ? [1, 64] : [1, 64, 256]) {
+  for (const n of !all ? [] : quick ? [1, 64] : [1, 64, 256]) {
     const logits = fromArray(dev, rand(n * V, 5), [n, V], 'f32');
     const probs = empty(dev, [n, V], 'f32');
     const ids = empty(dev, [n], 'i32');
