@@ -32,6 +32,8 @@ export interface ThroughputOptions {
   ceilings?: string;
   /** Peers measured on the same GPU and workload (scripts/peers_throughput.py JSON), put in the result beside parallm. */
   peers?: string;
+  /** Launch step N+1 while step N runs (default true; `--no-overlap` turns it off for an A/B). */
+  overlap?: boolean;
 }
 
 export async function runThroughput(o: ThroughputOptions): Promise<Record<string, unknown>> {
@@ -44,6 +46,7 @@ export async function runThroughput(o: ThroughputOptions): Promise<Record<string
     numGpuBlocks: o.numGpuBlocks,
     blockSize: o.blockSize,
     timing: true,
+    overlapSteps: o.overlap ?? true,
   });
   const vocab = llm.config.vocabSize;
   let w: Workload;
@@ -96,6 +99,7 @@ export async function runThroughput(o: ThroughputOptions): Promise<Record<string
     outputTokensPerS: round(outputTokens / seconds),
     requestsPerMin: round((stats.requests / seconds) * 60),
     steps: s.steps,
+    overlappedSteps: s.overlappedSteps,
     kvBlocks: llm.cache.numBlocks,
     kvBlocksUsedPeak: s.maxUsedBlocks,
     kvWasteAtPeak: round(s.wasteAtPeak),

@@ -134,6 +134,14 @@ struct CopyArgs {
 };
 void copy(const CopyArgs& a, gpuStream_t stream);
 
+// ids: [n] i32, in place; sampled: [m] i32
+struct ResolveTokensArgs {
+  int32_t* ids;
+  const int32_t* sampled;
+  int n, m;
+};
+void resolve_tokens(const ResolveTokensArgs& a, gpuStream_t stream);
+
 // key, value: [n, width] f32; caches: [num_slots, width] dtype; slot_mapping: [n] i32
 struct ReshapeAndCacheArgs {
   const float* key;

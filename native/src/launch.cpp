@@ -38,6 +38,7 @@ enum Op : int {
   kOpPagedAttention,
   kOpPagedAttentionReduce,
   kOpPrefillAttention,
+  kOpResolveTokens,
   kOpCount,
 };
 
@@ -64,6 +65,7 @@ const Layout kLayouts[kOpCount] = {
     {"paged_attention", "q key_cache value_cache block_tables context_lens out part_out part_ml num_seqs num_heads num_kv_heads head_size block_size max_blocks partition_size partitions dtype scale"},
     {"paged_attention_reduce", "part_out part_ml context_lens out num_seqs num_heads head_size block_size max_blocks partition_size partitions"},
     {"prefill_attention", "q key_cache value_cache block_tables query_starts context_lens out num_seqs num_tokens num_heads num_kv_heads head_size block_size max_blocks dtype scale"},
+    {"resolve_tokens", "ids sampled n m"},
 };
 
 Napi::Value Layouts(const Napi::CallbackInfo& info) {
@@ -305,6 +307,12 @@ static void run_launch(Napi::Env env, int op, const double* args, size_t n) {
       CopyArgs a{r.ptr<const float>(), r.ptr<float>(), r.i64()};
       r.done();
       copy(a, s);
+      break;
+    }
+    case kOpResolveTokens: {
+      ResolveTokensArgs a{r.ptr<int32_t>(), r.ptr<const int32_t>(), r.i32(), r.i32()};
+      r.done();
+      resolve_tokens(a, s);
       break;
     }
     case kOpReshapeAndCache: {

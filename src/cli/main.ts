@@ -65,6 +65,7 @@ bench
   .option('--out <dir>', 'directory for the JSON result', 'bench/results')
   .option('--ceilings <file>', "PyTorch's ceilings on this GPU (scripts/torch_ceilings.py) for the roofline (default: an H200's)")
   .option('--peers <file>', 'peers measured on this GPU and workload (scripts/peers_throughput.py), written beside parallm')
+  .option('--no-overlap', 'wait for each step before building the next (A/B of the step overlap)')
   .action(async (opts) => {
     if (opts.model && opts.dummy) throw new UsageError('bench throughput: give --model DIR or --dummy PRESET, not both');
     if (!opts.dummy) opts.model = modelOrDefault(opts.model);

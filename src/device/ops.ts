@@ -70,6 +70,14 @@ export interface OpArgs {
   /** out = x, as a kernel (the bandwidth ceiling of the op benchmark). x, out: [n] f32 */
   copy: { x: Tensor; out: Tensor };
   /**
+   * Fills in, in place, token ids the host did not know when it built a step: every value
+   * v <= -2 of ids becomes sampled[-v - 2] (the token sampled in that row of the previous step,
+   * still on the device); other values (token ids, -1 padding) stay; a placeholder whose row is
+   * outside sampled becomes -1. The engine's step overlap builds step N+1 while step N runs.
+   * ids: any shape, i32 (read as flat); sampled: [m] i32
+   */
+  resolve_tokens: { ids: Tensor; sampled: Tensor };
+  /**
    * Writes each new token's K and V into its slot of the paged cache: slot = block * blockSize
    * + offset; a negative slot (padding) is skipped.
    * key, value: [n, numKvHeads * headSize] f32; keyCache, valueCache: [numBlocks, blockSize,
@@ -118,6 +126,7 @@ export const OP_NAMES: OpName[] = [
   'apply_penalties',
   'logprobs',
   'copy',
+  'resolve_tokens',
   'reshape_and_cache',
   'copy_blocks',
   'paged_attention',
@@ -247,6 +256,9 @@ function check(name: OpName, a: any): string | undefined {
     }
     case 'copy':
       return expect('x', a.x, F, [undefined]) ?? expect('out', a.out, F, [a.x.shape[0]]);
+    case 'resolve_tokens':
+      if (!a.ids || a.ids.dtype !== 'i32') return `ids must be i32, got ${a.ids ? shapeStr(a.ids) : 'nothing'}`;
+      return expect('sampled', a.sampled, I, [undefined]);
     case 'reshape_and_cache': {
       const e = checkCaches(a);
       if (e) return e;

@@ -6,10 +6,10 @@ import type { Tokenizer } from '../tokenizer/tokenizer.ts';
 import { IncrementalDetokenizer } from '../tokenizer/detokenizer.ts';
 import type { BlockManager } from './block-manager.ts';
 import { type RequestOutput, RequestStream, type SeqOutput } from './outputs.ts';
-import type { ModelRunner, SampleRow, TokenLogprobs } from './runner.ts';
+import type { LaunchedStep, ModelRunner, SampleRow, TokenLogprobs } from './runner.ts';
 import { type SamplingParams, SamplingParamsError, samplingParams } from './sampling-params.ts';
 import type { Scheduler } from './scheduler.ts';
-import type { ScheduledSeq } from './scheduler-output.ts';
+import type { ScheduledSeq, SchedulerOutput } from './scheduler-output.ts';
 import { type Sequence, SequenceGroup } from './sequence.ts';
 import { type StopState, flushText, pushText, stopsOnToken } from './stop.ts';
 import { mulberry32 } from '../util/prng.ts';
@@ -39,6 +39,8 @@ interface SeqState {
 
 export interface EngineStats {
   steps: number;
+  /** steps launched while the one before was still on the device */
+  overlappedSteps: number;
   /** sum of GPU time over steps (ms), when the runner times steps */
   gpuMs: number;
   /** wall time from the first step's start to the last step's end (ms) */
@@ -51,13 +53,35 @@ export interface EngineStats {
   wasteAtPeak: number;
 }
 
+/** A launched step whose tokens the host has not taken yet. */
+interface StepInFlight {
+  out: SchedulerOutput;
+  /** sampled entries in row order, with the state of each sequence sampled from the entry's row */
+  pending: { e: ScheduledSeq; states: SeqState[] }[];
+  launched: LaunchedStep;
+  /** its sampled sequences hold pending tokens (Sequence.appendPending) that `complete` resolves */
+  overlapped: boolean;
+}
+
+export interface EngineOptions {
+  /**
+   * Build and launch step N+1 while step N runs on the device (default true): the next step's
+   * token ids that are still being sampled are filled in on the device (op resolve_tokens), and
+   * the host takes step N's tokens while N+1 runs. A sequence that stops at step N has had one
+   * token computed in vain by N+1, which is dropped. Off: every step waits for the one before.
+   */
+  overlapSteps?: boolean;
+}
+
 export class LLMEngine {
   private requests = new Map<string, Request>();
+  private inflight?: StepInFlight;
+  readonly overlapSteps: boolean;
   private seqState = new Map<Sequence, SeqState>();
   private nextId = 0;
   private loop?: Promise<void>;
   private firstStepAt?: number;
-  readonly stats: EngineStats = { steps: 0, gpuMs: 0, wallMs: 0, preemptions: 0, promptTokens: 0, generatedTokens: 0, maxUsedBlocks: 0, wasteAtPeak: 0 };
+  readonly stats: EngineStats = { steps: 0, overlappedSteps: 0, gpuMs: 0, wallMs: 0, preemptions: 0, promptTokens: 0, generatedTokens: 0, maxUsedBlocks: 0, wasteAtPeak: 0 };
 
   constructor(
     readonly tokenizer: Tokenizer | undefined,
@@ -66,7 +90,10 @@ export class LLMEngine {
     readonly blocks: BlockManager,
     readonly runner: ModelRunner,
     readonly maxModelLen: number,
-  ) {}
+    options: EngineOptions = {},
+  ) {
+    this.overlapSteps = options.overlapSteps ?? true;
+  }
 
   /** Queues a request; its stream yields outputs as they arrive. An AbortSignal frees its blocks at once. */
   addRequest(prompt: string | number[], params: Partial<SamplingParams> = {}, opts: { requestId?: string; signal?: AbortSignal } = {}): RequestStream {
@@ -124,8 +151,10 @@ export class LLMEngine {
     if (this.loop) return;
     this.loop = (async () => {
       try {
-        while (this.requests.size) await this.step();
+        while (this.requests.size || this.inflight) await this.step();
       } catch (e) {
+        this.inflight?.launched.result.catch(() => {}); // failed with the rest, reported once
+        this.inflight = undefined;
         // a device or engine failure fails every request in flight rather than hanging them,
         // and gives their blocks back
         for (const r of this.requests.values()) {
@@ -146,7 +175,10 @@ export class LLMEngine {
     while (this.loop) await this.loop;
   }
 
-  /** One iteration: schedule, copy blocks, run the model, sample, update every request. */
+  /**
+   * One iteration: schedule, copy blocks, launch the model and the sampling, then take the
+   * tokens of the step before (overlap on) or of this one (overlap off, or a step that forks).
+   */
   async step(): Promise<void> {
     await new Promise<void>((r) => setImmediate(r)); // let I/O in between steps (HTTP clients, aborts): the CPU backend never awaits a macrotask
     const t0 = performance.now();
@@ -165,7 +197,12 @@ export class LLMEngine {
       if (req) this.finishWithError(req, `${ig.code}: ${ig.reason}`);
     }
     if (!out.scheduled.length) {
-      if (this.requests.size && !out.ignored.length && !out.preempted.length) {
+      if (this.inflight) {
+        // nothing to launch before its tokens are known
+        const prev = this.inflight;
+        this.inflight = undefined;
+        await this.complete(prev);
+      } else if (this.requests.size && !out.ignored.length && !out.preempted.length) {
         // nothing runnable and nothing changed: yield so aborts and new requests can arrive
         await new Promise<void>((r) => setTimeout(r, 1));
       }
@@ -181,7 +218,7 @@ export class LLMEngine {
     // rows to sample: one per sequence, n from one row for a group whose prompt completes (its
     // siblings are forked after update(), and get the states made here)
     const samples: SampleRow[] = [];
-    const pending: { e: ScheduledSeq; states: SeqState[] }[] = [];
+    const pending: StepInFlight['pending'] = [];
     const promptLp = new Map<ScheduledSeq, number>();
     for (const e of out.scheduled) {
       const req = this.requests.get(e.group.requestId)!;
@@ -192,30 +229,61 @@ export class LLMEngine {
       for (const st of states) samples.push(this.sampleRow(req, e, st));
       pending.push({ e, states });
     }
-    const result = await this.runner.run(out.scheduled, samples, promptLp);
+    const prev = this.inflight;
+    const launched = this.runner.launch(out.scheduled, samples, promptLp, prev?.launched.sampled);
+    this.inflight = undefined;
+    if (prev) {
+      this.stats.overlappedSteps++;
+      try {
+        await this.complete(prev);
+      } catch (e) {
+        launched.result.catch(() => {}); // the failure is reported once, by the loop
+        throw e;
+      }
+    }
     this.scheduler.update(out);
+    // a fork needs its parent's token on the host: such a step is taken before the next
+    const overlapped = this.overlapSteps && pending.every((p) => p.states.length === 1);
+    const cur: StepInFlight = { out, pending, launched, overlapped };
+    if (!overlapped) return this.complete(cur);
+    pending.forEach(({ e }, row) => {
+      const req = this.requests.get(e.group.requestId);
+      if (!req || e.seq.status !== 'running') return; // finished by the step before
+      const seq = e.seq;
+      const last = seq.numOutputTokens + 1 >= req.params.maxTokens || seq.numTokens + 1 >= this.maxModelLen;
+      seq.appendPending(-2 - row, last);
+    });
+    this.inflight = cur;
+  }
 
+  /** Takes a launched step's tokens: forks, appends or resolves them, stops, and emits. */
+  private async complete(step: StepInFlight): Promise<void> {
+    const result = await step.launched.result;
     const touched = new Set<Request>();
     for (const [e, lps] of result.promptLogprobs ?? []) {
-      const req = this.requests.get(e.group.requestId)!;
-      req.promptLogprobs!.push(...lps.map((x) => ({ logprob: x.logprob, top: x.top })));
-    }
-    let k = 0;
-    for (const { e, states } of pending) {
       const req = this.requests.get(e.group.requestId);
-      const seqs = states.length > 1 ? this.scheduler.fork(e.group) : [e.seq];
+      req?.promptLogprobs!.push(...lps.map((x) => ({ logprob: x.logprob, top: x.top })));
+    }
+    let row = 0;
+    for (const { e, states } of step.pending) {
+      const req = this.requests.get(e.group.requestId);
+      const seqs = states.length > 1 && req && !e.seq.isFinished ? this.scheduler.fork(e.group) : [e.seq];
       seqs.forEach((seq, i) => this.seqState.set(seq, states[i]));
-      for (const seq of seqs) {
-        const i = k++;
-        if (!req || seq.status !== 'running') continue;
-        this.appendToken(req, seq, result.ids[i], result.logprobs?.[i]);
+      const first = row;
+      row += states.length; // the entry's rows, sampled for its n sequences (or one)
+      for (const [j, seq] of seqs.entries()) {
+        const i = first + j;
+        if (!req || seq.isFinished) continue;
+        // overlapped: only sequences that got a pending token (a preempted one too: its token is good)
+        if (step.overlapped ? !seq.hasPending : seq.status !== 'running') continue;
+        this.appendToken(req, seq, result.ids[i], result.logprobs?.[i], step.overlapped);
         touched.add(req);
       }
     }
     for (const req of touched) this.emit(req, req.group.isFinished);
     this.stats.steps++;
     this.stats.gpuMs += result.gpuMs ?? 0;
-    this.stats.wallMs = performance.now() - this.firstStepAt;
+    this.stats.wallMs = performance.now() - (this.firstStepAt ?? 0);
   }
 
   private sampleRow(req: Request, e: ScheduledSeq, st: SeqState): SampleRow {
@@ -247,12 +315,14 @@ export class LLMEngine {
     };
   }
 
-  private appendToken(req: Request, seq: Sequence, id: number, lp: TokenLogprobs | undefined): void {
+  /** A sampled token: appended, or put in place of the sequence's pending token. */
+  private appendToken(req: Request, seq: Sequence, id: number, lp: TokenLogprobs | undefined, pending: boolean): void {
     const st = this.state(req, seq);
     req.firstTokenTime ??= performance.now();
     const p = req.params;
-    const stopId = stopsOnToken(id, p, this.eosTokenIds, seq.numOutputTokens);
-    seq.appendToken(id);
+    const stopId = stopsOnToken(id, p, this.eosTokenIds, seq.numOutputTokens - (pending ? 1 : 0));
+    if (pending) seq.resolvePending(id);
+    else seq.appendToken(id);
     this.stats.generatedTokens++;
     if (lp && st.logprobs) st.logprobs.push({ id, logprob: lp.logprob, top: lp.top });
     if (stopId) {

@@ -38,6 +38,8 @@ export interface LLMOptions {
   enableChunkedPrefill?: boolean;
   /** Time every step on the device (GPU idle fraction in stats). */
   timing?: boolean;
+  /** Launch step N+1 while step N runs (default true; see EngineOptions). */
+  overlapSteps?: boolean;
   /** Seed of dummy weights. */
   seed?: number;
   /** Store weights as this dtype (default: as the checkpoint stores them; dummy weights f16). */
@@ -114,7 +116,7 @@ export class LLM {
     const scheduler = new Scheduler({ maxModelLen, maxNumSeqs, maxNumBatchedTokens, enableChunkedPrefill: o.enableChunkedPrefill ?? true }, blocks);
     const runner = new ModelRunner(device, model, cache, o.timing ?? false);
     const eos = tokenizer?.eosTokenIds ?? config.eosTokenIds;
-    const engine = new LLMEngine(tokenizer, eos, scheduler, blocks, runner, maxModelLen);
+    const engine = new LLMEngine(tokenizer, eos, scheduler, blocks, runner, maxModelLen, { overlapSteps: o.overlapSteps });
     return new LLM(device, engine, config, cache, model, runner);
   }
 

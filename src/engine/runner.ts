@@ -3,7 +3,7 @@
 // records the forward pass, the penalties, the sampling and the log-probs into one stream, and
 // reads back only token ids and the log-probs that were asked for.
 
-import type { CommandStream, Device, Tensor } from '../device/device.ts';
+import type { CommandStream, Completion, Device, Tensor } from '../device/device.ts';
 import type { KvCache } from '../model/kv-cache.ts';
 import type { LlamaModel, StepInput } from '../model/llama.ts';
 import { Workspace } from '../model/workspace.ts';
@@ -39,8 +39,15 @@ export interface StepResult {
   gpuMs?: number;
 }
 
+/** A step on the device: its sampled ids stay there for the next launch; `result` comes when it is done. */
+export interface LaunchedStep {
+  sampled?: Tensor;
+  result: Promise<StepResult>;
+}
+
 export class ModelRunner {
   private ws: Workspace;
+  private launches = 0;
   /** host copies of swapped-out blocks: host block -> per layer [K bytes, V bytes] */
   private host = new Map<number, [Uint8Array, Uint8Array][]>();
 
@@ -112,10 +119,23 @@ export class ModelRunner {
    * Runs the step and samples `samples` (rows of entries that reach their last token). Entries
    * in `promptLogprobEntries` also get the log-prob of each of their prompt tokens.
    */
-  async run(scheduled: ScheduledSeq[], samples: SampleRow[], promptLogprobEntries: Map<ScheduledSeq, number> = new Map()): Promise<StepResult> {
+  run(scheduled: ScheduledSeq[], samples: SampleRow[], promptLogprobEntries: Map<ScheduledSeq, number> = new Map()): Promise<StepResult> {
+    return this.launch(scheduled, samples, promptLogprobEntries).result;
+  }
+
+  /**
+   * Records and submits the step, and returns at once: `result` resolves when the device is
+   * done. `sampledBefore` is the `sampled` tensor of the previous launch: token ids of this step
+   * that are still placeholders on the host (-2 - row, Sequence.appendPending) are taken from it
+   * on the device, so that this step can be launched while that one runs.
+   */
+  launch(scheduled: ScheduledSeq[], samples: SampleRow[], promptLogprobEntries: Map<ScheduledSeq, number> = new Map(), sampledBefore?: Tensor): LaunchedStep {
     const ws = this.ws;
     const V = this.model.config.vocabSize;
-    const step = this.stepInput(scheduled);
+    const step: StepInput = { ...this.stepInput(scheduled), sampledBefore };
+    // two buffers of sampled ids, one per launch in turn: the next launch reads this one's
+    this.launches++;
+    const sampledName = `sampled.${this.launches % 2}`;
     // logits rows: every entry's last token, then the prompt positions whose log-probs are wanted
     const starts: number[] = [];
     let t = 0;
@@ -164,8 +184,8 @@ export class ModelRunner {
         raw = ws.get('raw_logits', [R, V], 'f32');
         s.copy(x, raw);
       }
-      this.recordPenalties(s, x, samples);
-      ids = ws.get('sampled', [R], 'i32');
+      this.recordPenalties(s, x, samples, sampledBefore);
+      ids = ws.get(sampledName, [R], 'i32');
       const p = ws.hostInputs(s, 'sampling', R, {
         temperature: ['f32', samples.map((r) => r.params.temperature)],
         topK: ['i32', samples.map((r) => r.params.topK)],
@@ -191,10 +211,23 @@ export class ModelRunner {
     const lpReads = lp ? this.readLogprobs(s, lp) : undefined;
     const plpReads = plp ? this.readLogprobs(s, plp) : undefined;
     const done = s.submit();
+    return { sampled: ids, result: this.collect(done, R, reads, samples, lpReads, plpReads, promptRows, promptLogprobEntries) };
+  }
+
+  private async collect(
+    done: Completion,
+    R: number,
+    reads: Promise<Uint8Array>[],
+    samples: SampleRow[],
+    lpReads: Promise<TokenLogprobs[]> | undefined,
+    plpReads: Promise<TokenLogprobs[]> | undefined,
+    promptRows: Map<ScheduledSeq, { first: number; count: number; targets: number[] }>,
+    promptLogprobEntries: Map<ScheduledSeq, number>,
+  ): Promise<StepResult> {
     // a kernel that failed on the device fails the step here, not silently
     await done.done();
     const result: StepResult = { ids: new Int32Array(0) };
-    if (ids) {
+    if (R) {
       const b = await reads[0];
       result.ids = new Int32Array(b.buffer.slice(b.byteOffset, b.byteOffset + 4 * R));
     }
@@ -215,7 +248,7 @@ export class ModelRunner {
     return result;
   }
 
-  private recordPenalties(s: CommandStream, x: Tensor, samples: SampleRow[]): void {
+  private recordPenalties(s: CommandStream, x: Tensor, samples: SampleRow[], sampledBefore?: Tensor): void {
     const R = samples.length;
     const need = samples.map((r) => needsPenalties(r.params, r.seq.numOutputTokens) || r.banned.length > 0);
     if (!need.some(Boolean)) return;
@@ -233,10 +266,16 @@ export class ModelRunner {
       frequency: ['f32', samples.map((r) => r.params.frequencyPenalty)],
       presence: ['f32', samples.map((r) => r.params.presencePenalty)],
     });
+    const outputIds = ws.upload(s, 'penalty.output', [R, wo], output);
+    // an output's last token may still be a placeholder: the previous launch is sampling it
+    if (output.some((t) => t <= -2)) {
+      if (!sampledBefore) throw new Error('penalties: an output token is a placeholder, but no earlier step sampled it');
+      s.op('resolve_tokens', { ids: outputIds, sampled: sampledBefore });
+    }
     s.op('apply_penalties', {
       logits: x,
       promptIds: ws.upload(s, 'penalty.prompt', [R, wp], prompt),
-      outputIds: ws.upload(s, 'penalty.output', [R, wo], output),
+      outputIds,
       bannedIds: ws.upload(s, 'penalty.banned', [R, wb], banned),
       ...p,
     });

@@ -16,7 +16,11 @@
 //
 // The engine's loop: schedule(), copy blocks (swap out, swap in, copy-on-write, in that order),
 // run the model on `scheduled`, update(), then sample for the entries with `sample`, fork
-// requests that need it, append the tokens and finish() the sequences that stop.
+// requests that need it, append the tokens and finish() the sequences that stop. With step
+// overlap the engine appends a pending token (Sequence.appendPending) for each sampled entry as
+// soon as the step is on the device, schedules and launches the next step, and only then
+// resolves the tokens of the first: a sequence is scheduled at most one step past what the host
+// knows, and one whose pending token is its last is not scheduled again.
 
 import type { AllocStatus, BlockManager } from './block-manager.ts';
 import type { IgnoreCode, SchedulerOutput } from './scheduler-output.ts';
@@ -200,13 +204,15 @@ export class Scheduler {
       this.setStatus(group, 'running');
       insert(this.runningQ, group);
       decode(group, decodes);
-      prefill(group, seqs.filter((s) => !decodes.includes(s)));
+      prefill(group, seqs.filter((s) => !decodes.includes(s) && !s.pendingIsLast));
     }
 
     // 4. new (or recomputing) requests, FCFS
     while (out.preempted.length === 0 && this.swappedQ.length === 0 && this.waitingQ.length > 0) {
       const group = this.waitingQ[0];
       const seqs = group.liveSeqs;
+      // preempted while its last token was being sampled: the prefix cache needs that token's id
+      if (seqs.some((s) => s.hasPending)) break;
       const id = `request ${group.requestId}`;
       if (group.numPromptTokens > this.config.maxModelLen) {
         this.ignore(group, 'prompt-too-long', `${id}: its prompt has ${group.numPromptTokens} tokens, more than the model's maximum length of ${this.config.maxModelLen}; shorten the prompt`, out);
@@ -309,14 +315,17 @@ export class Scheduler {
   }
 }
 
-/** The live sequences of a running group with exactly one token to compute (the last sampled one). */
+/**
+ * The live sequences of a running group with exactly one token to compute (the last sampled
+ * one), less those whose pending token is their last (they finish when it is resolved).
+ */
 function decoding(group: SequenceGroup, maxModelLen: number): Sequence[] {
   const seqs = group.liveSeqs;
   for (const s of seqs) {
     if (s.numTokens === s.numCachedTokens) throw new Error(`sequence ${s.seqId} has nothing to compute: append its sampled token or finish it before schedule()`);
-    if (s.numTokens > maxModelLen) throw new Error(`sequence ${s.seqId} has ${s.numTokens} tokens, past maxModelLen (${maxModelLen}): finish it with reason 'length'`);
+    if (s.numTokens > maxModelLen && !s.pendingIsLast) throw new Error(`sequence ${s.seqId} has ${s.numTokens} tokens, past maxModelLen (${maxModelLen}): finish it with reason 'length'`);
   }
-  return seqs.filter((s) => s.numTokens - s.numCachedTokens === 1);
+  return seqs.filter((s) => s.numTokens - s.numCachedTokens === 1 && !s.pendingIsLast);
 }
 
 /** Inserts by arrival order (after equals). */

@@ -34,6 +34,13 @@ export class Sequence {
   numCachedTokens = 0;
   /** Compute every prompt token (no prefix-cache hits): prompt log-probs need each position's logits. */
   noPrefixCache = false;
+  /**
+   * The last token is a placeholder (see appendPending): the step that samples it is still on the
+   * device. At most one at a time: the engine resolves it before it appends the next.
+   */
+  hasPending = false;
+  /** The pending token is this sequence's last (max_tokens or the model's length): schedule nothing more for it. */
+  pendingIsLast = false;
 
   constructor(tokenIds: readonly number[], numPromptTokens = tokenIds.length) {
     this.tokenIds = tokenIds.slice();
@@ -62,7 +69,31 @@ export class Sequence {
   /** A sampled token; its K/V are computed in the next step. */
   appendToken(tokenId: number): void {
     if (this.isFinished) throw new Error(`sequence ${this.seqId} is finished`);
+    if (this.hasPending) throw new Error(`sequence ${this.seqId} has a pending token: resolve it first`);
     this.tokenIds.push(tokenId);
+  }
+
+  /**
+   * A token still being sampled on the device, so that the next step can be scheduled and built
+   * before it is known: `placeholder` (<= -2) names the row of the sampling step's output that
+   * the device substitutes (op resolve_tokens). Nothing on the host reads its value until
+   * resolvePending() puts the real id in its place.
+   */
+  appendPending(placeholder: number, isLast: boolean): void {
+    if (this.isFinished) throw new Error(`sequence ${this.seqId} is finished`);
+    if (this.hasPending) throw new Error(`sequence ${this.seqId} already has a pending token`);
+    if (!(placeholder <= -2)) throw new Error(`placeholder ${placeholder} must be <= -2`);
+    this.tokenIds.push(placeholder);
+    this.hasPending = true;
+    this.pendingIsLast = isLast;
+  }
+
+  /** The pending token's real id. */
+  resolvePending(tokenId: number): void {
+    if (!this.hasPending) throw new Error(`sequence ${this.seqId} has no pending token`);
+    this.tokenIds[this.tokenIds.length - 1] = tokenId;
+    this.hasPending = false;
+    this.pendingIsLast = false;
   }
 }
 

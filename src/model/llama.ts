@@ -25,6 +25,11 @@ export interface StepInput {
   positions: ArrayLike<number>; // [numTokens]
   slotMapping: ArrayLike<number>; // [numTokens], block * blockSize + offset
   seqs: StepSeq[];
+  /**
+   * The previous step's sampled ids, still on the device, where tokenIds holds placeholders
+   * (-2 - row: the token sampled in that row); the device fills them in before the embedding.
+   */
+  sampledBefore?: Tensor;
 }
 
 /** Per-sequence sampling on the device: temperature 0 = greedy. */
@@ -130,6 +135,10 @@ export class LlamaModel {
     });
     if (starts[S] !== T) throw new Error(`step: sequences hold ${starts[S]} query tokens but ${T} token ids were given`);
     const inp = ws.hostInputs(s, 'step', T, { ids: ['i32', step.tokenIds], positions: ['i32', step.positions], slots: ['i32', step.slotMapping] });
+    if (hasPlaceholder(step.tokenIds)) {
+      if (!step.sampledBefore) throw new Error('step: a token id is a placeholder, but no earlier step sampled it (sampledBefore)');
+      s.op('resolve_tokens', { ids: inp.ids, sampled: step.sampledBefore });
+    }
     const rowsIn = logitRows ?? last;
     const R = rowsIn.length;
     const seqIn = ws.hostInputs(s, 'seqs', S, { contextLens: ['i32', step.seqs.map((q) => q.contextLen)] });
@@ -192,3 +201,7 @@ export class LlamaModel {
   }
 }
 
+function hasPlaceholder(ids: ArrayLike<number>): boolean {
+  for (let i = 0; i < ids.length; i++) if (ids[i] <= -2) return true;
+  return false;
+}

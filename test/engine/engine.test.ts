@@ -1,7 +1,7 @@
 // The engine end to end on the tiny HF fixtures: greedy outputs equal HF transformers'; 60
 // concurrent requests of mixed lengths with sampling, stops, n > 1, aborts and forced
-// preemption (a tiny block pool) each give exactly what the request gives when run alone;
-// no block leaks; streaming, log-probs and rejections behave.
+// preemption (a tiny block pool), with each step launched while the one before runs, each give
+// exactly what the request gives when run alone with steps one after another; no block leaks; streaming, log-probs and rejections behave.
 
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -103,9 +103,16 @@ describe.each(backendsUnderTest())('%s backend: engine', (backend) => {
 
   it('60 concurrent requests under preemption give what each gives alone, and no block leaks', async () => {
     const js = jobs(11);
-    // alone, one at a time, in a large pool
+    // alone, one at a time, in a large pool, each step waiting for the one before (no overlap):
+    // the batch below overlaps its steps, so this also checks that overlap changes nothing
+    const serial = await LLM.create({ model: DIR, backend, numGpuBlocks: 256, blockSize: 4, overlapSteps: false });
     const want: number[][][] = [];
-    for (const j of js) want.push(ids((await alone.generate([j.prompt], j.params))[0]));
+    try {
+      for (const j of js) want.push(ids((await serial.generate([j.prompt], j.params))[0]));
+      expect(serial.engine.stats.overlappedSteps).toBe(0);
+    } finally {
+      await serial.close();
+    }
 
     // together, in 48 blocks of 4 tokens (far less than 60 prompts need) with a 64-token budget,
     // each layer's pools split into 3 parts of 16 blocks (256 bytes each in f16) where the backend
@@ -151,6 +158,8 @@ describe.each(backendsUnderTest())('%s backend: engine', (backend) => {
         }
       });
       expect(llm.engine.stats.preemptions).toBeGreaterThan(0);
+      // most steps were launched while the one before was still running
+      expect(llm.engine.stats.overlappedSteps).toBeGreaterThan(llm.engine.stats.steps / 2);
       // swaps touched every part, and copy-on-write copied from one part into another
       const part = (b: number) => Math.floor(b / llm.cache.blocksPerPart);
       expect(new Set([...moved.swapped].map(part))).toEqual(new Set(split ? [0, 1, 2] : [0]));

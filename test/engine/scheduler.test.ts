@@ -292,3 +292,46 @@ describe('abort, ignore, misuse', () => {
     expect(sched.stats().kvCacheUsage).toBeCloseTo(1 / 64);
   });
 });
+
+describe('pending tokens (step overlap)', () => {
+  it('schedules the decode of a pending token, but not one that is the sequence\'s last', () => {
+    const sched = makeScheduler({});
+    sched.addRequest(request(4, {}, 'a'));
+    sched.addRequest(request(4, {}, 'b'));
+    const first = sched.schedule();
+    sched.update(first);
+    const [a, b] = first.scheduled.map((e) => e.seq);
+    // the step that samples them is still on the device: placeholders for rows 0 and 1
+    a.appendPending(-2, false);
+    b.appendPending(-3, true);
+    const next = sched.schedule();
+    expect(next.scheduled.map((e) => [e.group.requestId, e.numCachedTokens, e.numNewTokens])).toEqual([['a', 4, 1]]);
+    sched.update(next);
+    a.resolvePending(7);
+    b.resolvePending(8);
+    expect(a.tokenIds.slice(4)).toEqual([7]);
+    sched.finish(b, 'length');
+    expect(() => a.resolvePending(9)).toThrow(/no pending token/);
+  });
+
+  it('does not admit a preempted request again while its last token is pending', () => {
+    const sched = makeScheduler({}, { numBlocks: 4, blockSize: 4 });
+    sched.addRequest(request(8, {}, 'old'));
+    sched.addRequest(request(7, {}, 'new'));
+    const first = sched.schedule();
+    sched.update(first);
+    first.scheduled.forEach((e, row) => e.seq.appendPending(-2 - row, false));
+    // both need a third block for the next token... 4 blocks: 'new' is preempted (recompute)
+    const out = sched.schedule();
+    expect(out.preempted.map((g) => g.requestId)).toEqual(['new']);
+    sched.update(out);
+    const victim = sched.waiting[0].seqs[0];
+    expect(victim.hasPending).toBe(true);
+    // 'old' finishes: room again, but the victim's token is not known yet
+    sched.finish(sched.running[0]);
+    expect(sched.schedule().scheduled).toHaveLength(0);
+    victim.resolvePending(5);
+    // its first block comes from the prefix cache; the rest (with the resolved token) is recomputed
+    expect(sched.schedule().scheduled.map((e) => [e.group.requestId, e.numCachedTokens, e.numNewTokens])).toEqual([['new', 4, 4]]);
+  });
+});

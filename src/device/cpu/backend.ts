@@ -170,6 +170,11 @@ function runOp(d: CpuDevice, name: OpName, args: any): void {
       d.bytes(a.out).set(d.bytes(a.x));
       return;
     }
+    case 'resolve_tokens': {
+      const a = args as OpArgs['resolve_tokens'];
+      d.write(a.ids, ref.resolveTokens(d.read(a.ids), d.read(a.sampled)));
+      return;
+    }
     case 'reshape_and_cache': {
       // writes each token's row at its slot, in place: a pool can be far larger than a step
       const a = args as OpArgs['reshape_and_cache'];

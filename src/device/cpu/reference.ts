@@ -95,6 +95,11 @@ export function softmax(x: Num, n: number, v: number): Float64Array {
   return out;
 }
 
+/** resolve_tokens: placeholders v <= -2 become sampled[-v - 2] (-1 where that row does not exist). */
+export function resolveTokens(ids: Num, sampled: Num): Int32Array {
+  return Int32Array.from(ids, (v) => (v <= -2 ? (sampled[-v - 2] ?? -1) : v));
+}
+
 export function argmax(x: Num, n: number, v: number): Int32Array {
   const out = new Int32Array(n);
   for (let i = 0; i < n; i++) {

@@ -5,7 +5,7 @@
 
 import type { Support, Tensor } from '../device.ts';
 import { type MatmulKernel, type OpArgs, type OpName } from '../ops.ts';
-import { byteSize } from '../dtype.ts';
+import { byteSize, numel } from '../dtype.ts';
 import { type KvPool, poolParts } from '../kv-pool.ts';
 import type { NativeAddon } from './addon.ts';
 
@@ -222,6 +222,11 @@ export function runOp<K extends OpName>(c: PlanContext, name: K, args: OpArgs[K]
         v,
         top_n: s.topN,
       });
+      return;
+    }
+    case 'resolve_tokens': {
+      const { ids, sampled } = a as OpArgs['resolve_tokens'];
+      L.launch('resolve_tokens', { ids: p(ids), sampled: p(sampled), n: numel(ids.shape), m: sampled.shape[0] });
       return;
     }
     case 'copy': {

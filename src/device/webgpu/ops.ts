@@ -4,6 +4,7 @@
 
 import type { Support, Tensor } from '../device.ts';
 import type { OpArgs, OpName } from '../ops.ts';
+import { numel } from '../dtype.ts';
 import { rows, tensorBytes } from '../tensor.ts';
 import { attentionUnsupported, planCopyBlocks, planPagedAttention, planPrefillAttention, planReshapeAndCache } from './attention.ts';
 import type { WebGpuDevice } from './backend.ts';
@@ -112,6 +113,11 @@ export function planOp<K extends OpName>(dev: WebGpuDevice, name: K, args: OpArg
       const { x, out } = a as OpArgs['copy'];
       const n4 = x.shape[0] / 4;
       return [{ file: 'copy.wgsl', flags: [], overrides: {}, tensors: { x, out }, params: { n4 }, grid: grid(Math.min(Math.ceil(n4 / 256), 4096)) }];
+    }
+    case 'resolve_tokens': {
+      const { ids, sampled } = a as OpArgs['resolve_tokens'];
+      const n = numel(ids.shape);
+      return [{ file: 'resolve_tokens.wgsl', flags: [], overrides: {}, tensors: { ids, sampled }, params: { n, m: sampled.shape[0] }, grid: grid(Math.max(1, Math.ceil(n / 256))) }];
     }
     case 'copy_blocks':
       return planCopyBlocks(dev, a as OpArgs['copy_blocks']);
