@@ -126,6 +126,7 @@ function cases(): [OpName, unknown][] {
     ['logprobs', { logits: t([3, 10]), ids: t([3], 'i32'), topN: 2, outLogprob: t([3]), outTopIds: t([3, 2], 'i32'), outTopLogprobs: t([3, 2]) }],
     ['logprobs', { logits: t([3, 10]), ids: t([3], 'i32'), topN: 0, outLogprob: t([3]) }],
     ['copy', { x: t([16]), out: t([16]) }],
+    ['resolve_tokens', { ids: t([4, 3], 'i32'), sampled: t([5], 'i32') }],
     ['reshape_and_cache', { key: t([3, 128]), value: t([3, 128]), ...cacheArgs(), slotMapping: t([3], 'i32') }],
     ['copy_blocks', { ...cacheArgs('f32'), pairs: t([2, 2], 'i32') }],
     ...[0, 32, undefined].flatMap((partitionSize): [OpName, unknown][] =>
