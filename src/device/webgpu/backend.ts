@@ -315,8 +315,11 @@ class WebGpuStream implements CommandStream {
         (e) => r.reject(e),
       );
     }
-    let donePromise: Promise<void> | undefined;
-    const done = () => (donePromise ??= gpu.queue.onSubmittedWorkDone().then(() => dev.throwErrors()));
+    // asked now, not when awaited: onSubmittedWorkDone covers all work submitted before the call,
+    // and a later call would also wait for the streams submitted since (the engine's next step)
+    const donePromise = gpu.queue.onSubmittedWorkDone().then(() => dev.throwErrors());
+    donePromise.catch(() => {}); // reported to whoever awaits done(); nobody else
+    const done = () => donePromise;
     return {
       done,
       elapsedMs: async () => {
