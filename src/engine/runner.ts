@@ -48,6 +48,8 @@ export interface LaunchedStep {
 export class ModelRunner {
   private ws: Workspace;
   private launches = 0;
+  /** block copies submitted since the last launch: its result waits for them */
+  private copies: Promise<void>[] = [];
   /** host copies of swapped-out blocks: host block -> per layer [K bytes, V bytes] */
   private host = new Map<number, [Uint8Array, Uint8Array][]>();
 
@@ -92,7 +94,11 @@ export class ModelRunner {
       const pairs = this.ws.upload(s, 'cow_pairs', [copies.length, 2], copies.flat());
       for (let l = 0; l < L; l++) s.op('copy_blocks', { keyCache: this.cache.keys[l], valueCache: this.cache.values[l], pairs });
     }
-    await s.submit().done();
+    // the device runs these before the step launched next (one queue); waiting here would also
+    // wait for a step still running. The next step's result reports a failure.
+    const done = s.submit().done();
+    done.catch(() => {});
+    this.copies.push(done);
   }
 
   /** The step's model inputs: each scheduled sequence's tokens [numCachedTokens, + numNewTokens). */
@@ -211,11 +217,14 @@ export class ModelRunner {
     const lpReads = lp ? this.readLogprobs(s, lp) : undefined;
     const plpReads = plp ? this.readLogprobs(s, plp) : undefined;
     const done = s.submit();
-    return { sampled: ids, result: this.collect(done, R, reads, samples, lpReads, plpReads, promptRows, promptLogprobEntries) };
+    const copies = this.copies;
+    this.copies = [];
+    return { sampled: ids, result: this.collect(done, copies, R, reads, samples, lpReads, plpReads, promptRows, promptLogprobEntries) };
   }
 
   private async collect(
     done: Completion,
+    copies: Promise<void>[],
     R: number,
     reads: Promise<Uint8Array>[],
     samples: SampleRow[],
@@ -225,6 +234,7 @@ export class ModelRunner {
     promptLogprobEntries: Map<ScheduledSeq, number>,
   ): Promise<StepResult> {
     // a kernel that failed on the device fails the step here, not silently
+    await Promise.all(copies);
     await done.done();
     const result: StepResult = { ids: new Int32Array(0) };
     if (R) {
