@@ -21,6 +21,16 @@ const CASES: Record<MatmulKernel, Case[]> = {
     [16, 1031, 1024, 'f16', true],
     [4, 4096, 4096, 'f16', false],
   ],
+  // matmul_gemv_rows: 16 columns per workgroup, k split (and reduced) below 256 workgroups
+  gemv_rows: [
+    [1, 257, 520, 'f16', false],
+    [3, 100, 136, 'bf16', true],
+    [8, 1031, 1032, 'f16', true],
+    [16, 37, 264, 'f32', false],
+    [16, 1031, 1048, 'f16', true],
+    [3, 100, 4096, 'f16', true], // split k 4, bias added by the reduce
+    [16, 4099, 264, 'f16', false], // three columns past a whole number of workgroups
+  ],
   tiled: [
     [1, 3, 5, 'f32', false],
     [65, 70, 33, 'f16', true],
