@@ -87,6 +87,16 @@ describe.each(backendsUnderTest())('%s backend: matmul', (backend) => {
     });
   }
 
+  // the gemv kernels load 16 bytes of a weight row at a time: other k go to another kernel
+  it('takes few rows with k not a multiple of 8, on another kernel than the gemv ones', async () => {
+    const [m, n, k] = [3, 40, 13];
+    const args = { a: host(normal(r, m * k), [m, k]), w: host(normal(r, n * k, 0.3), [n, k], 'f16'), bias: host(normal(r, n), [n]), out: output([m, n]) };
+    const t = (shape: number[]) => fromArray(dev, new Array(shape[0] * shape[1]).fill(0), shape, 'f32');
+    if (backend === 'webgpu') expect(dev.supports('matmul', { a: t([m, k]), w: t([n, k]), out: t([m, n]), kernel: 'gemv_rows' }).ok).toBe(false);
+    const got = await runOp(dev, 'matmul', args);
+    expect(relErr(got.out, (await reference('matmul', args)).out)).toBeLessThan(dev.info.features.subgroupMatrix ? 1e-2 : 1e-5);
+  });
+
   // Each block writes its columns of out (col0, ldo); at 40 rows on a GPU with subgroup matrices
   // that is matmul_sgmat, whose f16 copy of a is padded to 128 rows and must fit one binding too.
   it.each([
