@@ -8,8 +8,9 @@
 // checked launch). Each case runs 150 ms before it is timed (the clocks ramp), then the median of
 // 5 trials of 20 back-to-back launches by GPU timestamps, rotating copies of the weights (> 150 MB
 // in all) so that L2 (50 MB on an H100) does not hold them.
-//   npx tsx bench/lab-gemv.ts [--quick] [--smoke] [--out=FILE] [--m=1,16] [--shapes=4096x4096] [--only=planner,g8s4k4u2]
-// --quick: 2 trials and 50 ms warm-ups; --smoke: one tiny shape (what CI runs on llvmpipe).
+//   npx tsx bench/lab-gemv.ts [--quick] [--smoke] [--out FILE] [--m=1,16] [--shapes=4096x4096] [--only=planner,g4s8]
+// --quick: 2 trials and 50 ms warm-ups; --smoke: one tiny shape (what CI runs on llvmpipe);
+// --only: substrings of the labels to time (`copy` for the copy lines). About 2-3 minutes on an H100.
 import { execFileSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { createDevice, empty, f16BitsToF32, type Tensor, toArray } from '../src/device/index.ts';
@@ -43,7 +44,8 @@ const flush = () => outFile && writeFileSync(outFile, lines.join('\n') + '\n');
 
 const dev = (await createDevice('webgpu')) as WebGpuDevice;
 const info = dev.ctx.adapter.info as GPUAdapterInfo;
-let commit = 'unknown';
+// the GPU machine's tree has no .git: PARALLM_COMMIT names it there
+let commit = process.env.PARALLM_COMMIT ?? 'unknown';
 try {
   commit = execFileSync('git', ['rev-parse', '--short', 'HEAD'], { stdio: ['ignore', 'pipe', 'ignore'] }).toString().trim();
 } catch {}
@@ -93,10 +95,10 @@ async function timeIt(mk: (i: number) => Dispatch[]): Promise<number> {
   return ts[Math.floor(ts.length / 2)];
 }
 
-// the copy ceiling: 2 x 256 MiB (read + written), after the clocks have ramped
+// the copy ceiling: 2 x 256 MiB (read + written; less where a binding is smaller), after the clocks have ramped
 let copyGBps: number;
 {
-  const n = smoke ? 2 ** 20 : 64 * 2 ** 20;
+  const n = smoke ? 2 ** 20 : Math.min(64 * 2 ** 20, Math.floor(dev.info.maxBindingBytes / 4 / 1024) * 1024);
   const x = empty(dev, [n], 'f32');
   const y = empty(dev, [n], 'f32');
   const t0 = performance.now();

@@ -129,13 +129,16 @@ const GEMV_ROWS_MIN_WORKGROUPS = 256;
 export const GEMV_ROWS_STAGE_BYTES = 32 * 1024;
 
 /**
- * The planner's gemv_rows shape: 16 columns and 128 threads per workgroup, 128-byte runs of each
- * weight row per load instruction (G = 8), two steps of loads in flight up to 8 rows (the
- * accumulators of 16 rows take 64 registers). Chosen by counting, not yet measured on a GPU
- * (bench/lab-gemv.ts sweeps the alternatives); for the 7B projections it never splits k.
+ * The planner's gemv_rows shape: 16 columns per workgroup, 128-byte runs of each weight row per
+ * load instruction (G = 8), two steps of loads in flight up to 8 rows (the accumulators of 16
+ * rows take 64 registers); 128 threads per workgroup, 256 for layers under 8192 columns at up to
+ * 4 rows (a 4096-column layer has only 256 workgroups: twice the warps keep ~60 KB of loads in
+ * flight per SM of an H100). Chosen by counting, not yet measured on a GPU (bench/lab-gemv.ts
+ * sweeps the alternatives); for the 7B projections it never splits k.
  */
 export function gemvRowsShape(m: number, n: number, k: number): GemvRowsShape {
-  const [G, SLOTS, KS] = [8, 4, 4];
+  const [G, SLOTS] = [8, 4];
+  const KS = m <= 4 && n < 8192 ? 8 : 4;
   const U = m <= 8 ? 2 : 1;
   const wgs = Math.ceil(n / (4 * SLOTS));
   let splits = 1;
@@ -155,7 +158,7 @@ export function gemvRowsUnfit(dev: WebGpuDevice, m: number, shape: GemvRowsShape
 }
 
 function gemvRowsSubgroups(dev: WebGpuDevice, G: number): boolean {
-  const min = (dev.ctx.adapter.info as GPUAdapterInfo & { subgroupMinSize?: number }).subgroupMinSize ?? 0;
+  const min = dev.ctx.adapter.info.subgroupMinSize ?? 0;
   return dev.info.features.subgroups && G <= min;
 }
 
