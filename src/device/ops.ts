@@ -137,11 +137,13 @@ export const OP_NAMES: OpName[] = [
 export const MAX_TOP_LOGPROBS = 20;
 
 /**
- * Matmul variants: `gemv` for few rows (memory-bound decode; `gemv_sg` its subgroup version),
- * `tiled` the portable prefill kernel, `sgmat` prefill on the matrix units (subgroup matrices).
+ * Matmul variants: `gemv` for few rows (memory-bound decode; `gemv_sg` its subgroup version;
+ * `gemv_rows` streams each weight once for all rows), `tiled` the portable prefill kernel,
+ * `sgmat` prefill on the matrix units (subgroup matrices). A backend without a separate
+ * kernel for a gemv variant runs its own gemv.
  */
-export type MatmulKernel = 'gemv' | 'gemv_sg' | 'tiled' | 'sgmat';
-export const MATMUL_KERNELS: MatmulKernel[] = ['gemv', 'gemv_sg', 'tiled', 'sgmat'];
+export type MatmulKernel = 'gemv' | 'gemv_sg' | 'gemv_rows' | 'tiled' | 'sgmat';
+export const MATMUL_KERNELS: MatmulKernel[] = ['gemv', 'gemv_sg', 'gemv_rows', 'tiled', 'sgmat'];
 
 const OK: Support = { ok: true };
 const no = (reason: string): Support => ({ ok: false, reason });

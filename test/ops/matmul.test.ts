@@ -21,6 +21,16 @@ const CASES: Record<MatmulKernel, Case[]> = {
     [16, 1031, 1024, 'f16', true],
     [4, 4096, 4096, 'f16', false],
   ],
+  // matmul_gemv_rows: 16 columns per workgroup, k split (and reduced) below 256 workgroups
+  gemv_rows: [
+    [1, 257, 520, 'f16', false],
+    [3, 100, 136, 'bf16', true],
+    [8, 1031, 1032, 'f16', true],
+    [16, 37, 264, 'f32', false],
+    [16, 1031, 1048, 'f16', true],
+    [3, 100, 4096, 'f16', true], // split k 4, bias added by the reduce
+    [16, 4099, 264, 'f16', false], // three columns past a whole number of workgroups
+  ],
   tiled: [
     [1, 3, 5, 'f32', false],
     [65, 70, 33, 'f16', true],
@@ -76,6 +86,16 @@ describe.each(backendsUnderTest())('%s backend: matmul', (backend) => {
       expect(relErr(got.out, want.out)).toBeLessThan(kernel === 'sgmat' ? 1e-2 : 1e-5);
     });
   }
+
+  // the gemv kernels load 16 bytes of a weight row at a time: other k go to another kernel
+  it('takes few rows with k not a multiple of 8, on another kernel than the gemv ones', async () => {
+    const [m, n, k] = [3, 40, 13];
+    const args = { a: host(normal(r, m * k), [m, k]), w: host(normal(r, n * k, 0.3), [n, k], 'f16'), bias: host(normal(r, n), [n]), out: output([m, n]) };
+    const t = (shape: number[]) => fromArray(dev, new Array(shape[0] * shape[1]).fill(0), shape, 'f32');
+    if (backend === 'webgpu') expect(dev.supports('matmul', { a: t([m, k]), w: t([n, k]), out: t([m, n]), kernel: 'gemv_rows' }).ok).toBe(false);
+    const got = await runOp(dev, 'matmul', args);
+    expect(relErr(got.out, (await reference('matmul', args)).out)).toBeLessThan(dev.info.features.subgroupMatrix ? 1e-2 : 1e-5);
+  });
 
   // Each block writes its columns of out (col0, ldo); at 40 rows on a GPU with subgroup matrices
   // that is matmul_sgmat, whose f16 copy of a is padded to 128 rows and must fit one binding too.

@@ -111,7 +111,7 @@ export class WebGpuDevice implements Device {
     return c.ok ? supportsOp(this, name, args) : c;
   }
 
-  stream(options: StreamOptions = {}): CommandStream {
+  stream(options: StreamOptions = {}): WebGpuStream {
     return new WebGpuStream(this, options);
   }
 
@@ -193,7 +193,7 @@ type Command =
   | { kind: 'write'; dst: Tensor; data: Uint8Array }
   | { kind: 'read'; src: Tensor; into?: GPUBuffer; resolve: (b: Uint8Array) => void; reject: (e: unknown) => void };
 
-class WebGpuStream implements CommandStream {
+export class WebGpuStream implements CommandStream {
   private cmds: Command[] = [];
   constructor(private dev: WebGpuDevice, private options: StreamOptions) {}
 

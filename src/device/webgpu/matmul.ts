@@ -1,5 +1,5 @@
-// Matmul planning for the webgpu backend: which kernel (gemv, gemv_sg, tiled, sgmat), its
-// launch shape, and the split of weights larger than one binding into row blocks.
+// Matmul planning for the webgpu backend: which kernel (gemv, gemv_sg, gemv_rows, tiled, sgmat),
+// its launch shape, and the split of weights larger than one binding into row blocks.
 
 import type { Tensor } from '../device.ts';
 import type { MatmulKernel, OpArgs } from '../ops.ts';
@@ -10,11 +10,33 @@ import { type Dispatch, grid, rowBlock, weightFlag } from './plan.ts';
 /** Rows of a up to which the gemv kernels work. */
 export const GEMV_MAX_ROWS = 16;
 /**
- * Rows up to which matmul prefers gemv_sg to the matrix units. On an H200 (b44c30d, bench ops):
- * at 16 rows gemv_sg took 0.30/0.68/0.63 ms for the 7B projections, sgmat 0.18/0.47/0.27 ms at
- * 64 rows; at 8 rows gemv_sg took 0.16/0.37/0.34 ms.
+ * Rows up to which matmul prefers gemv_sg to the matrix units when PARALLM_GEMV=sg. On an H200
+ * (b44c30d, bench ops): at 16 rows gemv_sg took 0.30/0.68/0.63 ms for the 7B projections, sgmat
+ * 0.18/0.47/0.27 ms at 64 rows; at 8 rows gemv_sg took 0.16/0.37/0.34 ms.
  */
 export const GEMV_PREFERRED_ROWS = 8;
+
+/**
+ * The kernels matmul tries for 1 to GEMV_MAX_ROWS rows, first the one PARALLM_GEMV names (read
+ * once): `rows` (the default) matmul_gemv_rows.wgsl at every row count, on every adapter (it
+ * reduces through workgroup memory where there are no subgroups); `sg` the order before it
+ * (gemv_sg up to GEMV_PREFERRED_ROWS rows, then the matrix units); `gemv` the portable kernel.
+ * That gemv_rows beats the others at all 16 row counts is unmeasured on a GPU as of this commit:
+ * bench/lab-gemv.ts times them side by side.
+ */
+export type GemvChoice = 'rows' | 'sg' | 'gemv';
+const GEMV_CHOICE: GemvChoice = gemvChoice(process.env.PARALLM_GEMV);
+
+export function gemvChoice(v: string | undefined): GemvChoice {
+  if (v === undefined || v === '' || v === 'rows' || v === 'sg' || v === 'gemv') return (v || 'rows') as GemvChoice;
+  throw new Error(`PARALLM_GEMV=${v}: expected rows, sg or gemv`);
+}
+
+export function gemvOrder(choice: GemvChoice, m: number): MatmulKernel[] {
+  if (choice === 'rows') return ['gemv_rows', 'gemv_sg', 'gemv', 'sgmat', 'tiled'];
+  if (choice === 'gemv') return ['gemv', 'gemv_rows', 'tiled'];
+  return m <= GEMV_PREFERRED_ROWS ? ['gemv_sg', 'gemv', 'sgmat', 'tiled'] : ['sgmat', 'gemv_sg', 'gemv', 'tiled'];
+}
 
 /**
  * Output tile of matmul_sgmat: rows x columns per workgroup. a is padded to whole tiles of rows
@@ -51,8 +73,12 @@ export function matmulUnsupported(dev: WebGpuDevice, a: OpArgs['matmul'], kernel
   const [m, k] = a.a.shape;
   const f = dev.info.features;
   if (tensorBytes(a.w) / a.w.shape[0] > dev.info.maxBindingBytes) return 'a single weight row exceeds the binding limit';
-  if ((kernel === 'gemv' || kernel === 'gemv_sg') && (k % 8 || m > GEMV_MAX_ROWS)) return `${kernel} needs k % 8 == 0 and at most ${GEMV_MAX_ROWS} rows`;
+  if ((kernel === 'gemv' || kernel === 'gemv_sg' || kernel === 'gemv_rows') && (k % 8 || m > GEMV_MAX_ROWS)) return `${kernel} needs k % 8 == 0 and at most ${GEMV_MAX_ROWS} rows`;
   if (kernel === 'gemv_sg' && !f.subgroups) return 'gemv_sg needs subgroups on this adapter';
+  if (kernel === 'gemv_rows' && m <= GEMV_MAX_ROWS) {
+    const unfit = gemvRowsUnfit(dev, m, gemvRowsShape(m, a.w.shape[0], k));
+    if (unfit) return `gemv_rows: ${unfit}`;
+  }
   if (kernel === 'sgmat') {
     if (!f.subgroupMatrix) return 'sgmat needs subgroup matrices (f16 16x16x16, 32-wide subgroups) on this adapter';
     if (a.w.dtype !== 'f16') return `sgmat needs f16 weights, got ${a.w.dtype}`;
@@ -64,7 +90,7 @@ export function matmulUnsupported(dev: WebGpuDevice, a: OpArgs['matmul'], kernel
 export function pickMatmul(dev: WebGpuDevice, a: OpArgs['matmul']): MatmulKernel {
   if (a.kernel) return a.kernel;
   const m = a.a.shape[0];
-  const order: MatmulKernel[] = m <= GEMV_PREFERRED_ROWS ? ['gemv_sg', 'gemv', 'sgmat', 'tiled'] : m <= GEMV_MAX_ROWS ? ['sgmat', 'gemv_sg', 'gemv', 'tiled'] : ['sgmat', 'tiled'];
+  const order: MatmulKernel[] = m <= GEMV_MAX_ROWS ? gemvOrder(GEMV_CHOICE, m) : ['sgmat', 'tiled'];
   return order.find((kn) => !matmulUnsupported(dev, a, kn)) ?? 'tiled';
 }
 
@@ -79,6 +105,102 @@ export function gemvShape(m: number, n: number): { CPT: number; SPLIT: number; U
   let SPLIT = 1;
   while (SPLIT < 8 && n / ((8 / SPLIT) * CPT) < 256) SPLIT *= 2;
   return { CPT, SPLIT, U };
+}
+
+/**
+ * matmul_gemv_rows launch shape (the kernel's header says what each is): G lanes along k per
+ * quad of columns, SLOTS quads per workgroup, KS lane groups along k, U steps of weight loads in
+ * flight per lane; k split over `splits` workgroups per column block (their partial sums added by
+ * matmul_splitk_reduce.wgsl); `stage`: a's k-slice staged in workgroup memory, which splits k
+ * further until the slice fits GEMV_ROWS_STAGE_BYTES.
+ */
+export interface GemvRowsShape {
+  G: number;
+  SLOTS: number;
+  KS: number;
+  U: number;
+  splits: number;
+  stage: boolean;
+}
+
+/** Workgroups below which gemv_rows splits k, if the chunks stay >= 1024 deep (chosen, unmeasured). */
+const GEMV_ROWS_MIN_WORKGROUPS = 256;
+/** Bytes of a's k-slice that a STAGE_A workgroup holds (chosen, unmeasured). */
+export const GEMV_ROWS_STAGE_BYTES = 32 * 1024;
+
+/**
+ * The planner's gemv_rows shape: 16 columns per workgroup, 128-byte runs of each weight row per
+ * load instruction (G = 8), two steps of loads in flight up to 8 rows (the accumulators of 16
+ * rows take 64 registers); 128 threads per workgroup, 256 for layers under 8192 columns at up to
+ * 4 rows (a 4096-column layer has only 256 workgroups: twice the warps keep ~60 KB of loads in
+ * flight per SM of an H100). Chosen by counting, not yet measured on a GPU (bench/lab-gemv.ts
+ * sweeps the alternatives); for the 7B projections it never splits k.
+ */
+export function gemvRowsShape(m: number, n: number, k: number): GemvRowsShape {
+  const [G, SLOTS] = [8, 4];
+  const KS = m <= 4 && n < 8192 ? 8 : 4;
+  const U = m <= 8 ? 2 : 1;
+  const wgs = Math.ceil(n / (4 * SLOTS));
+  let splits = 1;
+  while (wgs * splits < GEMV_ROWS_MIN_WORKGROUPS && k / (splits * 2) >= 1024) splits *= 2;
+  return { G, SLOTS, KS, U, splits, stage: false };
+}
+
+/** Why gemv_rows cannot launch in this shape here (workgroup size or memory), or undefined. */
+export function gemvRowsUnfit(dev: WebGpuDevice, m: number, shape: GemvRowsShape): string | undefined {
+  const lim = dev.gpu.limits;
+  const { G, SLOTS, KS } = shape;
+  const wg = G * SLOTS * KS;
+  if (wg > lim.maxComputeInvocationsPerWorkgroup || wg > lim.maxComputeWorkgroupSizeX) return `a workgroup of ${wg} threads is over this adapter's limit`;
+  const smem = gemvRowsRedBytes(dev, m, shape) + (shape.stage ? m * 32 : 0);
+  if (smem > lim.maxComputeWorkgroupStorageSize) return `${smem} bytes of workgroup memory are over this adapter's ${lim.maxComputeWorkgroupStorageSize}`;
+  return undefined;
+}
+
+function gemvRowsSubgroups(dev: WebGpuDevice, G: number): boolean {
+  const min = dev.ctx.adapter.info.subgroupMinSize ?? 0;
+  return dev.info.features.subgroups && G <= min;
+}
+
+function gemvRowsRedBytes(dev: WebGpuDevice, m: number, { G, SLOTS, KS }: GemvRowsShape): number {
+  return 16 * (gemvRowsSubgroups(dev, G) ? KS * SLOTS * m : G * SLOTS * KS);
+}
+
+/**
+ * gemv_rows dispatches for columns [n0, n0 + nb) of out (one row block of w): the kernel, and
+ * the reduce of the k-splits when there are several.
+ */
+export function planGemvRows(dev: WebGpuDevice, args: OpArgs['matmul'], shape: GemvRowsShape, n0 = 0, nb = args.w.shape[0]): Dispatch[] {
+  const { a, w, bias, out } = args;
+  const [m, k] = a.shape;
+  const ldo = out.shape[1];
+  const { G, SLOTS, KS, U, stage } = shape;
+  const unfit = gemvRowsUnfit(dev, m, shape);
+  if (unfit) throw new Error(`gemv_rows: ${unfit}`);
+  const chunks = k / 8;
+  // k-chunks in units of 8 elements; with staging, no longer than the slice that fits
+  let per = Math.ceil(chunks / Math.max(1, Math.min(shape.splits, chunks)));
+  if (stage) {
+    const room = Math.min(GEMV_ROWS_STAGE_BYTES, dev.gpu.limits.maxComputeWorkgroupStorageSize - gemvRowsRedBytes(dev, m, shape));
+    per = Math.min(per, Math.floor(room / (m * 32)));
+  }
+  const splits = Math.ceil(chunks / per);
+  const wgsN = Math.ceil(nb / (4 * SLOTS));
+  const file = 'matmul_gemv_rows.wgsl';
+  const overrides: Record<string, number> = { ROWS: m, G, SLOTS, KS, U, ...(stage ? { KC: per * 8 } : {}) };
+  const flags = [weightFlag(w), ...(gemvRowsSubgroups(dev, G) ? ['SUBGROUPS'] : []), ...(stage ? ['STAGE_A'] : [])];
+  const wb = rows(w, n0, nb);
+  const params = { m, n: nb, k, wgs_n: wgsN, k_chunk: per * 8 };
+  if (splits === 1) {
+    const tensors: Record<string, Tensor> = { a, w: wb, out, ...(bias ? { bias } : {}) };
+    return [{ file, flags: [...flags, ...(bias ? ['BIAS'] : [])], overrides, tensors, params: { ...params, ldo, col0: n0, split_stride: 0 }, grid: grid(wgsN) }];
+  }
+  const part = dev.scratch('gemv_rows.part', [splits * m * nb], 'f32');
+  const rtensors: Record<string, Tensor> = { part, out, ...(bias ? { bias } : {}) };
+  return [
+    { file, flags, overrides, tensors: { a, w: wb, out: part }, params: { ...params, ldo: nb, col0: 0, split_stride: m * nb }, grid: grid(wgsN * splits) },
+    { file: 'matmul_splitk_reduce.wgsl', flags: bias ? ['BIAS'] : [], overrides: {}, tensors: rtensors, params: { m, n: nb, ldo, col0: n0, splits }, grid: grid(Math.ceil((m * nb) / 256)) },
+  ];
 }
 
 /**
@@ -107,6 +229,8 @@ export function planMatmul(dev: WebGpuDevice, args: OpArgs['matmul']): Dispatch[
     if (kernel === 'gemv') {
       const cols = 4;
       plans.push({ file: 'matmul_gemv.wgsl', flags, overrides: { ROWS: m, COLS: cols }, tensors, params, grid: grid(Math.ceil(nb / cols)) });
+    } else if (kernel === 'gemv_rows') {
+      plans.push(...planGemvRows(dev, args, gemvRowsShape(m, nb, k), n0, nb));
     } else if (kernel === 'gemv_sg') {
       const shape = gemvShape(m, nb);
       const perWg = (8 / shape.SPLIT) * shape.CPT;
