@@ -129,17 +129,18 @@ const GEMV_ROWS_MIN_WORKGROUPS = 256;
 export const GEMV_ROWS_STAGE_BYTES = 32 * 1024;
 
 /**
- * The planner's gemv_rows shape: 16 columns per workgroup, 128-byte runs of each weight row per
- * load instruction (G = 8), two steps of loads in flight up to 8 rows (the accumulators of 16
- * rows take 64 registers); 128 threads per workgroup, 256 for layers under 8192 columns at up to
- * 4 rows (a 4096-column layer has only 256 workgroups: twice the warps keep ~60 KB of loads in
- * flight per SM of an H100). Chosen by counting, not yet measured on a GPU (bench/lab-gemv.ts
- * sweeps the alternatives); for the 7B projections it never splits k.
+ * The planner's gemv_rows shape, from the lab's sweep on an H200 (bench/lab-gemv.ts, commit
+ * 3c0d5e1, `bench/results/lab/gemv-lab-nvidia-h200-2026-11-26.txt`; the 7B projections, the
+ * fused q/k/v and gate/up layers and the lm_head): at 1-2 rows a whole subgroup along k per 4
+ * columns (G 32, gemv_sg's layout: 66-104% of copy, within 2 points of the best everywhere); at
+ * 3-4 rows 8 lanes along k, 16 columns and 256 threads per workgroup (57-85%); from 5 rows 8
+ * columns and 256 threads per workgroup, which keeps the most loads in flight per accumulator
+ * register (46-61% at 8 rows, 17-31% at 16, where 16 f32 FMAs per weight bind). Two steps of
+ * loads in flight throughout. For the 7B projections it never splits k.
  */
 export function gemvRowsShape(m: number, n: number, k: number): GemvRowsShape {
-  const [G, SLOTS] = [8, 4];
-  const KS = m <= 4 && n < 8192 ? 8 : 4;
-  const U = m <= 8 ? 2 : 1;
+  const [G, SLOTS, KS] = m <= 2 ? [32, 1, 4] : m <= 4 ? [8, 4, 8] : [8, 2, 8];
+  const U = 2;
   const wgs = Math.ceil(n / (4 * SLOTS));
   let splits = 1;
   while (wgs * splits < GEMV_ROWS_MIN_WORKGROUPS && k / (splits * 2) >= 1024) splits *= 2;
