@@ -163,6 +163,21 @@ export async function runOpsBench(opts: BenchOptions): Promise<BenchResult> {
     const rms = await time(dev, 'rope', () => ({ x: qk, positions: pos, cosSin: inv, numHeads: 2 * HEADS, headSize: HEAD }), reps, trials);
     rows.push(mem('rope (q and k)', `[${n}, ${2 * HEADS}, ${HEAD}]`, rms, n * 2 * H * 4 * 2));
 
+    // K and V into an f16 cache of blocks of 16, alone (reshape_and_cache) and fused with rope
+    // over a q/k/v row (qkv_rope_cache): a decode batch writes each token into its own block,
+    // a prefill chunk (2048) consecutive slots. Bytes: f32 rows read, q written, f16 K and V written.
+    const bs = 16;
+    const stride = n <= 256 ? bs : 1;
+    const cacheShape = [Math.ceil((n * stride) / bs), bs, HEADS, HEAD];
+    const kc = empty(dev, cacheShape, 'f16');
+    const vc = empty(dev, cacheShape, 'f16');
+    const slots = fromArray(dev, Array.from({ length: n }, (_, i) => i * stride), [n], 'i32');
+    const [k, v, q] = [fromArray(dev, rand(n * H), [n, H], 'f32'), fromArray(dev, rand(n * H), [n, H], 'f32'), empty(dev, [n, H], 'f32')];
+    const cms = await time(dev, 'reshape_and_cache', () => ({ key: k, value: v, keyCache: kc, valueCache: vc, slotMapping: slots }), reps, trials);
+    rows.push(mem('reshape_and_cache', `[${n}, ${HEADS}, ${HEAD}] x 2 into f16`, cms, n * 2 * H * (4 + 2)));
+    const fms = await time(dev, 'qkv_rope_cache', () => ({ qkv: qk, positions: pos, cosSin: inv, numHeads: HEADS, numKvHeads: HEADS, headSize: HEAD, q, keyCache: kc, valueCache: vc, slotMapping: slots }), reps, trials);
+    rows.push(mem('qkv_rope_cache', `[${n}, 3 x ${HEADS}, ${HEAD}], f16 cache`, fms, n * H * (3 * 4 + 4 + 2 * 2)));
+
     const gu = fromArray(dev, rand(n * 2 * I), [n, 2 * I], 'f32');
     const act = empty(dev, [n, I], 'f32');
     const sms = await time(dev, 'silu_and_mul', () => ({ x: gu, out: act }), reps, trials);
@@ -172,7 +187,7 @@ export async function runOpsBench(opts: BenchOptions): Promise<BenchResult> {
     const table = fromArray(dev, rand(V * H, 0.02), [V, H], 'f16');
     const ems = await time(dev, 'embedding', () => ({ ids, table, out }), reps, trials);
     rows.push(mem('embedding', `[${n}] of [${V}, ${H}] f16`, ems, n * H * 6));
-    for (const t of [x, res, w, out, qk, pos, inv, gu, act, ids, table]) dev.free(t.buffer);
+    for (const t of [x, res, w, out, qk, pos, inv, kc, vc, slots, k, v, q, gu, act, ids, table]) dev.free(t.buffer);
   }
 
   // matmul: decode (gemv, memory-bound) and prefill (compute-bound) at the 7B projections

@@ -154,6 +154,22 @@ struct ReshapeAndCacheArgs {
 };
 void reshape_and_cache(const ReshapeAndCacheArgs& a, gpuStream_t stream);
 
+// qkv: [n, (num_heads + 2 * num_kv_heads) * head_size] f32; positions: [n] i32; cos_sin:
+// [max_pos, 2 * half_rot] f32; q: [n, num_heads * head_size] f32; caches: [num_slots,
+// num_kv_heads * head_size] dtype; slot_mapping: [n] i32
+struct QkvRopeCacheArgs {
+  const float* qkv;
+  const int32_t* positions;
+  const float* cos_sin;
+  float* q;
+  void* key_cache;
+  void* value_cache;
+  const int32_t* slot_mapping;
+  int n, num_heads, num_kv_heads, head_size, half_rot, max_pos, dtype;
+  int64_t num_slots;
+};
+void qkv_rope_cache(const QkvRopeCacheArgs& a, gpuStream_t stream);
+
 // caches: [num_blocks, block_words] u32 words; pairs: [m, 2] i32 (src, dst)
 struct CopyBlocksArgs {
   uint32_t* key_cache;

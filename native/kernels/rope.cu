@@ -2,9 +2,10 @@
 // cos/sin table (shaders/rope.wgsl; see src/device/ops.ts for why the table is not computed here).
 // x: [n, width] f32; positions: [n] i32 (< max_pos); cos_sin: [max_pos, 2 * half_rot] f32,
 // cos in [:, :half_rot], sin in [:, half_rot:]. neox pairs (i, i + half_rot); interleaved (2i, 2i + 1).
-// One thread per (token, head, pair).
+// One thread per (token, head, pair); the rotation is rope.cuh's, which qkv_rope_cache shares.
 #include "ops.h"
 #include "portable.cuh"
+#include "rope.cuh"
 
 namespace parallm {
 
@@ -22,8 +23,8 @@ __global__ void rope_kernel(float* x, const int32_t* positions, const float* cos
     const int i0 = interleaved ? 2 * i : i;
     const int i1 = interleaved ? 2 * i + 1 : i + half_rot;
     const float a = base[i0], b = base[i1];
-    base[i0] = a * c - b * s;
-    base[i1] = b * c + a * s;
+    base[i0] = rope_first(a, b, c, s);
+    base[i1] = rope_second(a, b, c, s);
   }
 }
 

@@ -34,6 +34,7 @@ enum Op : int {
   kOpLogprobs,
   kOpCopy,
   kOpReshapeAndCache,
+  kOpQkvRopeCache,
   kOpCopyBlocks,
   kOpPagedAttention,
   kOpPagedAttentionReduce,
@@ -61,6 +62,7 @@ const Layout kLayouts[kOpCount] = {
     {"logprobs", "logits ids out_logprob out_top_ids out_top_logprobs n v top_n"},
     {"copy", "x out n"},
     {"reshape_and_cache", "key value key_cache value_cache slot_mapping n width dtype num_slots"},
+    {"qkv_rope_cache", "qkv positions cos_sin q key_cache value_cache slot_mapping n num_heads num_kv_heads head_size half_rot max_pos dtype num_slots"},
     {"copy_blocks", "key_cache value_cache pairs m num_blocks block_words"},
     {"paged_attention", "q key_cache value_cache block_tables context_lens out part_out part_ml num_seqs num_heads num_kv_heads head_size block_size max_blocks partition_size partitions dtype scale"},
     {"paged_attention_reduce", "part_out part_ml context_lens out num_seqs num_heads head_size block_size max_blocks partition_size partitions"},
@@ -321,6 +323,16 @@ static void run_launch(Napi::Env env, int op, const double* args, size_t n) {
       a.slot_mapping = r.ptr<const int32_t>(), a.n = r.i32(), a.width = r.i32(), a.dtype = r.i32(), a.num_slots = r.i64();
       r.done();
       reshape_and_cache(a, s);
+      break;
+    }
+    case kOpQkvRopeCache: {
+      QkvRopeCacheArgs a;
+      a.qkv = r.ptr<const float>(), a.positions = r.ptr<const int32_t>(), a.cos_sin = r.ptr<const float>(), a.q = r.ptr<float>();
+      a.key_cache = r.ptr<void>(), a.value_cache = r.ptr<void>(), a.slot_mapping = r.ptr<const int32_t>();
+      a.n = r.i32(), a.num_heads = r.i32(), a.num_kv_heads = r.i32(), a.head_size = r.i32(), a.half_rot = r.i32(), a.max_pos = r.i32(), a.dtype = r.i32();
+      a.num_slots = r.i64();
+      r.done();
+      qkv_rope_cache(a, s);
       break;
     }
     case kOpCopyBlocks: {

@@ -3,7 +3,7 @@
 //
 // Notation: `x: [n, h] f32` is a contiguous row-major tensor of n rows of h f32 values.
 
-import type { DType } from './dtype.ts';
+import { type DType, byteSize } from './dtype.ts';
 import type { Support, Tensor } from './device.ts';
 import { type KvPool, MAX_KV_PARTS, poolParts } from './kv-pool.ts';
 
@@ -86,6 +86,28 @@ export interface OpArgs {
    */
   reshape_and_cache: { key: Tensor; value: Tensor; keyCache: KvPool; valueCache: KvPool; slotMapping: Tensor };
   /**
+   * The attention input of a layer after one fused q/k/v matmul, in one kernel: rotary embedding
+   * (neox layout) on the q and k heads of each row, q written out, k and v written into their
+   * slots of the paged cache. Equal to rope on q, rope on k (rounded to f32 as rope's output),
+   * then reshape_and_cache of k and v: the same products and sums as rope, q written for every
+   * row, a negative slot skipping only the cache writes. numKvHeads and headSize are the caches'.
+   * qkv: [n, (numHeads + 2 * numKvHeads) * headSize] f32, each row q's heads, then k's, then v's;
+   * positions: [n] i32 (< maxPos); cosSin: [maxPos, rot] f32 as rope's; q: [n, numHeads *
+   * headSize] f32 (apart from qkv); keyCache, valueCache as reshape_and_cache; slotMapping: [n] i32
+   */
+  qkv_rope_cache: {
+    qkv: Tensor;
+    positions: Tensor;
+    cosSin: Tensor;
+    numHeads: number;
+    numKvHeads: number;
+    headSize: number;
+    q: Tensor;
+    keyCache: KvPool;
+    valueCache: KvPool;
+    slotMapping: Tensor;
+  };
+  /**
    * Copies whole blocks within the caches (copy-on-write of a shared last block): block
    * pairs[i][1] <- block pairs[i][0] in both keyCache and valueCache. A device copy cannot do
    * this: WebGPU forbids copying a buffer into itself. Source and destination may lie in
@@ -128,6 +150,7 @@ export const OP_NAMES: OpName[] = [
   'copy',
   'resolve_tokens',
   'reshape_and_cache',
+  'qkv_rope_cache',
   'copy_blocks',
   'paged_attention',
   'prefill_attention',
@@ -268,6 +291,26 @@ function check(name: OpName, a: any): string | undefined {
       const n = a.slotMapping?.shape[0];
       return expect('slotMapping', a.slotMapping, I, [undefined]) ?? expect('key', a.key, F, [n, kvh * hs]) ?? expect('value', a.value, F, [n, kvh * hs]);
     }
+    case 'qkv_rope_cache': {
+      const e = checkCaches(a);
+      if (e) return e;
+      const [, , kvh, hs] = poolParts(a.keyCache)[0].shape;
+      if (a.numKvHeads !== kvh || a.headSize !== hs) return `numKvHeads and headSize must be the caches' (${kvh} kv heads of ${hs}), got ${a.numKvHeads} of ${a.headSize}`;
+      if (!(Number.isInteger(a.numHeads) && a.numHeads > 0)) return `numHeads must be a whole number > 0, got ${a.numHeads}`;
+      const n = a.slotMapping?.shape[0];
+      const err =
+        expect('slotMapping', a.slotMapping, I, [undefined]) ??
+        expect('qkv', a.qkv, F, [n, (a.numHeads + 2 * kvh) * hs]) ??
+        expect('positions', a.positions, I, [n]) ??
+        expect('cosSin', a.cosSin, F, [undefined, undefined]) ??
+        expect('q', a.q, F, [n, a.numHeads * hs]);
+      if (err) return err;
+      const rot = a.cosSin.shape[1];
+      if (rot % 2 || rot > hs) return `rotary dim ${rot} must be even and at most headSize ${hs}`;
+      // other threads still read the k and v columns (and the partner half of a head) of a row whose q is written
+      if (overlap(a.q, a.qkv)) return 'q must not overlap qkv';
+      return undefined;
+    }
     case 'copy_blocks':
       return checkCaches(a) ?? expect('pairs', a.pairs, I, [undefined, 2]);
     case 'paged_attention':
@@ -292,6 +335,10 @@ function check(name: OpName, a: any): string | undefined {
       return undefined;
     }
   }
+}
+
+function overlap(x: Tensor, y: Tensor): boolean {
+  return x.buffer === y.buffer && x.offset < y.offset + byteSize(y.shape, y.dtype) && y.offset < x.offset + byteSize(x.shape, x.dtype);
 }
 
 /** The K and V pools: one tensor each or parts alike (kv-pool.ts), of one dtype and row shape. */

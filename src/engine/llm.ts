@@ -65,7 +65,8 @@ export function deviceMemoryBytes(): number | undefined {
 
 /** A step's activation peak: the per-token buffers of the widest step plus the logits of every sequence. */
 function activationBytes(c: ModelConfig, tokens: number, seqs: number): number {
-  const perToken = 4 * (3 * c.hiddenSize + 2 * c.numHeads * c.headDim + 2 * c.numKvHeads * c.headDim + 3 * c.intermediateSize);
+  // residual, xn, h_out; qkv, q, attn; gate_up, act (src/model/llama.ts)
+  const perToken = 4 * (3 * c.hiddenSize + 3 * c.numHeads * c.headDim + 2 * c.numKvHeads * c.headDim + 3 * c.intermediateSize);
   return tokens * perToken * 1.25 + seqs * c.vocabSize * 4 * 4;
 }
 

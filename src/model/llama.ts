@@ -47,6 +47,10 @@ export class LlamaModel {
   private readonly ws: Workspace;
   /** [maxPositions, headDim]: cos and sin of every position's rotary angles */
   private readonly cosSin: Tensor;
+  /** q, k and v projections fused per layer: [qw + 2 * kvw, hidden], q rows, then k's, then v's */
+  private readonly qkv: Tensor[] = [];
+  /** their biases, fused alike (Qwen2): [qw + 2 * kvw] f32 */
+  private readonly qkvBias: (Tensor | undefined)[] = [];
   /** gate and up projections fused per layer: [2 * intermediate, hidden], gate rows first */
   private readonly gateUp: Tensor[] = [];
 
@@ -58,18 +62,37 @@ export class LlamaModel {
     const maxPos = config.maxPositionEmbeddings;
     this.cosSin = fromArray(device, ropeCosSin(ropeInvFreq(config), maxPos), [maxPos, config.headDim], 'f32', 'rope_cos_sin');
     this.ws = new Workspace(device, config);
-    // silu_and_mul takes gate and up side by side in one row: one matmul by the stacked weights
-    // (the separate tensors are freed once copied; the layer's gateProj/upProj become views)
-    for (const l of weights.layers) {
-      const [inter, hidden] = l.gateProj.shape;
-      const t = this.ws.persistent([2 * inter, hidden], l.gateProj.dtype, 'gate_up');
-      device.stream().copy(l.gateProj, rows(t, 0, inter)).copy(l.upProj, rows(t, inter, inter)).submit();
-      device.free(l.gateProj.buffer);
-      device.free(l.upProj.buffer);
-      l.gateProj = rows(t, 0, inter);
-      l.upProj = rows(t, inter, inter);
-      this.gateUp.push(t);
+    // One matmul by stacked weights where the op after it takes the outputs side by side in one
+    // row: qkv_rope_cache takes q, k and v (and Qwen2's biases alike), silu_and_mul gate and up.
+    // The separate tensors are freed once copied; the layer's fields become views of the stacks.
+    for (const [i, l] of weights.layers.entries()) {
+      let views: Tensor[];
+      [this.qkv[i], views] = this.stack([l.qProj, l.kProj, l.vProj], 'qkv');
+      [l.qProj, l.kProj, l.vProj] = views;
+      if (l.qBias || l.kBias || l.vBias) {
+        if (!l.qBias || !l.kBias || !l.vBias) throw new Error('q, k and v projections must all have biases or none');
+        [this.qkvBias[i], views] = this.stack([l.qBias, l.kBias, l.vBias], 'qkv_bias');
+        [l.qBias, l.kBias, l.vBias] = views;
+      }
+      [this.gateUp[i], views] = this.stack([l.gateProj, l.upProj], 'gate_up');
+      [l.gateProj, l.upProj] = views;
     }
+  }
+
+  /** `parts` one after another along dim 0 in one new tensor (the parts freed), and their views in it. */
+  private stack(parts: Tensor[], label: string): [Tensor, Tensor[]] {
+    const t = this.ws.persistent([parts.reduce((n, p) => n + p.shape[0], 0), ...parts[0].shape.slice(1)], parts[0].dtype, label);
+    const s = this.device.stream();
+    let at = 0;
+    const views = parts.map((p) => {
+      const v = rows(t, at, p.shape[0]);
+      s.copy(p, v);
+      at += p.shape[0];
+      return v;
+    });
+    s.submit();
+    for (const p of parts) this.device.free(p.buffer);
+    return [t, views];
   }
 
   /**
@@ -148,9 +171,8 @@ export class LlamaModel {
 
     const residual = ws.get('residual', [T, H], 'f32');
     const xn = ws.get('xn', [T, H], 'f32');
+    const qkv = ws.get('qkv', [T, qw + 2 * kvw], 'f32');
     const q = ws.get('q', [T, qw], 'f32');
-    const k = ws.get('k', [T, kvw], 'f32');
-    const v = ws.get('v', [T, kvw], 'f32');
     const attn = ws.get('attn', [T, qw], 'f32');
     const hOut = ws.get('h_out', [T, H], 'f32');
     const gu = ws.get('gate_up', [T, 2 * I], 'f32');
@@ -165,14 +187,11 @@ export class LlamaModel {
       // the input norm of layer 0 reads the embeddings; later ones add the previous MLP output first
       if (l === 0) s.op('rms_norm', { x: residual, weight: L.inputNorm, out: xn, eps });
       else s.op('rms_norm', { x: hOut, residual, weight: L.inputNorm, out: xn, eps });
-      s.op('matmul', { a: xn, w: L.qProj, bias: L.qBias, out: q });
-      s.op('matmul', { a: xn, w: L.kProj, bias: L.kBias, out: k });
-      s.op('matmul', { a: xn, w: L.vProj, bias: L.vBias, out: v });
-      s.op('rope', { x: q, positions: inp.positions, cosSin: this.cosSin, numHeads: c.numHeads, headSize: c.headDim });
-      s.op('rope', { x: k, positions: inp.positions, cosSin: this.cosSin, numHeads: c.numKvHeads, headSize: c.headDim });
       const kc = cache.keys[l];
       const vc = cache.values[l];
-      s.op('reshape_and_cache', { key: k, value: v, keyCache: kc, valueCache: vc, slotMapping: inp.slots });
+      // q, k, v in one matmul; rope on q and k, q out, k and v into the cache in one kernel
+      s.op('matmul', { a: xn, w: this.qkv[l], bias: this.qkvBias[l], out: qkv });
+      s.op('qkv_rope_cache', { qkv, positions: inp.positions, cosSin: this.cosSin, numHeads: c.numHeads, numKvHeads: c.numKvHeads, headSize: c.headDim, q, keyCache: kc, valueCache: vc, slotMapping: inp.slots });
       if (decodeOnly) {
         s.op('paged_attention', { q, keyCache: kc, valueCache: vc, blockTables, contextLens: seqIn.contextLens, out: attn, scale });
       } else {
@@ -194,7 +213,7 @@ export class LlamaModel {
   }
 
   free(): void {
-    // gate/up are views of the workspace's stacked buffers, freed twice: devices ignore a second free
+    // q/k/v, their biases and gate/up are views of the workspace's stacked buffers, freed twice: devices ignore a second free
     freeWeights(this.device, this.weights);
     this.ws.free();
     this.device.free(this.cosSin.buffer);

@@ -128,6 +128,7 @@ function cases(): [OpName, unknown][] {
     ['copy', { x: t([16]), out: t([16]) }],
     ['resolve_tokens', { ids: t([4, 3], 'i32'), sampled: t([5], 'i32') }],
     ['reshape_and_cache', { key: t([3, 128]), value: t([3, 128]), ...cacheArgs(), slotMapping: t([3], 'i32') }],
+    ['qkv_rope_cache', { qkv: t([3, 256]), positions: t([3], 'i32'), cosSin: t([100, 64]), numHeads: 2, numKvHeads: 1, headSize: 64, q: t([3, 128]), keyCache: t([8, 16, 1, 64]), valueCache: t([8, 16, 1, 64]), slotMapping: t([3], 'i32') }],
     ['copy_blocks', { ...cacheArgs('f32'), pairs: t([2, 2], 'i32') }],
     ...[0, 32, undefined].flatMap((partitionSize): [OpName, unknown][] =>
       [4, V2_MIN_CONTEXT].map((maxBlocks) => ['paged_attention', { q: t([2, 256]), ...cacheArgs(), blockTables: t([2, maxBlocks], 'i32'), contextLens: t([2], 'i32'), out: t([2, 256]), scale: 0.1, partitionSize }]),

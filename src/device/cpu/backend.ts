@@ -176,20 +176,26 @@ function runOp(d: CpuDevice, name: OpName, args: any): void {
       return;
     }
     case 'reshape_and_cache': {
-      // writes each token's row at its slot, in place: a pool can be far larger than a step
       const a = args as OpArgs['reshape_and_cache'];
       const slots = d.read(a.slotMapping);
-      const w = a.key.shape[1];
-      const { blockSize } = cacheShape(a.keyCache);
-      for (const [src, cache] of [[a.key, a.keyCache], [a.value, a.valueCache]] as const) {
-        const x = d.read(src);
-        for (let t = 0; t < slots.length; t++) {
-          if (slots[t] < 0) continue;
-          const block = d.bytes(poolBlock(cache, Math.floor(slots[t] / blockSize)));
-          const rowBytes = block.byteLength / blockSize;
-          block.set(encode(x.subarray(t * w, (t + 1) * w), poolParts(cache)[0].dtype), (slots[t] % blockSize) * rowBytes);
-        }
-      }
+      cacheRows(d, a.keyCache, slots, d.read(a.key), 0, a.key.shape[1]);
+      cacheRows(d, a.valueCache, slots, d.read(a.value), 0, a.value.shape[1]);
+      return;
+    }
+    case 'qkv_rope_cache': {
+      // rope on the q and k heads, which lie side by side at the start of each row, rounded to
+      // f32 as rope's output tensor is; then q out and k, v into the cache as reshape_and_cache
+      const a = args as OpArgs['qkv_rope_cache'];
+      const [n, width] = a.qkv.shape;
+      const qw = a.numHeads * a.headSize;
+      const kvw = a.numKvHeads * a.headSize;
+      const x = Float32Array.from(ref.rope(d.read(a.qkv), d.read(a.positions), d.read(a.cosSin), a.cosSin.shape[1], n, width, a.numHeads + a.numKvHeads, a.headSize));
+      const q = new Float32Array(n * qw);
+      for (let t = 0; t < n; t++) q.set(x.subarray(t * width, t * width + qw), t * qw);
+      d.write(a.q, q);
+      const slots = d.read(a.slotMapping);
+      cacheRows(d, a.keyCache, slots, x, qw, width);
+      cacheRows(d, a.valueCache, slots, x, qw + kvw, width);
       return;
     }
     case 'copy_blocks': {
@@ -217,6 +223,21 @@ function runOp(d: CpuDevice, name: OpName, args: any): void {
       d.write(a.out, out);
       return;
     }
+  }
+}
+
+/**
+ * Writes row t of x (its pool-row-wide slice from column `from`, rows `stride` apart) into the
+ * pool at slots[t], in place (a pool can be far larger than a step); negative slots are skipped.
+ */
+function cacheRows(d: CpuDevice, cache: KvPool, slots: ArrayLike<number>, x: Float32Array | Float64Array | Int32Array | Uint32Array, from: number, stride: number): void {
+  const [, blockSize, kvh, hs] = poolParts(cache)[0].shape;
+  const w = kvh * hs;
+  for (let t = 0; t < slots.length; t++) {
+    if (slots[t] < 0) continue;
+    const block = d.bytes(poolBlock(cache, Math.floor(slots[t] / blockSize)));
+    const rowBytes = block.byteLength / blockSize;
+    block.set(encode(x.subarray(t * stride + from, t * stride + from + w), poolParts(cache)[0].dtype), (slots[t] % blockSize) * rowBytes);
   }
 }
 

@@ -109,6 +109,7 @@ export function supportsOp<K extends OpName>(blas: boolean, blasError: string, n
     if ((kernel === 'gemv' || kernel === 'gemv_sg' || kernel === 'gemv_rows') && m > GEMV_MAX_ROWS) return no(`matmul: ${kernel} takes at most ${GEMV_MAX_ROWS} rows, got ${m}`);
     if (kernel === 'sgmat' && !blas) return no(`matmul: sgmat runs on the tensor cores through the vendor BLAS, which is not loaded: ${blasError}`);
   }
+  if (a.keyCache && poolParts(a.keyCache).length > 1) return no(`${name}: a KV pool in ${poolParts(a.keyCache).length} parts (this backend keeps each pool in one allocation)`);
   if (name === 'paged_attention' || name === 'prefill_attention') {
     const [, , kvh, hs] = one(a.keyCache).shape;
     if (hs > MAX_HEAD_SIZE) return no(`${name}: head size ${hs} is over the kernels' limit of ${MAX_HEAD_SIZE}`);
@@ -245,6 +246,29 @@ export function runOp<K extends OpName>(c: PlanContext, name: K, args: OpArgs[K]
         slot_mapping: p(s.slotMapping),
         n: s.slotMapping.shape[0],
         width: kvh * hs,
+        dtype: dt(one(s.keyCache)),
+        num_slots: numBlocks * blockSize,
+      });
+      return;
+    }
+    case 'qkv_rope_cache': {
+      const s = a as OpArgs['qkv_rope_cache'];
+      const [numBlocks, blockSize] = one(s.keyCache).shape;
+      const [maxPos, rot] = s.cosSin.shape;
+      L.launch('qkv_rope_cache', {
+        qkv: p(s.qkv),
+        positions: p(s.positions),
+        cos_sin: p(s.cosSin),
+        q: p(s.q),
+        key_cache: p(one(s.keyCache)),
+        value_cache: p(one(s.valueCache)),
+        slot_mapping: p(s.slotMapping),
+        n: s.slotMapping.shape[0],
+        num_heads: s.numHeads,
+        num_kv_heads: s.numKvHeads,
+        head_size: s.headSize,
+        half_rot: rot / 2,
+        max_pos: maxPos,
         dtype: dt(one(s.keyCache)),
         num_slots: numBlocks * blockSize,
       });

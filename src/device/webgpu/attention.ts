@@ -1,6 +1,6 @@
-// Planning of the paged-KV-cache ops for the webgpu backend: reshape_and_cache, copy_blocks,
-// paged_attention (decode; v1, or v2 = context split into partitions plus a merge) and
-// prefill_attention. The kernels are shaders/reshape_and_cache.wgsl, copy_blocks.wgsl,
+// Planning of the paged-KV-cache ops for the webgpu backend: reshape_and_cache, qkv_rope_cache,
+// copy_blocks, paged_attention (decode; v1, or v2 = context split into partitions plus a merge) and
+// prefill_attention. The kernels are shaders/reshape_and_cache.wgsl, qkv_rope_cache.wgsl, copy_blocks.wgsl,
 // paged_attention.wgsl (+ _reduce; its fallback paged_attention_tiled.wgsl runs the tile loop
 // _tile that prefill_attention.wgsl shares).
 //
@@ -34,7 +34,7 @@ export const DEFAULT_PARTITION_SIZE = 256;
  */
 export const V2_MIN_CONTEXT = 2048;
 
-type CacheOp = 'reshape_and_cache' | 'copy_blocks' | 'paged_attention' | 'prefill_attention';
+type CacheOp = 'reshape_and_cache' | 'qkv_rope_cache' | 'copy_blocks' | 'paged_attention' | 'prefill_attention';
 
 /** Storage bindings of the widest cache kernel besides its pools (prefill: q, block_tables, query_starts, context_lens, out). */
 const OTHER_BINDINGS = 5;
@@ -127,10 +127,10 @@ function pools(keyCache: KvPool, valueCache: KvPool): { tensors: Record<string, 
 
 /** Why the webgpu kernels cannot run this cache op, or undefined (checkOp has passed). */
 export function attentionUnsupported(dev: WebGpuDevice, name: OpName, args: any): string | undefined {
-  if (name !== 'reshape_and_cache' && name !== 'copy_blocks' && name !== 'paged_attention' && name !== 'prefill_attention') return undefined;
+  if (name !== 'reshape_and_cache' && name !== 'qkv_rope_cache' && name !== 'copy_blocks' && name !== 'paged_attention' && name !== 'prefill_attention') return undefined;
   const parts = poolParts(args.keyCache).length;
   if (parts > dev.info.maxPoolParts) return `${name}: a KV pool of ${parts} parts is more than this adapter binds in one kernel (${dev.info.maxPoolParts} parts)`;
-  // reshape_and_cache and copy_blocks take every shape that checkOp lets through
+  // reshape_and_cache, qkv_rope_cache and copy_blocks take every shape that checkOp lets through
   if (name !== 'paged_attention' && name !== 'prefill_attention') return undefined;
   const [, , kvh, hs] = poolParts(args.keyCache)[0].shape;
   const a = args as OpArgs['paged_attention'] | OpArgs['prefill_attention'];
@@ -164,6 +164,40 @@ export function planReshapeAndCache(dev: WebGpuDevice, a: OpArgs['reshape_and_ca
   const tensors = { key: a.key, value: a.value, ...pool.tensors, slot_mapping: a.slotMapping };
   const params = { n, half_width: (kvh * hs) / 2, num_slots: poolBlocks(a.keyCache) * blockSize, part_slots: pool.partBlocks * blockSize };
   return [{ file: 'reshape_and_cache.wgsl', flags: pool.flags, overrides: {}, tensors, params, grid: grid(n) }];
+}
+
+/**
+ * Rotary embedding of q and k, q out, k and v into the cache: one thread per 4 elements of a
+ * qkv row where head size and half the rotary dim are multiples of 4 (VEC4), else per 2; each
+ * token's row spread over enough workgroups of 256 that a decode step of one token has several.
+ */
+export function planQkvRopeCache(dev: WebGpuDevice, a: OpArgs['qkv_rope_cache']): Dispatch[] {
+  checkPool(dev, 'qkv_rope_cache', a.keyCache);
+  const [, blockSize, kvh, hs] = poolParts(a.keyCache)[0].shape;
+  const [n, width] = a.qkv.shape;
+  const [maxPos, rot] = a.cosSin.shape;
+  if (n === 0) return [];
+  const vec4 = hs % 4 === 0 && (rot / 2) % 4 === 0;
+  const vec = vec4 ? 4 : 2;
+  const WG = 256;
+  const units = width / vec;
+  const chunks = Math.ceil(units / WG);
+  const pool = pools(a.keyCache, a.valueCache);
+  const tensors = { qkv: a.qkv, positions: a.positions, cos_sin: a.cosSin, slot_mapping: a.slotMapping, q: a.q, ...pool.tensors };
+  const params = {
+    n,
+    units,
+    q_units: (a.numHeads * hs) / vec,
+    kv_units: (kvh * hs) / vec,
+    head_size: hs,
+    rot_heads: a.numHeads + kvh,
+    half_rot: rot / 2,
+    max_pos: maxPos,
+    num_slots: poolBlocks(a.keyCache) * blockSize,
+    chunks,
+    part_slots: pool.partBlocks * blockSize,
+  };
+  return [{ file: 'qkv_rope_cache.wgsl', flags: [...pool.flags, ...(vec4 ? ['VEC4'] : [])], overrides: { WG }, tensors, params, grid: grid(n * chunks) }];
 }
 
 /** Copy-on-write: one workgroup per (src, dst) pair, the pair's blocks in whichever parts they lie. */

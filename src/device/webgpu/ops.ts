@@ -6,7 +6,7 @@ import type { Support, Tensor } from '../device.ts';
 import type { OpArgs, OpName } from '../ops.ts';
 import { numel } from '../dtype.ts';
 import { rows, tensorBytes } from '../tensor.ts';
-import { attentionUnsupported, planCopyBlocks, planPagedAttention, planPrefillAttention, planReshapeAndCache } from './attention.ts';
+import { attentionUnsupported, planCopyBlocks, planPagedAttention, planPrefillAttention, planQkvRopeCache, planReshapeAndCache } from './attention.ts';
 import type { WebGpuDevice } from './backend.ts';
 import { matmulUnsupported, pickMatmul, planMatmul } from './matmul.ts';
 import { type Dispatch, grid, rowBlock, sameTensor, weightFlag } from './plan.ts';
@@ -125,6 +125,8 @@ export function planOp<K extends OpName>(dev: WebGpuDevice, name: K, args: OpArg
       return planMatmul(dev, a as OpArgs['matmul']);
     case 'reshape_and_cache':
       return planReshapeAndCache(dev, a as OpArgs['reshape_and_cache']);
+    case 'qkv_rope_cache':
+      return planQkvRopeCache(dev, a as OpArgs['qkv_rope_cache']);
     case 'paged_attention':
       return planPagedAttention(dev, a as OpArgs['paged_attention']);
     case 'prefill_attention':
