@@ -161,7 +161,8 @@ export async function runOpsBench(opts: BenchOptions): Promise<BenchResult> {
     const pos = fromArray(dev, Array.from({ length: n }, (_, i) => i), [n], 'i32');
     const inv = fromArray(dev, ropeCosSin(Float32Array.from({ length: HEAD / 2 }, (_, i) => 1 / 10000 ** ((2 * i) / HEAD)), 4096), [4096, HEAD], 'f32');
     const rms = await time(dev, 'rope', () => ({ x: qk, positions: pos, cosSin: inv, numHeads: 2 * HEADS, headSize: HEAD }), reps, trials);
-    rows.push(mem('rope (q and k)', `[${n}, ${2 * HEADS}, ${HEAD}]`, rms, n * 2 * H * 4 * 2));
+    // q and k read and written, and each token's position and row of the cos/sin table read once
+    rows.push(mem('rope (q and k)', `[${n}, ${2 * HEADS}, ${HEAD}]`, rms, n * 2 * H * 4 * 2 + n * (HEAD * 4 + 4)));
 
     // K and V into an f16 cache of blocks of 16, alone (reshape_and_cache) and fused with rope
     // over a q/k/v row (qkv_rope_cache): a decode batch writes each token into its own block,

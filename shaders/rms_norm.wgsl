@@ -2,12 +2,21 @@
 // (RESIDUAL): residual <- x + residual, then out = norm(residual) * weight.
 // x, out, residual: [n, hidden] f32; weight: [hidden] f32 | f16 | bf16. IN_PLACE: out is x
 // (bound once: WebGPU forbids two writable bindings of overlapping memory).
-// One workgroup per row. VEC4 (hidden % 4 == 0) moves 16 bytes per access: on an H200 the
-// scalar version reached 0.8 TB/s at 2048 rows of 4096, this one 1.3 TB/s (docs/perf-notes.md).
-// Each thread holds its VPT elements (or vec4s) of the row in registers: every load of the row
-// is issued before the reduction, the row is read from memory once (not re-read for the
-// output), and the sum of squares meets in two levels of 16 (two barriers, not a tree of
-// log2(WG)). The planner sets VPT = ceil(elements / WG).
+//
+// One workgroup per row at a time. VEC4 (hidden % 4 == 0) moves 16 bytes per access. Each
+// thread holds its VPT elements (or vec4s) of the row in registers: every load of the row is
+// issued before the reduction waits, and the row is read from memory once. The planner sizes
+// the workgroup to the row (WG * VPT * 4 >= hidden, VPT 4 where it can).
+// SUBGROUPS: the sum of squares meets by subgroupAdd and one barrier over the subgroups'
+// partials; without subgroups, in two levels of 16 through workgroup memory (two barriers).
+// A grid smaller than n makes each workgroup stride over rows; PIPELINE then loads its next
+// row before the current one's reduction waits (a second row of registers), so that the
+// memory system is not idle while a workgroup reduces. The kernel before this one (one row
+// per workgroup, always two levels of 16) is shaders/lab/rms_norm_v1.wgsl.
+
+#if SUBGROUPS
+enable subgroups;
+#endif
 
 #include "lib/common.wgsl"
 
@@ -38,7 +47,10 @@ struct Params { n: u32, hidden: u32, eps: f32 }
 
 override WG: u32 = 256;
 override VPT: u32 = 4;
-var<workgroup> partial: array<f32, WG>;
+// two sets of partial sums, used by alternate rows: a workgroup that strides over rows
+// writes the next row's partials while slower threads may still read this row's
+const PARTS = 2u * WG;
+var<workgroup> partial: array<f32, PARTS>;
 
 fn x_at(i: u32) -> T {
 #if IN_PLACE
@@ -66,52 +78,94 @@ fn weight_at(j: u32) -> T {
 #endif
 }
 
+// element (vec4) j of the row that starts at base, residual added
+fn row_at(base: u32, j: u32) -> T {
+#if RESIDUAL
+  return x_at(base + j) + residual[base + j];
+#else
+  return x_at(base + j);
+#endif
+}
+
 @compute @workgroup_size(WG)
-fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) lid: u32) {
-  let row = wg_index(wid, nwg);
+fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) lid: u32
+#if SUBGROUPS
+  , @builtin(subgroup_invocation_id) lane: u32, @builtin(subgroup_size) sgs: u32
+#endif
+) {
+  var row = wg_index(wid, nwg);
   if (row >= params.n) { return; }
+  let stride = nwg.x * nwg.y;
 #if VEC4
   let h = params.hidden / 4u;
 #else
   let h = params.hidden;
 #endif
-  let base = row * h;
-  // the row and the weights it meets, loaded before the reduction waits on them
-  var v: array<T, VPT>;
+  // the weights (the same for every row) and the first row, loaded before anything waits
   var wt: array<T, VPT>;
+  var v: array<T, VPT>;
   for (var k = 0u; k < VPT; k++) {
     let j = lid + k * WG;
     if (j < h) {
       wt[k] = weight_at(j);
+      v[k] = row_at(row * h, j);
+    }
+  }
+  for (var parity = 0u; ; parity ^= 1u) {
+    let base = row * h;
+    let next = row + stride;
+#if PIPELINE
+    // the next row's loads go out now; they are not needed until after this row's barriers
+    var nv: array<T, VPT>;
+    if (next < params.n) {
+      for (var k = 0u; k < VPT; k++) {
+        let j = lid + k * WG;
+        if (j < h) { nv[k] = row_at(next * h, j); }
+      }
+    }
+#endif
+    var ss = 0.0;
+    for (var k = 0u; k < VPT; k++) {
+      let j = lid + k * WG;
+      if (j < h) {
 #if RESIDUAL
-      v[k] = x_at(base + j) + residual[base + j];
+        residual[base + j] = v[k];
+#endif
+        ss += sq(v[k]);
+      }
+    }
+    let p0 = parity * WG;
+#if SUBGROUPS
+    ss = subgroupAdd(ss);
+    if (lane == 0u) { partial[p0 + lid / sgs] = ss; }
+    workgroupBarrier();
+    var total = 0.0;
+    for (var i = 0u; i < (WG + sgs - 1u) / sgs; i++) { total += partial[p0 + i]; }
 #else
-      v[k] = x_at(base + j);
-#endif
+    partial[p0 + lid] = ss;
+    workgroupBarrier();
+    if (lid % 16u == 0u) {
+      for (var i = 1u; i < 16u && lid + i < WG; i++) { ss += partial[p0 + lid + i]; }
+      partial[p0 + lid] = ss;
     }
-  }
-  var ss = 0.0;
-  for (var k = 0u; k < VPT; k++) {
-    let j = lid + k * WG;
-    if (j < h) {
-#if RESIDUAL
-      residual[base + j] = v[k];
+    workgroupBarrier();
+    var total = 0.0;
+    for (var i = 0u; i < WG; i += 16u) { total += partial[p0 + i]; }
 #endif
-      ss += sq(v[k]);
+    let scale = inverseSqrt(total / f32(params.hidden) + params.eps);
+    for (var k = 0u; k < VPT; k++) {
+      let j = lid + k * WG;
+      if (j < h) { out[base + j] = v[k] * scale * wt[k]; }
     }
-  }
-  partial[lid] = ss;
-  workgroupBarrier();
-  if (lid % 16u == 0u) {
-    for (var i = 1u; i < 16u && lid + i < WG; i++) { ss += partial[lid + i]; }
-    partial[lid] = ss;
-  }
-  workgroupBarrier();
-  var total = 0.0;
-  for (var i = 0u; i < WG; i += 16u) { total += partial[i]; }
-  let scale = inverseSqrt(total / f32(params.hidden) + params.eps);
-  for (var k = 0u; k < VPT; k++) {
-    let j = lid + k * WG;
-    if (j < h) { out[base + j] = v[k] * scale * wt[k]; }
+    if (next >= params.n) { break; }
+    row = next;
+#if PIPELINE
+    v = nv;
+#else
+    for (var k = 0u; k < VPT; k++) {
+      let j = lid + k * WG;
+      if (j < h) { v[k] = row_at(row * h, j); }
+    }
+#endif
   }
 }

@@ -3,72 +3,88 @@
 // x: [n, width] f32; positions: [n] i32; cos_sin: [max_pos, rot] f32, each position's cos then
 // sin, computed on the host in float64 (rope_theta and rope_scaling folded in): the GPU's own
 // sin/cos need only be accurate to 2^-11 in Vulkan, which drifted a 7B model's logits by 7% at
-// 300 tokens on an H200. One thread per (token, head, pair); VEC4 (neox layout with width,
-// head_size and half_rot multiples of 4): one thread per four pairs, 16-byte accesses.
+// 300 tokens on an H200.
+//
+// Tokens on grid y, heads on grid x: no division of a flat index. A thread owns one group of
+// pairs g (VEC4, neox layout with width, head_size and half_rot multiples of 4: four pairs,
+// 16-byte accesses; else one pair) of IPT heads of a token, HPW = WG / GQ heads apart: it reads
+// the token's cos and sin for g once and keeps the 2 * IPT loads of x in flight before it waits
+// on them. With LLaMA's 64 q+k heads of 128 (HQ = 16 vec4 groups per half) one workgroup of 256
+// threads with IPT 4 covers a token. The kernel before this one (one thread per group of pairs
+// over a flat index, divisions per thread) is shaders/lab/rope_v1.wgsl.
 
 #include "lib/common.wgsl"
 
-struct Params { n: u32, width: u32, num_heads: u32, head_size: u32, half_rot: u32, max_pos: u32 }
-@group(0) @binding(0) var<uniform> params: Params;
 #if VEC4
-@group(0) @binding(1) var<storage, read_write> x: array<vec4f>;
+alias T = vec4f;
 #else
-@group(0) @binding(1) var<storage, read_write> x: array<f32>;
-#endif
-@group(0) @binding(2) var<storage, read> positions: array<i32>;
-#if VEC4
-@group(0) @binding(3) var<storage, read> cos_sin: array<vec4f>;
-#else
-@group(0) @binding(3) var<storage, read> cos_sin: array<f32>;
+alias T = f32;
 #endif
 
+struct Params { n: u32, width: u32, num_heads: u32, head_size: u32, half_rot: u32, max_pos: u32 }
+@group(0) @binding(0) var<uniform> params: Params;
+@group(0) @binding(1) var<storage, read_write> x: array<T>;
+@group(0) @binding(2) var<storage, read> positions: array<i32>;
+@group(0) @binding(3) var<storage, read> cos_sin: array<T>;
+
 override WG: u32 = 256;
+// groups of pairs in half a rotary dim: half_rot / 4 with VEC4, else half_rot
+override HQ: u32 = 16;
+// heads per thread
+override IPT: u32 = 4;
+// groups a workgroup covers at once (all of a head's when they fit), heads it covers at once
+const GQ = min(HQ, WG);
+const HPW = WG / GQ;
 
 @compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) lid: u32) {
-  let idx = wg_index(wid, nwg) * WG + lid;
+  let slot = lid / GQ;
+  if (slot >= HPW) { return; } // WG not a multiple of GQ: spare threads (no barriers here)
+  let head0 = wid.x * HPW * IPT + slot;
 #if VEC4
-  // in units of four: h4 = half_rot / 4 groups of pairs per head
-  let h4 = params.half_rot / 4u;
-  let per_token4 = params.num_heads * h4;
-  if (idx >= params.n * per_token4) { return; }
-  let t4 = idx / per_token4;
-  let r4 = idx % per_token4;
-  let head4 = r4 / h4;
-  let g = r4 % h4;
-  let pos4 = min(u32(max(positions[t4], 0)), params.max_pos - 1u);
-  let row4 = pos4 * 2u * h4;
-  let c4 = cos_sin[row4 + g];
-  let s4 = cos_sin[row4 + h4 + g];
-  let i04 = (t4 * params.width + head4 * params.head_size) / 4u + g;
-  let i14 = i04 + h4;
-  let a4 = x[i04];
-  let b4 = x[i14];
-  x[i04] = a4 * c4 - b4 * s4;
-  x[i14] = b4 * c4 + a4 * s4;
+  let width = params.width / 4u;
+  let head_size = params.head_size / 4u;
 #else
-  let per_token = params.num_heads * params.half_rot;
-  if (idx >= params.n * per_token) { return; }
-  let t = idx / per_token;
-  let r = idx % per_token;
-  let head = r / params.half_rot;
-  let i = r % params.half_rot;
-  // a position past the table (the host validates positions) reads its last row, not other memory
-  let pos = min(u32(max(positions[t], 0)), params.max_pos - 1u);
-  let row = pos * 2u * params.half_rot;
-  let c = cos_sin[row + i];
-  let s = cos_sin[row + params.half_rot + i];
-  let base = t * params.width + head * params.head_size;
+  let width = params.width;
+  let head_size = params.head_size;
+#endif
+  for (var t = wid.y; t < params.n; t += nwg.y) {
+    for (var g = lid % GQ; g < HQ; g += GQ) {
+      // x first: these loads do not wait on the position
+      var a: array<T, IPT>;
+      var b: array<T, IPT>;
+      var i0: array<u32, IPT>;
+      for (var k = 0u; k < IPT; k++) {
+        let hd = head0 + k * HPW;
+        if (hd < params.num_heads) {
+          let base = t * width + hd * head_size;
 #if INTERLEAVED
-  let i0 = base + 2u * i;
-  let i1 = i0 + 1u;
+          i0[k] = base + 2u * g;
+          a[k] = x[i0[k]];
+          b[k] = x[i0[k] + 1u];
 #else
-  let i0 = base + i;
-  let i1 = base + i + params.half_rot;
+          i0[k] = base + g;
+          a[k] = x[i0[k]];
+          b[k] = x[i0[k] + HQ];
 #endif
-  let a = x[i0];
-  let b = x[i1];
-  x[i0] = a * c - b * s;
-  x[i1] = b * c + a * s;
+        }
+      }
+      // a position past the table (the host validates positions) reads its last row, not other memory
+      let pos = min(u32(max(positions[t], 0)), params.max_pos - 1u);
+      let row = pos * 2u * HQ;
+      let c = cos_sin[row + g];
+      let s = cos_sin[row + HQ + g];
+      for (var k = 0u; k < IPT; k++) {
+        if (head0 + k * HPW < params.num_heads) {
+#if INTERLEAVED
+          x[i0[k]] = a[k] * c - b[k] * s;
+          x[i0[k] + 1u] = b[k] * c + a[k] * s;
+#else
+          x[i0[k]] = a[k] * c - b[k] * s;
+          x[i0[k] + HQ] = b[k] * c + a[k] * s;
 #endif
+        }
+      }
+    }
+  }
 }

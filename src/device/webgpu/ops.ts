@@ -10,6 +10,7 @@ import { attentionUnsupported, planCopyBlocks, planPagedAttention, planPrefillAt
 import type { WebGpuDevice } from './backend.ts';
 import { matmulUnsupported, pickMatmul, planMatmul } from './matmul.ts';
 import { type Dispatch, grid, rowBlock, sameTensor, weightFlag } from './plan.ts';
+import { planRmsNorm, planRope, planSiluAndMul } from './rowops.ts';
 import { planApplyPenalties, planLogprobs } from './sampling.ts';
 
 export type { Dispatch };
@@ -50,43 +51,12 @@ export function planOp<K extends OpName>(dev: WebGpuDevice, name: K, args: OpArg
       }
       return plans;
     }
-    case 'rms_norm': {
-      const { x, weight, out, residual, eps } = a as OpArgs['rms_norm'];
-      const [n, hidden] = x.shape;
-      const inPlace = sameTensor(x, out);
-      const vec4 = hidden % 4 === 0;
-      const flags = [weightFlag(weight), ...(residual ? ['RESIDUAL'] : []), ...(inPlace ? ['IN_PLACE'] : []), ...(vec4 ? ['VEC4'] : [])];
-      const tensors: Record<string, Tensor> = { weight, out, ...(inPlace ? {} : { x }), ...(residual ? { residual } : {}) };
-      // each of the 256 threads holds VPT elements (vec4s) of the row in registers
-      const WG = 256;
-      const VPT = Math.ceil(hidden / (vec4 ? 4 : 1) / WG);
-      return [{ file: 'rms_norm.wgsl', flags, overrides: { WG, VPT }, tensors, params: { n, hidden, eps }, grid: grid(n) }];
-    }
-    case 'rope': {
-      const { x, positions, cosSin, numHeads, headSize, interleaved } = a as OpArgs['rope'];
-      const [n, width] = x.shape;
-      const [maxPos, rot] = cosSin.shape;
-      const halfRot = rot / 2;
-      const vec4 = !interleaved && width % 4 === 0 && headSize % 4 === 0 && halfRot % 4 === 0;
-      const threads = (n * numHeads * halfRot) / (vec4 ? 4 : 1);
-      return [
-        {
-          file: 'rope.wgsl',
-          flags: interleaved ? ['INTERLEAVED'] : vec4 ? ['VEC4'] : [],
-          overrides: {},
-          tensors: { x, positions, cos_sin: cosSin },
-          params: { n, width, num_heads: numHeads, head_size: headSize, half_rot: halfRot, max_pos: maxPos },
-          grid: grid(Math.ceil(threads / 256)),
-        },
-      ];
-    }
-    case 'silu_and_mul': {
-      const { x, out } = a as OpArgs['silu_and_mul'];
-      const [n, inter] = out.shape;
-      const vec = inter % 4 === 0 ? 4 : 1;
-      const threads = (n * inter) / vec;
-      return [{ file: 'silu_and_mul.wgsl', flags: vec === 4 ? ['VEC4'] : [], overrides: {}, tensors: { x, out }, params: { n, inter: inter / vec }, grid: grid(Math.ceil(threads / 256)) }];
-    }
+    case 'rms_norm':
+      return planRmsNorm(dev, a as OpArgs['rms_norm']);
+    case 'rope':
+      return planRope(dev, a as OpArgs['rope']);
+    case 'silu_and_mul':
+      return planSiluAndMul(dev, a as OpArgs['silu_and_mul']);
     case 'softmax': {
       const { x, out } = a as OpArgs['softmax'];
       const [n, v] = x.shape;
