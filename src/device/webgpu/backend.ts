@@ -320,18 +320,22 @@ export class WebGpuStream implements CommandStream {
     const donePromise = gpu.queue.onSubmittedWorkDone().then(() => dev.throwErrors());
     donePromise.catch(() => {}); // reported to whoever awaits done(); nobody else
     const done = () => donePromise;
+    // the timestamps are mapped now for the same reason: a map asked for later waits for the
+    // work submitted by then, the engine's next step included
+    const ts = tsRead?.mapAsync(GPUMapMode.READ).then(() => {
+      const t = new BigInt64Array(tsRead.getMappedRange().slice(0));
+      tsRead.unmap();
+      tsRead.destroy();
+      querySet?.destroy();
+      return Number(t[1] - t[0]) / 1e6;
+    });
+    ts?.catch(() => {}); // reported to whoever awaits elapsedMs()
     return {
       done,
       elapsedMs: async () => {
         await done();
         const wall = performance.now() - t0;
-        if (!tsRead) return wall;
-        await tsRead.mapAsync(GPUMapMode.READ);
-        const ts = new BigInt64Array(tsRead.getMappedRange().slice(0));
-        tsRead.unmap();
-        tsRead.destroy();
-        querySet?.destroy();
-        return Number(ts[1] - ts[0]) / 1e6;
+        return ts ? ts : wall;
       },
     };
   }
