@@ -284,10 +284,11 @@ export async function runOpsBench(opts: BenchOptions): Promise<BenchResult> {
 }
 
 /**
- * Decode attention (batches of sequences of one context length) and prefill attention (one
- * prompt) at LLaMA-7B's 32 heads of 128 over an f16 cache in blocks of 16. Decode is
- * memory-bound: the floor is reading every sequence's K and V once. Prefill is compute-bound:
- * causal attention is about 2 * heads * head * T^2 flops (QK^T and PV, half masked).
+ * Decode attention (batches of sequences of one context length) and prefill attention (several
+ * short prompts in one launch, or one long prompt) at LLaMA-7B's 32 heads of 128 over an f16
+ * cache in blocks of 16. Decode is memory-bound: the floor is reading every sequence's K and V
+ * once. Prefill is compute-bound: causal attention is 2 * heads * head * T (T + 1) flops per
+ * prompt (QK^T and PV over the unmasked half of the square), not the square's 4 * ... * T^2.
  */
 async function attentionRows(dev: Device, quick: boolean, reps: number, trials: number, copyGBps: number, mmTflops: number): Promise<Row[]> {
   const rows: Row[] = [];
@@ -316,20 +317,23 @@ async function attentionRows(dev: Device, quick: boolean, reps: number, trials: 
     }
     for (const t of [cache.keyCache, cache.valueCache, tables, lens, q, out]) dev.free(t.buffer);
   }
-  for (const T of quick ? [128] : [512, 2048, 4096]) {
+  // prefill: a chunked-prefill step of the throughput benchmark (8 prompts of 256 tokens, the
+  // scheduler's 2,048-token budget) and single long prompts
+  for (const [seqs, T] of quick ? [[1, 128], [4, 128]] : [[8, 256], [1, 512], [1, 2048], [1, 4096]]) {
     const per = T / bs;
-    const cache = pool(per);
-    const tables = fromArray(dev, Array.from({ length: per }, (_, i) => i), [1, per], 'i32');
-    const lens = fromArray(dev, [T], [1], 'i32');
-    const starts = fromArray(dev, [0, T], [2], 'i32');
-    const q = fromArray(dev, rand(T * H), [T, H], 'f32');
-    const out = empty(dev, [T, H], 'f32');
+    const cache = pool(seqs * per);
+    const tables = fromArray(dev, Array.from({ length: seqs * per }, (_, i) => i), [seqs, per], 'i32');
+    const lens = fromArray(dev, new Array(seqs).fill(T), [seqs], 'i32');
+    const starts = fromArray(dev, Array.from({ length: seqs + 1 }, (_, i) => i * T), [seqs + 1], 'i32');
+    const q = fromArray(dev, rand(seqs * T * H), [seqs * T, H], 'f32');
+    const out = empty(dev, [seqs * T, H], 'f32');
     try {
       const ms = await time(dev, 'prefill_attention', () => ({ q, ...cache, blockTables: tables, queryStarts: starts, contextLens: lens, out, scale }), quick ? 1 : 3, trials);
-      const tflops = (2 * HEADS * HEAD * T * T) / (ms * 1e9);
-      rows.push({ op: 'prefill_attention', shape: `1 prompt x ${T} tokens, ${HEADS} x ${HEAD} f16`, ms: f(ms), tflops: f(tflops), fraction: f(tflops / mmTflops), bound: 'compute' });
+      // causal: T (T + 1) / 2 unmasked (query, key) pairs per prompt and head, 4 * HEAD flops each (QK^T and PV)
+      const tflops = (seqs * HEADS * 2 * HEAD * T * (T + 1)) / (ms * 1e9);
+      rows.push({ op: 'prefill_attention', shape: `${seqs} prompt${seqs > 1 ? 's' : ''} x ${T} tokens, ${HEADS} x ${HEAD} f16`, ms: f(ms), tflops: f(tflops), fraction: f(tflops / mmTflops), bound: 'compute' });
     } catch (e) {
-      console.error(`prefill_attention at ${T} tokens: ${(e as Error).message}`);
+      console.error(`prefill_attention at ${seqs} x ${T} tokens: ${(e as Error).message}`);
     }
     for (const t of [cache.keyCache, cache.valueCache, tables, lens, starts, q, out]) dev.free(t.buffer);
   }

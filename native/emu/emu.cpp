@@ -7,6 +7,7 @@
 
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <vector>
 
 // Fiber switches: ucontext's swapcontext also saves the signal mask, a system call per switch,
@@ -51,12 +52,19 @@ namespace {
 constexpr int kWarpWidth = PARALLM_EMU_WARP;
 constexpr size_t kStack = 64 * 1024;
 
+struct AsyncCopy {
+  void* dst;
+  const void* src;  // null: zeros
+  size_t bytes;
+};
+
 struct Fiber {
   ucontext_t ctx;
   void* sp;  // the fast switch's saved stack pointer
   Idx tid;
   bool done;
   std::vector<char> stack;
+  std::vector<AsyncCopy> copies;  // cp.async issued, not yet waited for
 };
 
 std::vector<Fiber> fibers;
@@ -73,6 +81,8 @@ unsigned block_gen = 0;
 std::vector<int> warp_live, warp_arrived;
 std::vector<unsigned> warp_gen;
 std::vector<uint64_t> exchange;
+constexpr size_t kGatherBytes = 32;  // the most one lane publishes to a warp gather
+std::vector<unsigned char> gathered;
 std::vector<char> smem;
 
 void (*body_fn)(void*);
@@ -157,6 +167,82 @@ uint64_t warp_exchange(uint64_t v, int src) {
 
 char* dynamic_smem() { return smem.data(); }
 
+#if PARALLM_EMU_WARP == 32  // mma.sync and ldmatrix are 32-lane instructions
+
+namespace {
+
+// Every lane of the (full) warp publishes `bytes` at `mine`; `all` receives kWarpWidth of them,
+// lane by lane. The tensor-core instructions are defined on whole warps only.
+void warp_gather(const void* mine, void* all, size_t bytes, const char* what) {
+  const int w = cur / kWarpWidth;
+  if (warp_live[w] != kWarpWidth) {
+    fprintf(stderr, "emu: %s in warp %d with %d of %d lanes (it needs the whole warp)\n", what, w, warp_live[w], kWarpWidth);
+    abort();
+  }
+  memcpy(&gathered[cur * kGatherBytes], mine, bytes);
+  sync_warp(w);  // every lane has published
+  for (int l = 0; l < kWarpWidth; l++) memcpy(static_cast<char*>(all) + l * bytes, &gathered[(w * kWarpWidth + l) * kGatherBytes], bytes);
+  sync_warp(w);  // every lane has read before any publishes again
+}
+
+float half_at(unsigned word, int hi) {
+  const uint16_t bits = static_cast<uint16_t>(hi ? word >> 16 : word & 0xffffu);
+  return __half2float(__half{bits});
+}
+
+}  // namespace
+
+void mma_m16n8k16(float c[4], const unsigned a[4], const unsigned b[2]) {
+  unsigned mine[6] = {a[0], a[1], a[2], a[3], b[0], b[1]};
+  unsigned all[kWarpWidth][6];
+  warp_gather(mine, all, sizeof mine, "mma.sync");
+  // PTX ISA, fragments of mma.m16n8k16 (f16): A(m, k) is lane (m % 8) * 4 + (k % 8) / 2, register
+  // m / 8 + 2 (k / 8), half k % 2; B(k, n) is lane n * 4 + (k % 8) / 2, register k / 8, half k % 2
+  auto A = [&](int m, int k) { return half_at(all[(m % 8) * 4 + (k % 8) / 2][m / 8 + 2 * (k / 8)], k % 2); };
+  auto B = [&](int k, int n) { return half_at(all[n * 4 + (k % 8) / 2][4 + k / 8], k % 2); };
+  const int lane = cur % kWarpWidth, g = lane / 4, t = lane % 4;
+  for (int i = 0; i < 4; i++) {
+    const int m = g + 8 * (i / 2), n = 2 * t + i % 2;
+    float sum = 0.f;  // products of f16 are exact in f32
+    for (int k = 0; k < 16; k++) sum += A(m, k) * B(k, n);
+    c[i] += sum;
+  }
+}
+
+void ldmatrix_x4(unsigned r[4], const void* row, bool trans) {
+  if (reinterpret_cast<uintptr_t>(row) % 16) {
+    fprintf(stderr, "emu: ldmatrix row address %p is not 16-byte aligned\n", row);
+    abort();
+  }
+  const unsigned char* rows[kWarpWidth];
+  warp_gather(&row, rows, sizeof row, "ldmatrix");
+  const int lane = cur % kWarpWidth, g = lane / 4, t = lane % 4;
+  for (int j = 0; j < 4; j++) {
+    // matrix j's rows come from lanes 8j..8j+7; a lane gets row g, columns 2t, 2t + 1, or
+    // (trans) rows 2t, 2t + 1 of column g
+    if (!trans) {
+      memcpy(&r[j], rows[8 * j + g] + 4 * t, 4);
+    } else {
+      uint16_t lo, hi;
+      memcpy(&lo, rows[8 * j + 2 * t] + 2 * g, 2);
+      memcpy(&hi, rows[8 * j + 2 * t + 1] + 2 * g, 2);
+      r[j] = static_cast<unsigned>(lo) | static_cast<unsigned>(hi) << 16;
+    }
+  }
+}
+
+#endif
+
+void async_copy(void* dst, const void* src, size_t bytes) { fibers[cur].copies.push_back({dst, src, bytes}); }
+
+void async_wait() {
+  for (const AsyncCopy& c : fibers[cur].copies) {
+    if (c.src) memcpy(c.dst, c.src, c.bytes);
+    else memset(c.dst, 0, c.bytes);
+  }
+  fibers[cur].copies.clear();
+}
+
 void run(const Cfg& cfg, void (*body)(void*), void* ctx) {
   grid_dim = cfg.grid;
   block_dim = cfg.block;
@@ -173,6 +259,7 @@ void run(const Cfg& cfg, void (*body)(void*), void* ctx) {
   warp_arrived.assign(warps, 0);
   warp_gen.assign(warps, 0);
   exchange.assign(n, 0);
+  gathered.assign(static_cast<size_t>(warps) * kWarpWidth * kGatherBytes, 0);
   for (unsigned bz = 0; bz < cfg.grid.z; bz++)
     for (unsigned by = 0; by < cfg.grid.y; by++)
       for (unsigned bx = 0; bx < cfg.grid.x; bx++) {
@@ -195,6 +282,7 @@ void run(const Cfg& cfg, void (*body)(void*), void* ctx) {
 #endif
           f.tid = {static_cast<unsigned>(i) % cfg.block.x, (static_cast<unsigned>(i) / cfg.block.x) % cfg.block.y, static_cast<unsigned>(i) / (cfg.block.x * cfg.block.y)};
           f.done = false;
+          f.copies.clear();  // a copy never waited for does not land
         }
         int alive = n;
         while (alive) {

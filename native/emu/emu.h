@@ -2,7 +2,8 @@
 // logic on a machine without a GPU (scripts/native-emu.sh). Each block runs on one OS thread as
 // one fiber per GPU thread (ucontext): __syncthreads and the warp shuffles are barriers that
 // switch fibers, so block-wide and warp-wide data flow happens as on the GPU, only slowly.
-// kWarp is PARALLM_EMU_WARP (32, or 64 to run the AMD width). __shared__ arrays are static:
+// kWarp is PARALLM_EMU_WARP (32, or 64 to run the AMD width); at 32 it also runs the tensor-core
+// instructions behind mma.cuh (mma.sync, ldmatrix, cp.async). __shared__ arrays are static:
 // blocks run one after the other. Dynamic shared memory and fresh allocations are filled with
 // 0xff bytes (NaN as f32), so a read of something never written shows. Not a performance model.
 #pragma once
@@ -113,6 +114,22 @@ void sync_block();
 /** Every live lane of the warp publishes v; returns lane `src`'s value. */
 uint64_t warp_exchange(uint64_t v, int src);
 char* dynamic_smem();
+
+#if PARALLM_EMU_WARP == 32
+// The tensor-core instructions behind mma.cuh, from the PTX ISA's definitions, at warp width 32.
+// Warp-collective as on the GPU: every lane of a full warp must call them together.
+/** mma.sync.m16n8k16.row.col f32 += f16 x f16: c[4] += A B (layouts in mma.cuh). */
+void mma_m16n8k16(float c[4], const unsigned a[4], const unsigned b[2]);
+/** ldmatrix.x4 (trans: .x4.trans): this lane's row address in, its four words out. */
+void ldmatrix_x4(unsigned r[4], const void* row, bool trans);
+#endif
+/**
+ * cp.async: the copy is recorded and lands at this thread's next async_wait (cp.async.wait_all),
+ * not before, so that a read that a missing wait or barrier leaves unordered sees stale data here
+ * too. src null: `bytes` zero bytes.
+ */
+void async_copy(void* dst, const void* src, size_t bytes);
+void async_wait();
 
 struct Cfg {
   dim3 grid, block;

@@ -133,6 +133,31 @@ __device__ void attend(const AttentionArgs& a, const T* kc, const T* vc, const i
   }
 }
 
+// prefill_attention's blocks: the (sequence, first row, rows) of query tile `tile` of bq rows, the
+// tiles of every sequence numbered in order; a spare tile of the launch's upper bound gets
+// sequence -1. One thread scans query_starts; every thread of the block must call it (it holds a
+// barrier).
+__device__ inline void find_query_tile(const AttentionArgs& a, int bq, int tile, int* where) {
+  if (threadIdx.x == 0) {
+    where[0] = -1;
+    for (int s = 0; s < a.num_seqs; s++) {
+      const int qlen = a.query_starts[s + 1] - a.query_starts[s];
+      const int tiles = (qlen + bq - 1) / bq;
+      if (tile < tiles) {
+        where[0] = s, where[1] = tile * bq, where[2] = min(bq, qlen - tile * bq);
+        break;
+      }
+      tile -= tiles;
+    }
+  }
+  __syncthreads();
+}
+
+/** prefill_attention's launch: an upper bound of its query tiles of bq rows (the host cannot read query_starts without a sync). */
+inline int64_t prefill_tiles(const AttentionArgs& a, int bq) {
+  return (static_cast<int64_t>(a.num_tokens) + static_cast<int64_t>(a.num_seqs) * (bq - 1)) / bq;
+}
+
 /** PARALLM_NATIVE_ATTN_TILE set: both attention ops run this tile loop alone (A/B runs of their fast paths). */
 inline bool attention_tile_only() {
   static const bool on = std::getenv("PARALLM_NATIVE_ATTN_TILE") != nullptr;

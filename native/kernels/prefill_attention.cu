@@ -4,7 +4,13 @@
 // owns query rows [query_starts[s], query_starts[s + 1]); with qlen of them, row i sits at
 // position context_len - qlen + i and sees keys at positions <= its own. Shapes: ops.h.
 //
-// A block takes a tile of bq query rows of one sequence times hpw query heads of one kv head
+// Three paths, the first that applies runs: flash attention on the tensor cores
+// (prefill_attention_mma.cu: f16 caches, head sizes 64 and 128, NVIDIA only), flash attention on
+// the CUDA cores (below: f16 caches, head sizes up to 128; what AMD runs in the tensor cores'
+// place), and the tile loop (below: f32 caches, other head sizes). PARALLM_NATIVE_ATTN_MMA=0
+// skips the first, PARALLM_NATIVE_ATTN_TILE the first two (A/B runs).
+//
+// The tile loop: a block takes a tile of bq query rows of one sequence times hpw query heads of one kv head
 // and runs the tile loop of attention_tile.cuh over keys [0, position of its last row]. The
 // host cannot read query_starts (device data) without a sync, so it launches an upper bound
 // of query tiles, floor((num_tokens + num_seqs * (bq - 1)) / bq); a block finds its (sequence,
@@ -16,26 +22,6 @@
 
 namespace parallm {
 
-// The (sequence, first row, rows) of this block's tile of bq query rows: the blocks number the
-// tiles of every sequence in order; a spare block of the launch's upper bound gets sequence -1.
-// One thread scans query_starts; every thread of the block must call it (it holds a barrier).
-__device__ inline void find_query_tile(const AttentionArgs& a, int bq, int* where) {
-  if (threadIdx.x == 0) {
-    where[0] = -1;
-    int tile = blockIdx.x;
-    for (int s = 0; s < a.num_seqs; s++) {
-      const int qlen = a.query_starts[s + 1] - a.query_starts[s];
-      const int tiles = (qlen + bq - 1) / bq;
-      if (tile < tiles) {
-        where[0] = s, where[1] = tile * bq, where[2] = min(bq, qlen - tile * bq);
-        break;
-      }
-      tile -= tiles;
-    }
-  }
-  __syncthreads();
-}
-
 constexpr int kPrefillHeadsPerBlock = 8;
 constexpr int kPrefillQueryBytes = 4096;  // queries per block: bq * hpw * head_size * 4 bytes
 
@@ -45,7 +31,7 @@ __global__ void __launch_bounds__(kAttnThreads) prefill_attention_kernel(Attenti
   __shared__ int where[3];  // sequence, first local row, rows in this tile
   const int nq = bq * hpw;
   const TileSmem sm = carve(smem, nq, a.head_size);
-  find_query_tile(a, bq, where);
+  find_query_tile(a, bq, blockIdx.x, where);
   const int seq = where[0];
   if (seq < 0) return;  // a spare block of the upper bound
   const int first = where[1], rows = where[2];
@@ -73,8 +59,8 @@ __global__ void __launch_bounds__(kAttnThreads) prefill_attention_kernel(Attenti
   }
 }
 
-// The fast path for f16 caches with head sizes up to 128 (a multiple of 8): flash attention on
-// the CUDA cores. A block of kPfThreads takes kPfRows query rows of one sequence and one query
+// The CUDA-core path for f16 caches with head sizes up to 128 (a multiple of 8): flash attention
+// on the CUDA cores. A block of kPfThreads takes kPfRows query rows of one sequence and one query
 // head, and walks the keys they see in tiles of kPfKeys: the K tile is staged in shared memory
 // (16-byte global loads, rows padded by one word so that a row per lane hits distinct banks), each
 // thread computes a 2 x 4 patch of the scores from f32 queries and f16 keys (half2 pairs), a group
@@ -106,7 +92,7 @@ __global__ void __launch_bounds__(kPfThreads) prefill_attention_fast_kernel(Atte
   __shared__ int64_t slot[kPfKeys];
   __shared__ int where[3];
   const int tid = threadIdx.x, hs = a.head_size, hw = hs / 2, head = blockIdx.y;
-  find_query_tile(a, kPfRows, where);
+  find_query_tile(a, kPfRows, blockIdx.x, where);
   const int seq = where[0];
   if (seq < 0) return;  // a spare block of the upper bound
   const int first = where[1], rows = where[2];
@@ -242,19 +228,22 @@ __global__ void __launch_bounds__(kPfThreads) prefill_attention_fast_kernel(Atte
   }
 }
 
+// The tensor-core path (prefill_attention_mma.cu): f16 caches, head sizes 64 and 128, NVIDIA only;
+// false where it does not apply (or PARALLM_NATIVE_ATTN_MMA=0), and the paths below run.
+bool prefill_attention_mma(const AttentionArgs& a, gpuStream_t stream);
+
 void prefill_attention(const AttentionArgs& a, gpuStream_t stream) {
   if (a.num_tokens == 0 || a.num_seqs == 0) return;
+  if (!attention_tile_only() && prefill_attention_mma(a, stream)) return;
   if (!attention_tile_only() && a.dtype == kF16 && a.head_size % 8 == 0 && a.head_size <= kPfMaxHead && aligned16(a.key_cache, a.value_cache)) {
-    const int64_t tiles = (static_cast<int64_t>(a.num_tokens) + static_cast<int64_t>(a.num_seqs) * (kPfRows - 1)) / kPfRows;
-    prefill_attention_fast_kernel<<<dim3(static_cast<unsigned>(tiles), a.num_heads), kPfThreads, 0, stream>>>(a);
+    prefill_attention_fast_kernel<<<dim3(static_cast<unsigned>(prefill_tiles(a, kPfRows)), a.num_heads), kPfThreads, 0, stream>>>(a);
     return;
   }
   const int group = a.num_heads / a.num_kv_heads;
   const int hpw = heads_per_block(group, kPrefillHeadsPerBlock);
   const int per_row = hpw * a.head_size * static_cast<int>(sizeof(float));
   const int bq = per_row >= kPrefillQueryBytes ? 1 : kPrefillQueryBytes / per_row;
-  const int64_t tiles = (static_cast<int64_t>(a.num_tokens) + static_cast<int64_t>(a.num_seqs) * (bq - 1)) / bq;
-  dim3 grid(static_cast<unsigned>(tiles), a.num_kv_heads * (group / hpw));
+  dim3 grid(static_cast<unsigned>(prefill_tiles(a, bq)), a.num_kv_heads * (group / hpw));
   const size_t smem = attention_smem_bytes(bq * hpw, a.head_size);
   if (a.dtype == kF16) {
     prefill_attention_kernel<__half><<<grid, kAttnThreads, smem, stream>>>(a, hpw, bq);
