@@ -6,7 +6,7 @@
 import { execSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { type Device, type OpArgs, type OpName, createDevice, empty, fromArray } from '../src/device/index.ts';
+import { type Device, type OpArgs, type Tensor, type OpName, createDevice, empty, fromArray } from '../src/device/index.ts';
 import { pickMatmul } from '../src/device/webgpu/ops.ts';
 import { pickMatmul as pickNativeMatmul } from '../src/device/native/ops.ts';
 import { ropeCosSin } from '../src/model/rope.ts';
@@ -64,19 +64,53 @@ async function time<K extends OpName>(dev: Device, name: K, make: (i: number) =>
   // uploads of its inputs (an H200 idling through a large upload ran the first launches at a
   // third of their speed: 1.0 vs 3.8 TB/s for the same attention dispatch, 2026-11-26)
   const t0 = performance.now();
-  do {
-    const warm = dev.stream();
-    for (let i = 0; i < reps; i++) warm.op(name, make(i));
-    await warm.submit().done();
-  } while (performance.now() - t0 < 150);
-  const times: number[] = [];
-  for (let t = 0; t < trials; t++) {
-    const s = dev.stream({ timing: true });
-    for (let i = 0; i < reps; i++) s.op(name, make(i));
-    times.push((await s.submit().elapsedMs()) / reps);
+  if (WARM_BUSY) {
+    // experiment: streams of 10x the launches, two in flight, so that the GPU never waits for the host
+    const inflight: Promise<void>[] = [];
+    do {
+      const warm = dev.stream();
+      for (let i = 0; i < 10 * reps; i++) warm.op(name, make(i));
+      inflight.push(warm.submit().done());
+      if (inflight.length > 1) await inflight.shift();
+    } while (performance.now() - t0 < 150);
+    await Promise.all(inflight);
+  } else {
+    do {
+      const warm = dev.stream();
+      for (let i = 0; i < reps; i++) warm.op(name, make(i));
+      await warm.submit().done();
+    } while (performance.now() - t0 < 150);
   }
-  times.sort((a, b) => a - b);
-  return times[Math.floor(times.length / 2)];
+  const medians: number[] = [];
+  for (let r = 0; r < REPEAT; r++) {
+    const times: number[] = [];
+    for (let t = 0; t < trials; t++) {
+      if (WARM_BURST) burst(dev);
+      const s = dev.stream({ timing: true });
+      for (let i = 0; i < reps; i++) s.op(name, make(i));
+      times.push((await s.submit().elapsedMs()) / reps);
+    }
+    times.sort((a, b) => a - b);
+    medians.push(times[Math.floor(times.length / 2)]);
+  }
+  if (REPEAT > 1) console.error(`repeat ${name}: ${medians.map((m) => (m * 1000).toFixed(1)).join(' ')} us`);
+  return medians[0];
+}
+/**
+ * experiments on the timing itself: PARALLM_BENCH_REPEAT=N times each op N times in a row
+ * (stderr); PARALLM_BENCH_WARM=busy: warm-up streams kept in flight; =burst: ~1 ms of large
+ * copies submitted right before each timed trial, so that the GPU has no idle gap before it
+ */
+const REPEAT = Number(process.env.PARALLM_BENCH_REPEAT ?? 1);
+const WARM_BUSY = process.env.PARALLM_BENCH_WARM === 'busy';
+const WARM_BURST = process.env.PARALLM_BENCH_WARM === 'burst';
+let burstBufs: [Tensor, Tensor] | undefined;
+function burst(dev: Device): void {
+  const n = 16 * 2 ** 20; // 64 MiB of f32
+  burstBufs ??= [empty(dev, [n], 'f32'), empty(dev, [n], 'f32')];
+  const s = dev.stream();
+  for (let i = 0; i < 24; i++) s.op('copy', { x: burstBufs[i % 2], out: burstBufs[(i + 1) % 2] });
+  s.submit(); // not awaited: the timed trial follows it on the queue
 }
 
 /** The matmul kernel a backend picks for these arguments (for the tables). */
