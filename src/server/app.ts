@@ -56,7 +56,9 @@ export function createServer(llm: LLM, o: ServerOptions): Server {
   app.decorate('metrics', metrics);
 
   // a body is JSON whatever its content type says (curl -d sends form-urlencoded)
-  const json = app.getDefaultJsonParser('error', 'error');
+  // a "__proto__" or "constructor" key in a body is dropped when parsed (never set on an object):
+  // the request then passes or fails validation on what is left, which names the field
+  const json = app.getDefaultJsonParser('remove', 'remove');
   app.removeAllContentTypeParsers();
   app.addContentTypeParser('application/json', { parseAs: 'string' }, json);
   app.addContentTypeParser('*', { parseAs: 'string' }, json);

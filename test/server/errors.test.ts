@@ -34,6 +34,14 @@ describe('malformed requests', () => {
     expectError(await cmpl(body), 400, param);
   });
 
+  it('a "__proto__" or "constructor" key is dropped, and the field it was in named', async () => {
+    const body = `{"model": {"__proto__": null}, "prompt": "x", "max_tokens": 1}`;
+    expectError(await cmpl(body), 400, 'model');
+    const ok = await cmpl(`{"model": "${MODEL}", "prompt": "x", "max_tokens": 1, "constructor": {"prototype": {"polluted": 1}}}`);
+    expect(ok.status).toBe(200);
+    expect(({} as Record<string, unknown>).polluted).toBeUndefined();
+  });
+
   it('a JSON body sent without a JSON content type is still parsed', async () => {
     const r = await post(`${s.url}/v1/completions`, JSON.stringify({ prompt: 'x', max_tokens: 1 }), { 'content-type': 'application/x-www-form-urlencoded' });
     expect(r.status).toBe(200);
