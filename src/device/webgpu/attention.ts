@@ -137,7 +137,7 @@ export function attentionUnsupported(dev: WebGpuDevice, name: OpName, args: any)
   if (hs > MAX_HEAD_SIZE) return `${name}: head size ${hs} is over the kernels' limit of ${MAX_HEAD_SIZE}`;
   if (sameTensor(a.q, a.out)) return `${name}: out must not alias q`;
   const group = a.q.shape[1] / hs / kvh;
-  const fits = tileShape(workgroupBudget(dev), hs, group, name === 'prefill_attention') || (name === 'paged_attention' && decodeShape(workgroupBudget(dev), hs, group));
+  const fits = (name === 'prefill_attention' && prefillKernel(dev, hs) === 'flash') || tileShape(workgroupBudget(dev), hs, group, name === 'prefill_attention') || (name === 'paged_attention' && decodeShape(workgroupBudget(dev), hs, group));
   if (!fits) return `${name}: head size ${hs} does not fit this adapter's workgroup memory`;
   return undefined;
 }
@@ -414,7 +414,80 @@ export function planTiledDecode(dev: WebGpuDevice, a: OpArgs['paged_attention'])
 }
 
 /**
- * Prefill: workgroups of BQ query rows x HPW heads. Per-sequence lengths live on the device, so
+ * The prefill kernel that PARALLM_WGSL_PREFILL names (read once): `flash` (the default)
+ * prefill_attention_flash.wgsl wherever its shape fits, else the tile loop; `tile` the tile loop
+ * (prefill_attention.wgsl) always, for an A/B on the GPU.
+ */
+export type PrefillChoice = 'flash' | 'tile';
+const PREFILL_CHOICE: PrefillChoice = prefillChoice(process.env.PARALLM_WGSL_PREFILL);
+
+export function prefillChoice(v: string | undefined): PrefillChoice {
+  if (v === undefined || v === '' || v === 'flash' || v === 'tile') return (v || 'flash') as PrefillChoice;
+  throw new Error(`PARALLM_WGSL_PREFILL=${v}: expected flash or tile`);
+}
+
+/** Launch shape of prefill_attention_flash.wgsl: WG = 8 * BQ threads, BQ query rows of one head, TK keys per tile. */
+export interface FlashShape {
+  WG: number;
+  HS: number;
+  BQ: number;
+  TK: number;
+}
+
+/** Workgroup memory of prefill_attention_flash.wgsl in bytes (q_sh, kv_sh, p_sh, red_sh, row_sh, part_sh + a few words). */
+export function flashBytes(s: Pick<FlashShape, 'HS' | 'BQ' | 'TK'>): number {
+  const { HS, BQ, TK } = s;
+  return 4 * (BQ * HS + TK * (HS + 1) + BQ * (TK + 1) + BQ * 16 + 2 * TK + 8);
+}
+
+/**
+ * (BQ, TK) of the flash kernel, largest first: native's CUDA-core kernel runs 32 x 64. With f32
+ * tiles, 32 x 64 at head size 128 needs ~58 KB; on 48 KB it gets 32 x 32, and head size 64 32 x
+ * 64. llvmpipe (32 KiB) runs 16 x 32 at 128 and 32 x 32 at 64.
+ */
+const FLASH_SHAPES: [number, number][] = [
+  [32, 64],
+  [32, 32],
+  [16, 64],
+  [16, 32],
+  [16, 16],
+];
+
+/** The flash kernel's shape for head size hs (a multiple of 16 up to 128), or undefined where it does not apply or fit. */
+export function flashShape(budget: number, hs: number, maxInvocations = 256): FlashShape | undefined {
+  if (hs % 16 || hs > 128) return undefined;
+  for (const [BQ, TK] of FLASH_SHAPES) {
+    if (8 * BQ <= maxInvocations && flashBytes({ HS: hs, BQ, TK }) <= budget) return { WG: 8 * BQ, HS: hs, BQ, TK };
+  }
+  return undefined;
+}
+
+/** The kernel planPrefillAttention runs for head size hs on this adapter (PARALLM_WGSL_PREFILL, then fit). */
+export function prefillKernel(dev: WebGpuDevice, hs: number, choice: PrefillChoice = PREFILL_CHOICE): 'flash' | 'tile' {
+  return choice === 'flash' && flashShape(workgroupBudget(dev), hs, dev.gpu.limits.maxComputeInvocationsPerWorkgroup) ? 'flash' : 'tile';
+}
+
+/**
+ * Prefill by the flash kernel: one workgroup per (query tile of BQ rows, query head), the grid an
+ * upper bound of the query tiles, floor((numTokens + numSeqs * (BQ - 1)) / BQ), times numHeads.
+ */
+function planFlashPrefill(dev: WebGpuDevice, a: OpArgs['prefill_attention'], shape: FlashShape): Dispatch[] {
+  const [, blockSize, kvh] = poolParts(a.keyCache)[0].shape;
+  const [numTokens, width] = a.q.shape;
+  const { WG, HS, BQ, TK } = shape;
+  const numHeads = width / HS;
+  const numSeqs = a.contextLens.shape[0];
+  const tiles = Math.floor((numTokens + numSeqs * (BQ - 1)) / BQ);
+  if (tiles === 0) return [];
+  const pool = pools(a.keyCache, a.valueCache);
+  const tensors = { q: a.q, ...pool.tensors, block_tables: a.blockTables, query_starts: a.queryStarts, context_lens: a.contextLens, out: a.out };
+  const params = { num_seqs: numSeqs, num_heads: numHeads, num_kv_heads: kvh, block_size: blockSize, max_blocks: a.blockTables.shape[1], scale: a.scale, tile_keys: TK, part_blocks: pool.partBlocks };
+  return [{ file: 'prefill_attention_flash.wgsl', flags: pool.flags, overrides: { WG, HS, BQ, TK }, tensors, params, grid: grid(tiles * numHeads) }];
+}
+
+/**
+ * Prefill: the flash kernel where it applies (prefillKernel), else the tile loop below.
+ * Tile loop: workgroups of BQ query rows x HPW heads. Per-sequence lengths live on the device, so
  * the grid is an upper bound of the query tiles, floor((numTokens + numSeqs * (BQ - 1)) / BQ)
  * per head block; the kernel maps each workgroup to its (sequence, tile) and spare ones exit.
  */
@@ -424,6 +497,7 @@ export function planPrefillAttention(dev: WebGpuDevice, a: OpArgs['prefill_atten
   const [numTokens, width] = a.q.shape;
   const numHeads = width / hs;
   const numSeqs = a.contextLens.shape[0];
+  if (prefillKernel(dev, hs) === 'flash') return planFlashPrefill(dev, a, flashShape(workgroupBudget(dev), hs, dev.gpu.limits.maxComputeInvocationsPerWorkgroup)!);
   const { WG, HS, HPW, BQ, NQ, TK, NACC } = tileShape(workgroupBudget(dev), hs, numHeads / kvh, true)!;
   const tiles = Math.floor((numTokens + numSeqs * (BQ - 1)) / BQ);
   const pool = pools(a.keyCache, a.valueCache);
