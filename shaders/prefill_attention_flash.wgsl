@@ -9,14 +9,16 @@
 // and walks the keys they see, [0, position of its last row], in tiles of TK keys (key tiles
 // wholly past the diagonal are never visited; the diagonal ones mask per row):
 //   1. cache rows of the tile's keys from the block table         (TK threads)
-//   2. the K tile into workgroup memory as f32, rows HS + 1 apart  (all threads, coalesced)
+//   2. the K tile into workgroup memory as f32 vec4s, rows HS / 4 + 1 vec4s apart (so that the
+//      16 rows a group of threads reads at once start in different banks)
 //   3. scores: thread (ry = lid / 16, kx = lid % 16) computes rows 2ry, 2ry + 1 x keys
-//      kx + 16j (j < TK / 16) from the staged queries (pre-scaled) and keys, into registers;
-//      its partial row maxima go to red_sh
+//      kx + 16j (j < TK / 16) from the staged queries (pre-scaled) and keys, into registers,
+//      one vec4 of each query row serving TK / 16 keys; its partial row maxima go to red_sh
 //   4. each thread folds the 16 partial maxima of its rows into the running max (every thread
 //      of a row group computes the same one), rescales its accumulators and its partial sum,
 //      writes its probabilities to p_sh; the V tile replaces the K tile
-//   5. acc[r][d] += sum_t p[r][t] v[t][d] for the thread's 2 rows x dims kx + 16j (j < HS / 16)
+//   5. acc[r][c] += sum_t p[r][t] v[t][c] for the thread's 2 rows x the vec4 columns kx + 16i
+//      (i < HS / 64) of the output
 // After the last tile the 16 partial sums of each row are added through red_sh. The grid is an
 // upper bound of query tiles x num_heads (head-minor, so that the heads of one kv head and one
 // query tile run side by side); a workgroup finds its (sequence, tile) by one thread scanning
@@ -54,19 +56,20 @@ struct Params {
 @group(0) @binding(7) var<storage, read_write> out: array<f32>;
 
 override WG: u32 = 256;  // 8 * BQ
-override HS: u32 = 128;  // a multiple of 16
+override HS: u32 = 128;  // 64 or 128 (a multiple of 64)
 override BQ: u32 = 32;   // query rows per workgroup, even
 override TK: u32 = 32;   // keys per tile, a multiple of 16
 
 const KPT: u32 = TK / 16u;  // keys per thread and row
-const DPT: u32 = HS / 16u;  // output dims per thread and row
-const KS: u32 = HS + 1u;    // stride of a staged K/V row
+const H4: u32 = HS / 4u;    // vec4s of a row
+const DPV: u32 = HS / 64u;  // output vec4s per thread and row
+const KS: u32 = H4 + 1u;    // stride of a staged K/V row, in vec4s
 const PS: u32 = TK + 1u;    // stride of a row of p_sh
 const NONE = 0xffffffffu;
 const NEG = -3.0e38;
 
-var<workgroup> q_sh: array<f32, BQ * HS>;
-var<workgroup> kv_sh: array<f32, TK * KS>;
+var<workgroup> q_sh: array<vec4f, BQ * H4>;
+var<workgroup> kv_sh: array<vec4f, TK * KS>;
 var<workgroup> p_sh: array<f32, BQ * PS>;
 var<workgroup> red_sh: array<f32, BQ * 16u>;
 var<workgroup> row_sh: array<u32, TK>;
@@ -77,7 +80,7 @@ var<workgroup> part_sh: array<u32, TK>;
 var<workgroup> tile_sh: vec4u;
 var<workgroup> ctx_sh: u32;
 
-var<private> acc: array<f32, 2u * DPT>;
+var<private> acc: array<vec4f, 2u * DPV>;
 var<private> sc: array<f32, 2u * KPT>;
 
 fn unpack_pair(w: kv_pair) -> vec2f {
@@ -91,21 +94,25 @@ fn unpack_pair(w: kv_pair) -> vec2f {
 // the K (is_key) or V tile into kv_sh; zeros for rows past the range
 fn load_tile(lid: u32, is_key: bool) {
   let half = HS / 2u;
-  for (var u = lid; u < TK * half; u += WG) {
-    let t = u / half;
-    let j = u % half;
+  for (var u = lid; u < TK * H4; u += WG) {
+    let t = u / H4;
+    let c = u % H4;
     let row = row_sh[t];
 #if KV_PARTS_2
     let part = part_sh[t];
 #else
     let part = 0u;
 #endif
-    var v = vec2f(0.0);
+    var v = vec4f(0.0);
     if (row != NONE) {
-      if (is_key) { v = unpack_pair(key_at(part, row * half + j)); } else { v = unpack_pair(value_at(part, row * half + j)); }
+      let i = row * half + 2u * c;
+      if (is_key) {
+        v = vec4f(unpack_pair(key_at(part, i)), unpack_pair(key_at(part, i + 1u)));
+      } else {
+        v = vec4f(unpack_pair(value_at(part, i)), unpack_pair(value_at(part, i + 1u)));
+      }
     }
-    kv_sh[t * KS + 2u * j] = v.x;
-    kv_sh[t * KS + 2u * j + 1u] = v.y;
+    kv_sh[t * KS + c] = v;
   }
 }
 
@@ -145,10 +152,13 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, 
   let tk = params.tile_keys;
 
   // queries, pre-scaled; zeros for rows past the chunk
-  for (var o = lid; o < BQ * HS; o += WG) {
-    let r = o / HS;
-    var v = 0.0;
-    if (r < rows) { v = q[(info.z + r0 + r) * width + head * HS + o % HS] * params.scale; }
+  for (var o = lid; o < BQ * H4; o += WG) {
+    let r = o / H4;
+    var v = vec4f(0.0);
+    if (r < rows) {
+      let i = (info.z + r0 + r) * width + head * HS + 4u * (o % H4);
+      v = vec4f(q[i], q[i + 1u], q[i + 2u], q[i + 3u]) * params.scale;
+    }
     q_sh[o] = v;
   }
 
@@ -162,7 +172,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, 
   var mb = NEG;
   var la = 0.0;
   var lb = 0.0;
-  for (var i = 0u; i < 2u * DPT; i++) { acc[i] = 0.0; }
+  for (var i = 0u; i < 2u * DPV; i++) { acc[i] = vec4f(0.0); }
 
   let hi = u32(max(first + i32(r0 + rows), 0));
   for (var t0 = 0u; t0 < hi; t0 += TK) {
@@ -186,18 +196,20 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, 
     load_tile(lid, true);
     workgroupBarrier();
     // 3. scores of rows ra, ra + 1 x keys kx + 16j
-    for (var j = 0u; j < KPT; j++) {
-      let kb = (kx + 16u * j) * KS;
-      var da = 0.0;
-      var db = 0.0;
-      for (var k = 0u; k < HS; k++) {
-        let kv = kv_sh[kb + k];
-        da += q_sh[ra * HS + k] * kv;
-        db += q_sh[(ra + 1u) * HS + k] * kv;
+    for (var j = 0u; j < 2u * KPT; j++) { sc[j] = 0.0; }
+    for (var c = 0u; c < H4; c++) {
+      let qa = q_sh[ra * H4 + c];
+      let qb = q_sh[(ra + 1u) * H4 + c];
+      for (var j = 0u; j < KPT; j++) {
+        let kv = kv_sh[(kx + 16u * j) * KS + c];
+        sc[j] += dot(qa, kv);
+        sc[KPT + j] += dot(qb, kv);
       }
+    }
+    for (var j = 0u; j < KPT; j++) {
       let pos = i32(t0 + kx + 16u * j);
-      sc[j] = select(NEG, da, pos <= pa);
-      sc[KPT + j] = select(NEG, db, pos <= pb);
+      sc[j] = select(NEG, sc[j], pos <= pa);
+      sc[KPT + j] = select(NEG, sc[KPT + j], pos <= pb);
     }
     var xa = NEG;
     var xb = NEG;
@@ -232,20 +244,20 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, 
     }
     la = la * aa + sa;
     lb = lb * ab + sb;
-    for (var i = 0u; i < DPT; i++) {
+    for (var i = 0u; i < DPV; i++) {
       acc[i] *= aa;
-      acc[DPT + i] *= ab;
+      acc[DPV + i] *= ab;
     }
     load_tile(lid, false);
     workgroupBarrier();
-    // 5. P V into the thread's rows x dims kx + 16i
+    // 5. P V into the thread's rows x vec4 columns kx + 16i
     for (var t = 0u; t < tk; t++) {
       let wa = p_sh[ra * PS + t];
       let wb = p_sh[(ra + 1u) * PS + t];
-      for (var i = 0u; i < DPT; i++) {
+      for (var i = 0u; i < DPV; i++) {
         let v = kv_sh[t * KS + kx + 16u * i];
         acc[i] += wa * v;
-        acc[DPT + i] += wb * v;
+        acc[DPV + i] += wb * v;
       }
     }
     workgroupBarrier();
@@ -263,9 +275,21 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, 
   }
   let oa = (info.z + r0 + ra) * width + head * HS;
   let ob = oa + width;
-  for (var i = 0u; i < DPT; i++) {
-    let d = kx + 16u * i;
-    if (ra < rows) { out[oa + d] = select(0.0, acc[i] / ta, ta > 0.0); }
-    if (ra + 1u < rows) { out[ob + d] = select(0.0, acc[DPT + i] / tb, tb > 0.0); }
+  for (var i = 0u; i < DPV; i++) {
+    let d = 4u * (kx + 16u * i);
+    if (ra < rows) {
+      let v = select(vec4f(0.0), acc[i] / ta, ta > 0.0);
+      out[oa + d] = v.x;
+      out[oa + d + 1u] = v.y;
+      out[oa + d + 2u] = v.z;
+      out[oa + d + 3u] = v.w;
+    }
+    if (ra + 1u < rows) {
+      let v = select(vec4f(0.0), acc[DPV + i] / tb, tb > 0.0);
+      out[ob + d] = v.x;
+      out[ob + d + 1u] = v.y;
+      out[ob + d + 2u] = v.z;
+      out[ob + d + 3u] = v.w;
+    }
   }
 }

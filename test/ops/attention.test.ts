@@ -323,14 +323,16 @@ describe.each(backendsUnderTest())('%s backend: paged attention', (backend) => {
     const files = (hs: number) => planPrefillAttention(g, args(hs)).map((x) => x.file);
     const budget = g.gpu.limits.maxComputeWorkgroupStorageSize;
     // the adapter that runs the tests must run the flash kernel at these head sizes (llvmpipe: 32 KiB)
-    for (const hs of [64, 80, 128]) {
+    for (const hs of [64, 128]) {
       expect(flashShape(budget, hs)).toBeDefined();
       expect(prefillKernel(g, hs, 'flash')).toBe('flash');
       if (prefillChoice(process.env.PARALLM_WGSL_PREFILL) === 'flash') expect(files(hs)).toEqual(['prefill_attention_flash.wgsl']);
     }
     expect(prefillKernel(g, 64, 'tile')).toBe('tile');
-    expect(flashShape(budget, 256)).toBeUndefined();
-    expect(files(256)).toEqual(['prefill_attention.wgsl']);
+    for (const hs of [80, 256]) {
+      expect(flashShape(budget, hs)).toBeUndefined();
+      expect(files(hs)).toEqual(['prefill_attention.wgsl']);
+    }
     // shapes: native's 32 x 64 where 58 KB fit, smaller ones on less
     expect(flashShape(64 * 1024, 128)).toEqual({ WG: 256, HS: 128, BQ: 32, TK: 64 });
     expect(flashShape(48 * 1024, 128)).toEqual({ WG: 256, HS: 128, BQ: 32, TK: 32 });

@@ -437,12 +437,12 @@ export interface FlashShape {
 /** Workgroup memory of prefill_attention_flash.wgsl in bytes (q_sh, kv_sh, p_sh, red_sh, row_sh, part_sh + a few words). */
 export function flashBytes(s: Pick<FlashShape, 'HS' | 'BQ' | 'TK'>): number {
   const { HS, BQ, TK } = s;
-  return 4 * (BQ * HS + TK * (HS + 1) + BQ * (TK + 1) + BQ * 16 + 2 * TK + 8);
+  return 4 * (BQ * HS + TK * (HS + 4) + BQ * (TK + 1) + BQ * 16 + 2 * TK + 8);
 }
 
 /**
  * (BQ, TK) of the flash kernel, largest first: native's CUDA-core kernel runs 32 x 64. With f32
- * tiles, 32 x 64 at head size 128 needs ~58 KB; on 48 KB it gets 32 x 32, and head size 64 32 x
+ * tiles, 32 x 64 at head size 128 needs ~61 KB; on 48 KB it gets 32 x 32, and head size 64 32 x
  * 64. llvmpipe (32 KiB) runs 16 x 32 at 128 and 32 x 32 at 64.
  */
 const FLASH_SHAPES: [number, number][] = [
@@ -453,9 +453,9 @@ const FLASH_SHAPES: [number, number][] = [
   [16, 16],
 ];
 
-/** The flash kernel's shape for head size hs (a multiple of 16 up to 128), or undefined where it does not apply or fit. */
+/** The flash kernel's shape for head size hs (64 or 128), or undefined where it does not apply or fit. */
 export function flashShape(budget: number, hs: number, maxInvocations = 256): FlashShape | undefined {
-  if (hs % 16 || hs > 128) return undefined;
+  if (hs !== 64 && hs !== 128) return undefined;
   for (const [BQ, TK] of FLASH_SHAPES) {
     if (8 * BQ <= maxInvocations && flashBytes({ HS: hs, BQ, TK }) <= budget) return { WG: 8 * BQ, HS: hs, BQ, TK };
   }
