@@ -21,8 +21,9 @@
 //      (i < HS / 64) of the output
 // After the last tile the 16 partial sums of each row are added through red_sh. The grid is an
 // upper bound of query tiles x num_heads (head-minor, so that the heads of one kv head and one
-// query tile run side by side); a workgroup finds its (sequence, tile) by one thread scanning
-// query_starts, as the tile kernel does, and spare ones exit.
+// query tile run side by side); a workgroup finds its (sequence, tile) by a prefix sum of the
+// sequences' query-tile counts across its threads (log2 WG steps per WG sequences, where the
+// tile kernel has one thread walk them all), and spare ones exit.
 // The loops over a tile's keys run to params.tile_keys (= TK), not a constant, for the reason
 // paged_attention_tile.wgsl gives (llvmpipe's compile time).
 
@@ -78,6 +79,7 @@ var<workgroup> part_sh: array<u32, TK>;
 #endif
 // (sequence or num_seqs if none, first row of the tile in the sequence, its first token row, qlen)
 var<workgroup> tile_sh: vec4u;
+var<workgroup> scan_sh: array<u32, WG>;
 var<workgroup> ctx_sh: u32;
 
 var<private> acc: array<vec4f, 2u * DPV>;
@@ -121,21 +123,36 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, 
   let w = wg_index(wid, nwg);
   let head = w % params.num_heads;
   let tile = w / params.num_heads;
-  if (lid == 0u) {
-    var found = vec4u(params.num_seqs, 0u, 0u, 0u);
-    var before = 0u;
-    for (var s = 0u; s < params.num_seqs; s++) {
-      let start = query_starts[s];
-      let qlen = u32(max(query_starts[s + 1u] - start, 0));
-      let tiles = (qlen + BQ - 1u) / BQ;
-      if (tile < before + tiles) {
-        found = vec4u(s, (tile - before) * BQ, u32(start), qlen);
-        ctx_sh = u32(clamp(context_lens[s], 0, i32(params.max_blocks * params.block_size)));
-        break;
-      }
-      before += tiles;
+  // (sequence, tile): the sequences' query-tile counts, WG at a time, prefix-summed across the
+  // workgroup; the thread whose sequence's range of tiles holds `tile` writes it (none for a
+  // spare workgroup of the upper bound)
+  if (lid == 0u) { tile_sh = vec4u(params.num_seqs, 0u, 0u, 0u); }
+  var before = 0u;
+  for (var base = 0u; base < params.num_seqs; base += WG) {
+    let s = base + lid;
+    var start = 0;
+    var qlen = 0u;
+    if (s < params.num_seqs) {
+      start = query_starts[s];
+      qlen = u32(max(query_starts[s + 1u] - start, 0));
     }
-    tile_sh = found;
+    let n = (qlen + BQ - 1u) / BQ;
+    scan_sh[lid] = n;
+    workgroupBarrier();
+    for (var off = 1u; off < WG; off *= 2u) {
+      var v = scan_sh[lid];
+      if (lid >= off) { v += scan_sh[lid - off]; }
+      workgroupBarrier();
+      scan_sh[lid] = v;
+      workgroupBarrier();
+    }
+    let incl = before + scan_sh[lid];
+    if (n > 0u && tile >= incl - n && tile < incl) {
+      tile_sh = vec4u(s, (tile - (incl - n)) * BQ, u32(start), qlen);
+      ctx_sh = u32(clamp(context_lens[s], 0, i32(params.max_blocks * params.block_size)));
+    }
+    before += scan_sh[WG - 1u];
+    workgroupBarrier();
   }
   let info = workgroupUniformLoad(&tile_sh);
   let seq = info.x;

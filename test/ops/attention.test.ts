@@ -73,6 +73,9 @@ const PREFILL: PrefillCase[] = [
   ['8 prompts around the tile sizes, f16', [64, 65, 127, 128, 129, 200, 16, 17], [64, 65, 127, 128, 129, 200, 16, 17], 16, 2, 2, 128, 'f16'],
   // a batch of short prompts in one launch (query tiles of several sequences side by side), GQA
   ['8 prompts of ~40 tokens, GQA, f16', [40, 37, 44, 41, 33, 48, 39, 40], [40, 37, 44, 41, 33, 48, 39, 40], 16, 8, 2, 64, 'f16'],
+  // more sequences than the flash kernel's workgroup has threads (its search for a workgroup's
+  // query tile runs in chunks of WG sequences): short chunks, some empty, some after a prefix
+  ['300 short chunks', Array.from({ length: 300 }, (_, i) => 1 + ((i * 7) % 23)), Array.from({ length: 300 }, (_, i) => Math.min(1 + ((i * 7) % 23), i % 5)), 4, 2, 1, 128, 'f16'],
   ['8 prompts of ~40 tokens after prefixes, GQA, f32', [52, 37, 60, 41, 33, 48, 70, 40], [40, 30, 44, 41, 20, 48, 39, 33], 8, 8, 4, 128, 'f32'],
 ];
 

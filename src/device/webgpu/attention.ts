@@ -434,10 +434,10 @@ export interface FlashShape {
   TK: number;
 }
 
-/** Workgroup memory of prefill_attention_flash.wgsl in bytes (q_sh, kv_sh, p_sh, red_sh, row_sh, part_sh + a few words). */
+/** Workgroup memory of prefill_attention_flash.wgsl in bytes (q_sh, kv_sh, p_sh, red_sh, scan_sh, row_sh, part_sh + a few words). */
 export function flashBytes(s: Pick<FlashShape, 'HS' | 'BQ' | 'TK'>): number {
   const { HS, BQ, TK } = s;
-  return 4 * (BQ * HS + TK * (HS + 4) + BQ * (TK + 1) + BQ * 16 + 2 * TK + 8);
+  return 4 * (BQ * HS + TK * (HS + 4) + BQ * (TK + 1) + BQ * 16 + 8 * BQ + 2 * TK + 8);
 }
 
 /**
