@@ -45,6 +45,7 @@ struct Params {
   max_blocks: u32,
   scale: f32,
   tile_keys: u32,
+  tiles: u32,
 #if KV_PARTS_2
   part_blocks: u32,
 #endif
@@ -122,7 +123,11 @@ fn load_tile(lid: u32, is_key: bool) {
 fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) lid: u32) {
   let w = wg_index(wid, nwg);
   let head = w % params.num_heads;
-  let tile = w / params.num_heads;
+  // the launch's query tiles last to first: a sequence's last tiles see the most keys, and
+  // starting them first shortens the tail (spare workgroups, now first, exit at once)
+  let wt = w / params.num_heads;
+  if (wt >= params.tiles) { return; }
+  let tile = params.tiles - 1u - wt;
   // (sequence, tile): the sequences' query-tile counts, WG at a time, prefix-summed across the
   // workgroup; the thread whose sequence's range of tiles holds `tile` writes it (none for a
   // spare workgroup of the upper bound)

@@ -469,7 +469,8 @@ export function prefillKernel(dev: WebGpuDevice, hs: number, choice: PrefillChoi
 
 /**
  * Prefill by the flash kernel: one workgroup per (query tile of BQ rows, query head), the grid an
- * upper bound of the query tiles, floor((numTokens + numSeqs * (BQ - 1)) / BQ), times numHeads.
+ * upper bound of the query tiles, floor((numTokens + numSeqs * (BQ - 1)) / BQ), times numHeads
+ * (the kernel takes the tiles last to first).
  */
 function planFlashPrefill(dev: WebGpuDevice, a: OpArgs['prefill_attention'], shape: FlashShape): Dispatch[] {
   const [, blockSize, kvh] = poolParts(a.keyCache)[0].shape;
@@ -481,7 +482,7 @@ function planFlashPrefill(dev: WebGpuDevice, a: OpArgs['prefill_attention'], sha
   if (tiles === 0) return [];
   const pool = pools(a.keyCache, a.valueCache);
   const tensors = { q: a.q, ...pool.tensors, block_tables: a.blockTables, query_starts: a.queryStarts, context_lens: a.contextLens, out: a.out };
-  const params = { num_seqs: numSeqs, num_heads: numHeads, num_kv_heads: kvh, block_size: blockSize, max_blocks: a.blockTables.shape[1], scale: a.scale, tile_keys: TK, part_blocks: pool.partBlocks };
+  const params = { num_seqs: numSeqs, num_heads: numHeads, num_kv_heads: kvh, block_size: blockSize, max_blocks: a.blockTables.shape[1], scale: a.scale, tile_keys: TK, tiles, part_blocks: pool.partBlocks };
   return [{ file: 'prefill_attention_flash.wgsl', flags: pool.flags, overrides: { WG, HS, BQ, TK }, tensors, params, grid: grid(tiles * numHeads) }];
 }
 
