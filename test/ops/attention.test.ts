@@ -342,6 +342,12 @@ describe.each(backendsUnderTest())('%s backend: paged attention', (backend) => {
     expect(flashShape(32 * 1024, 128)).toEqual({ WG: 128, HS: 128, BQ: 16, TK: 32 });
     expect(flashShape(48 * 1024, 64)).toEqual({ WG: 256, HS: 64, BQ: 32, TK: 64 });
     expect(() => prefillChoice('fast')).toThrow(/PARALLM_WGSL_PREFILL=fast/);
+    expect(prefillChoice('flash:16x64')).toBe('flash:16x64');
+    expect(() => prefillChoice('flash:24x64')).toThrow(/flash:BQxTK/);
+    // a shape asked for where it fits, the default order where it does not
+    expect(flashShape(64 * 1024, 128, 256, [16, 64])).toEqual({ WG: 128, HS: 128, BQ: 16, TK: 64 });
+    expect(flashShape(32 * 1024, 128, 256, [32, 64])).toEqual({ WG: 128, HS: 128, BQ: 16, TK: 32 });
+    expect(prefillKernel(g, 64, 'flash:16x16')).toBe('flash');
   });
 
   it.skipIf(backend !== 'webgpu')('a KV pool over the binding limit fails with a clear error', async () => {

@@ -2,7 +2,8 @@
 // copy_blocks, paged_attention (decode; v1, or v2 = context split into partitions plus a merge) and
 // prefill_attention. The kernels are shaders/reshape_and_cache.wgsl, qkv_rope_cache.wgsl, copy_blocks.wgsl,
 // paged_attention.wgsl (+ _reduce; its fallback paged_attention_tiled.wgsl runs the tile loop
-// _tile that prefill_attention.wgsl shares).
+// _tile that prefill_attention.wgsl shares), prefill_attention_flash.wgsl (prefill's flash kernel,
+// with prefill_attention.wgsl as its fallback; PARALLM_WGSL_PREFILL picks for A/B runs).
 //
 // A binding holds at most 128 MiB on llvmpipe, 2 GiB - 4 on NVIDIA's Vulkan, so a layer's pool
 // may come in parts (src/device/kv-pool.ts). Every kernel binds all parts of the K and V pools
@@ -416,14 +417,17 @@ export function planTiledDecode(dev: WebGpuDevice, a: OpArgs['paged_attention'])
 /**
  * The prefill kernel that PARALLM_WGSL_PREFILL names (read once): `flash` (the default)
  * prefill_attention_flash.wgsl wherever its shape fits, else the tile loop; `tile` the tile loop
- * (prefill_attention.wgsl) always, for an A/B on the GPU.
+ * (prefill_attention.wgsl) always, for an A/B on the GPU; `flash:BQxTK` (e.g. flash:16x64) the
+ * flash kernel with that tile where it fits (a shape sweep on the GPU), else as `flash`.
  */
-export type PrefillChoice = 'flash' | 'tile';
+export type PrefillChoice = 'flash' | 'tile' | `flash:${number}x${number}`;
 const PREFILL_CHOICE: PrefillChoice = prefillChoice(process.env.PARALLM_WGSL_PREFILL);
 
 export function prefillChoice(v: string | undefined): PrefillChoice {
   if (v === undefined || v === '' || v === 'flash' || v === 'tile') return (v || 'flash') as PrefillChoice;
-  throw new Error(`PARALLM_WGSL_PREFILL=${v}: expected flash or tile`);
+  const m = /^flash:(\d+)x(\d+)$/.exec(v);
+  if (m && [16, 32, 64].includes(+m[1]) && [16, 32, 64, 128].includes(+m[2])) return v as PrefillChoice;
+  throw new Error(`PARALLM_WGSL_PREFILL=${v}: expected flash, tile or flash:BQxTK (BQ 16, 32 or 64; TK 16, 32, 64 or 128)`);
 }
 
 /** Launch shape of prefill_attention_flash.wgsl: WG = 8 * BQ threads, BQ query rows of one head, TK keys per tile. */
@@ -453,18 +457,29 @@ const FLASH_SHAPES: [number, number][] = [
   [16, 16],
 ];
 
-/** The flash kernel's shape for head size hs (64 or 128), or undefined where it does not apply or fit. */
-export function flashShape(budget: number, hs: number, maxInvocations = 256): FlashShape | undefined {
+/**
+ * The flash kernel's shape for head size hs (64 or 128), or undefined where it does not apply or
+ * fit: the first of FLASH_SHAPES that fits, or `want` (BQ, TK) where given and it fits.
+ */
+export function flashShape(budget: number, hs: number, maxInvocations = 256, want?: [number, number]): FlashShape | undefined {
   if (hs !== 64 && hs !== 128) return undefined;
-  for (const [BQ, TK] of FLASH_SHAPES) {
+  for (const [BQ, TK] of want ? [want, ...FLASH_SHAPES] : FLASH_SHAPES) {
     if (8 * BQ <= maxInvocations && flashBytes({ HS: hs, BQ, TK }) <= budget) return { WG: 8 * BQ, HS: hs, BQ, TK };
   }
   return undefined;
 }
 
+/** The flash shape for head size hs on this adapter under `choice`, or undefined where the tile loop runs. */
+export function prefillFlashShape(dev: WebGpuDevice, hs: number, choice: PrefillChoice = PREFILL_CHOICE): FlashShape | undefined {
+  if (choice === 'tile') return undefined;
+  const m = /^flash:(\d+)x(\d+)$/.exec(choice);
+  const lim = dev.gpu.limits;
+  return flashShape(workgroupBudget(dev), hs, Math.min(lim.maxComputeInvocationsPerWorkgroup, lim.maxComputeWorkgroupSizeX), m ? [+m[1], +m[2]] : undefined);
+}
+
 /** The kernel planPrefillAttention runs for head size hs on this adapter (PARALLM_WGSL_PREFILL, then fit). */
 export function prefillKernel(dev: WebGpuDevice, hs: number, choice: PrefillChoice = PREFILL_CHOICE): 'flash' | 'tile' {
-  return choice === 'flash' && flashShape(workgroupBudget(dev), hs, dev.gpu.limits.maxComputeInvocationsPerWorkgroup) ? 'flash' : 'tile';
+  return prefillFlashShape(dev, hs, choice) ? 'flash' : 'tile';
 }
 
 /**
@@ -498,7 +513,8 @@ export function planPrefillAttention(dev: WebGpuDevice, a: OpArgs['prefill_atten
   const [numTokens, width] = a.q.shape;
   const numHeads = width / hs;
   const numSeqs = a.contextLens.shape[0];
-  if (prefillKernel(dev, hs) === 'flash') return planFlashPrefill(dev, a, flashShape(workgroupBudget(dev), hs, dev.gpu.limits.maxComputeInvocationsPerWorkgroup)!);
+  const flash = prefillFlashShape(dev, hs);
+  if (flash) return planFlashPrefill(dev, a, flash);
   const { WG, HS, HPW, BQ, NQ, TK, NACC } = tileShape(workgroupBudget(dev), hs, numHeads / kvh, true)!;
   const tiles = Math.floor((numTokens + numSeqs * (BQ - 1)) / BQ);
   const pool = pools(a.keyCache, a.valueCache);
