@@ -11,7 +11,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type DType, type Device, TensorTooLargeError, createDevice, empty, fromArray, roundTrip, toArray, view } from '../../src/device/index.ts';
 import type { WebGpuDevice } from '../../src/device/webgpu/backend.ts';
-import { DECODE_FILL, DECODE_V1_MAX, MIN_PARTITION, V2_MIN_CONTEXT, planPagedAttention } from '../../src/device/webgpu/attention.ts';
+import { DECODE_FILL, DECODE_V1_MAX, MIN_PARTITION, V2_MIN_CONTEXT, flashShape, planPagedAttention, planPrefillAttention, prefillChoice, prefillKernel } from '../../src/device/webgpu/attention.ts';
 import { SEED, type HostTensor, backendsUnderTest, host, normal, openBackend, output, reference, relErr, rng, runOp } from './harness.ts';
 import { cacheArgs, pagedCache, rowErr, shuffle } from './paged.ts';
 
@@ -71,6 +71,12 @@ const PREFILL: PrefillCase[] = [
   ['short chunks after long prefixes, f16', [250, 129], [20, 3], 16, 4, 4, 64, 'f16'],
   // fresh prompts around the tile sizes, several query tiles per sequence, in one launch
   ['8 prompts around the tile sizes, f16', [64, 65, 127, 128, 129, 200, 16, 17], [64, 65, 127, 128, 129, 200, 16, 17], 16, 2, 2, 128, 'f16'],
+  // a batch of short prompts in one launch (query tiles of several sequences side by side), GQA
+  ['8 prompts of ~40 tokens, GQA, f16', [40, 37, 44, 41, 33, 48, 39, 40], [40, 37, 44, 41, 33, 48, 39, 40], 16, 8, 2, 64, 'f16'],
+  // more sequences than the flash kernel's workgroup has threads (its search for a workgroup's
+  // query tile runs in chunks of WG sequences): short chunks, some empty, some after a prefix
+  ['300 short chunks', Array.from({ length: 300 }, (_, i) => 1 + ((i * 7) % 23)), Array.from({ length: 300 }, (_, i) => Math.min(1 + ((i * 7) % 23), i % 5)), 4, 2, 1, 128, 'f16'],
+  ['8 prompts of ~40 tokens after prefixes, GQA, f32', [52, 37, 60, 41, 33, 48, 70, 40], [40, 30, 44, 41, 20, 48, 39, 33], 8, 8, 4, 128, 'f32'],
 ];
 
 describe.each(backendsUnderTest())('%s backend: paged attention', (backend) => {
@@ -302,6 +308,46 @@ describe.each(backendsUnderTest())('%s backend: paged attention', (backend) => {
     expect(files(planPagedAttention(g, args(3, 10, 160)))).toEqual(['paged_attention.wgsl']);
     // a head size that is not 8 x a power of two
     expect(files(planPagedAttention(g, args(3, 10, 0, 96)))).toEqual(['paged_attention_tiled.wgsl']);
+  });
+
+  it.skipIf(backend !== 'webgpu')('prefill_attention plans the flash kernel for head sizes it takes, the tile loop otherwise', () => {
+    const g = dev as WebGpuDevice;
+    const t = (shape: number[], dtype: DType = 'f32') => fromArray(dev, new Float64Array(shape.reduce((a, b) => a * b, 1)), shape, dtype);
+    const args = (hs: number) => ({
+      q: t([40, 4 * hs]),
+      keyCache: t([8, 16, 2, hs], 'f16'),
+      valueCache: t([8, 16, 2, hs], 'f16'),
+      blockTables: t([2, 4], 'i32'),
+      queryStarts: t([3], 'i32'),
+      contextLens: t([2], 'i32'),
+      out: t([40, 4 * hs]),
+      scale: 0.125,
+    });
+    const files = (hs: number) => planPrefillAttention(g, args(hs)).map((x) => x.file);
+    const budget = g.gpu.limits.maxComputeWorkgroupStorageSize;
+    // the adapter that runs the tests must run the flash kernel at these head sizes (llvmpipe: 32 KiB)
+    for (const hs of [64, 128]) {
+      expect(flashShape(budget, hs)).toBeDefined();
+      expect(prefillKernel(g, hs, 'flash')).toBe('flash');
+      if (prefillChoice(process.env.PARALLM_WGSL_PREFILL) === 'flash') expect(files(hs)).toEqual(['prefill_attention_flash.wgsl']);
+    }
+    expect(prefillKernel(g, 64, 'tile')).toBe('tile');
+    for (const hs of [80, 256]) {
+      expect(flashShape(budget, hs)).toBeUndefined();
+      expect(files(hs)).toEqual(['prefill_attention.wgsl']);
+    }
+    // shapes: native's 32 x 64 where 58 KB fit, smaller ones on less
+    expect(flashShape(64 * 1024, 128)).toEqual({ WG: 256, HS: 128, BQ: 32, TK: 64 });
+    expect(flashShape(48 * 1024, 128)).toEqual({ WG: 256, HS: 128, BQ: 32, TK: 32 });
+    expect(flashShape(32 * 1024, 128)).toEqual({ WG: 128, HS: 128, BQ: 16, TK: 32 });
+    expect(flashShape(48 * 1024, 64)).toEqual({ WG: 256, HS: 64, BQ: 32, TK: 64 });
+    expect(() => prefillChoice('fast')).toThrow(/PARALLM_WGSL_PREFILL=fast/);
+    expect(prefillChoice('flash:16x64')).toBe('flash:16x64');
+    expect(() => prefillChoice('flash:24x64')).toThrow(/flash:BQxTK/);
+    // a shape asked for where it fits, the default order where it does not
+    expect(flashShape(64 * 1024, 128, 256, [16, 64])).toEqual({ WG: 128, HS: 128, BQ: 16, TK: 64 });
+    expect(flashShape(32 * 1024, 128, 256, [32, 64])).toEqual({ WG: 128, HS: 128, BQ: 16, TK: 32 });
+    expect(prefillKernel(g, 64, 'flash:16x16')).toBe('flash');
   });
 
   it.skipIf(backend !== 'webgpu')('a KV pool over the binding limit fails with a clear error', async () => {

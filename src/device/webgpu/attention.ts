@@ -2,7 +2,8 @@
 // copy_blocks, paged_attention (decode; v1, or v2 = context split into partitions plus a merge) and
 // prefill_attention. The kernels are shaders/reshape_and_cache.wgsl, qkv_rope_cache.wgsl, copy_blocks.wgsl,
 // paged_attention.wgsl (+ _reduce; its fallback paged_attention_tiled.wgsl runs the tile loop
-// _tile that prefill_attention.wgsl shares).
+// _tile that prefill_attention.wgsl shares), prefill_attention_flash.wgsl (prefill's flash kernel,
+// with prefill_attention.wgsl as its fallback; PARALLM_WGSL_PREFILL picks for A/B runs).
 //
 // A binding holds at most 128 MiB on llvmpipe, 2 GiB - 4 on NVIDIA's Vulkan, so a layer's pool
 // may come in parts (src/device/kv-pool.ts). Every kernel binds all parts of the K and V pools
@@ -137,7 +138,7 @@ export function attentionUnsupported(dev: WebGpuDevice, name: OpName, args: any)
   if (hs > MAX_HEAD_SIZE) return `${name}: head size ${hs} is over the kernels' limit of ${MAX_HEAD_SIZE}`;
   if (sameTensor(a.q, a.out)) return `${name}: out must not alias q`;
   const group = a.q.shape[1] / hs / kvh;
-  const fits = tileShape(workgroupBudget(dev), hs, group, name === 'prefill_attention') || (name === 'paged_attention' && decodeShape(workgroupBudget(dev), hs, group));
+  const fits = (name === 'prefill_attention' && prefillKernel(dev, hs) === 'flash') || tileShape(workgroupBudget(dev), hs, group, name === 'prefill_attention') || (name === 'paged_attention' && decodeShape(workgroupBudget(dev), hs, group));
   if (!fits) return `${name}: head size ${hs} does not fit this adapter's workgroup memory`;
   return undefined;
 }
@@ -414,7 +415,95 @@ export function planTiledDecode(dev: WebGpuDevice, a: OpArgs['paged_attention'])
 }
 
 /**
- * Prefill: workgroups of BQ query rows x HPW heads. Per-sequence lengths live on the device, so
+ * The prefill kernel that PARALLM_WGSL_PREFILL names (read once): `flash` (the default)
+ * prefill_attention_flash.wgsl wherever its shape fits, else the tile loop; `tile` the tile loop
+ * (prefill_attention.wgsl) always, for an A/B on the GPU; `flash:BQxTK` (e.g. flash:16x64) the
+ * flash kernel with that tile where it fits (a shape sweep on the GPU), else as `flash`.
+ */
+export type PrefillChoice = 'flash' | 'tile' | `flash:${number}x${number}`;
+const PREFILL_CHOICE: PrefillChoice = prefillChoice(process.env.PARALLM_WGSL_PREFILL);
+
+export function prefillChoice(v: string | undefined): PrefillChoice {
+  if (v === undefined || v === '' || v === 'flash' || v === 'tile') return (v || 'flash') as PrefillChoice;
+  const m = /^flash:(\d+)x(\d+)$/.exec(v);
+  if (m && [16, 32, 64].includes(+m[1]) && [16, 32, 64, 128].includes(+m[2])) return v as PrefillChoice;
+  throw new Error(`PARALLM_WGSL_PREFILL=${v}: expected flash, tile or flash:BQxTK (BQ 16, 32 or 64; TK 16, 32, 64 or 128)`);
+}
+
+/** Launch shape of prefill_attention_flash.wgsl: WG = 8 * BQ threads, BQ query rows of one head, TK keys per tile. */
+export interface FlashShape {
+  WG: number;
+  HS: number;
+  BQ: number;
+  TK: number;
+}
+
+/** Workgroup memory of prefill_attention_flash.wgsl in bytes (q_sh, kv_sh, p_sh, red_sh, scan_sh, row_sh, part_sh + a few words). */
+export function flashBytes(s: Pick<FlashShape, 'HS' | 'BQ' | 'TK'>): number {
+  const { HS, BQ, TK } = s;
+  return 4 * (BQ * HS + TK * (HS + 4) + BQ * (TK + 1) + BQ * 16 + 8 * BQ + 2 * TK + 8);
+}
+
+/**
+ * (BQ, TK) of the flash kernel, largest first: native's CUDA-core kernel runs 32 x 64. With f32
+ * tiles, 32 x 64 at head size 128 needs ~61 KB; on 48 KB it gets 32 x 32, and head size 64 32 x
+ * 64. llvmpipe (32 KiB) runs 16 x 32 at 128 and 32 x 32 at 64.
+ */
+const FLASH_SHAPES: [number, number][] = [
+  [32, 64],
+  [32, 32],
+  [16, 64],
+  [16, 32],
+  [16, 16],
+];
+
+/**
+ * The flash kernel's shape for head size hs (64 or 128), or undefined where it does not apply or
+ * fit: the first of FLASH_SHAPES that fits, or `want` (BQ, TK) where given and it fits.
+ */
+export function flashShape(budget: number, hs: number, maxInvocations = 256, want?: [number, number]): FlashShape | undefined {
+  if (hs !== 64 && hs !== 128) return undefined;
+  for (const [BQ, TK] of want ? [want, ...FLASH_SHAPES] : FLASH_SHAPES) {
+    if (8 * BQ <= maxInvocations && flashBytes({ HS: hs, BQ, TK }) <= budget) return { WG: 8 * BQ, HS: hs, BQ, TK };
+  }
+  return undefined;
+}
+
+/** The flash shape for head size hs on this adapter under `choice`, or undefined where the tile loop runs. */
+export function prefillFlashShape(dev: WebGpuDevice, hs: number, choice: PrefillChoice = PREFILL_CHOICE): FlashShape | undefined {
+  if (choice === 'tile') return undefined;
+  const m = /^flash:(\d+)x(\d+)$/.exec(choice);
+  const lim = dev.gpu.limits;
+  return flashShape(workgroupBudget(dev), hs, Math.min(lim.maxComputeInvocationsPerWorkgroup, lim.maxComputeWorkgroupSizeX), m ? [+m[1], +m[2]] : undefined);
+}
+
+/** The kernel planPrefillAttention runs for head size hs on this adapter (PARALLM_WGSL_PREFILL, then fit). */
+export function prefillKernel(dev: WebGpuDevice, hs: number, choice: PrefillChoice = PREFILL_CHOICE): 'flash' | 'tile' {
+  return prefillFlashShape(dev, hs, choice) ? 'flash' : 'tile';
+}
+
+/**
+ * Prefill by the flash kernel: one workgroup per (query tile of BQ rows, query head), the grid an
+ * upper bound of the query tiles, floor((numTokens + numSeqs * (BQ - 1)) / BQ), times numHeads
+ * (the kernel takes the tiles last to first).
+ */
+function planFlashPrefill(dev: WebGpuDevice, a: OpArgs['prefill_attention'], shape: FlashShape): Dispatch[] {
+  const [, blockSize, kvh] = poolParts(a.keyCache)[0].shape;
+  const [numTokens, width] = a.q.shape;
+  const { WG, HS, BQ, TK } = shape;
+  const numHeads = width / HS;
+  const numSeqs = a.contextLens.shape[0];
+  const tiles = Math.floor((numTokens + numSeqs * (BQ - 1)) / BQ);
+  if (tiles === 0) return [];
+  const pool = pools(a.keyCache, a.valueCache);
+  const tensors = { q: a.q, ...pool.tensors, block_tables: a.blockTables, query_starts: a.queryStarts, context_lens: a.contextLens, out: a.out };
+  const params = { num_seqs: numSeqs, num_heads: numHeads, num_kv_heads: kvh, block_size: blockSize, max_blocks: a.blockTables.shape[1], scale: a.scale, tile_keys: TK, tiles, part_blocks: pool.partBlocks };
+  return [{ file: 'prefill_attention_flash.wgsl', flags: pool.flags, overrides: { WG, HS, BQ, TK }, tensors, params, grid: grid(tiles * numHeads) }];
+}
+
+/**
+ * Prefill: the flash kernel where it applies (prefillKernel), else the tile loop below.
+ * Tile loop: workgroups of BQ query rows x HPW heads. Per-sequence lengths live on the device, so
  * the grid is an upper bound of the query tiles, floor((numTokens + numSeqs * (BQ - 1)) / BQ)
  * per head block; the kernel maps each workgroup to its (sequence, tile) and spare ones exit.
  */
@@ -424,6 +513,8 @@ export function planPrefillAttention(dev: WebGpuDevice, a: OpArgs['prefill_atten
   const [numTokens, width] = a.q.shape;
   const numHeads = width / hs;
   const numSeqs = a.contextLens.shape[0];
+  const flash = prefillFlashShape(dev, hs);
+  if (flash) return planFlashPrefill(dev, a, flash);
   const { WG, HS, HPW, BQ, NQ, TK, NACC } = tileShape(workgroupBudget(dev), hs, numHeads / kvh, true)!;
   const tiles = Math.floor((numTokens + numSeqs * (BQ - 1)) / BQ);
   const pool = pools(a.keyCache, a.valueCache);
