@@ -2,12 +2,9 @@
 // (shaders/matmul_gemv.wgsl, matmul_gemv_sg.wgsl). a: [m, k] f32 (m <= kGemvMaxRows);
 // w: [n, k] f32 | f16 | bf16; bias: [n] f32 or null; out: [m, n] f32.
 //
-// One warp per output column at one row, four columns at several: the warp streams the columns'
-// weight rows once, each lane VEC consecutive values per step (16-byte loads when the rows and a
-// are 16-byte aligned), and multiplies them into all m rows of a, which stay in L1/L2. f32
-// accumulation, then a warp sum.
-#include <cstdlib>
-
+// One warp per output column: the warp streams the column's weight row once, each lane VEC
+// consecutive values per step (16-byte loads when the row and a are 16-byte aligned), and
+// multiplies them into all m rows of a, which stay in L1/L2. f32 accumulation, then a warp sum.
 #include "ops.h"
 #include "portable.cuh"
 
@@ -77,86 +74,12 @@ __global__ void matmul_gemv_kernel(const float* a, const T* w, const float* bias
   }
 }
 
-// Several rows: a warp takes kCols columns at once, so each value of a it loads (from L1/L2)
-// serves kCols weights instead of one (shaders/matmul_gemv_rows.wgsl does the same). With one
-// column per warp, the loads of a grew with the rows and bound the kernel from 4-8 rows.
-constexpr int kCols = 4;
-
-// PARALLM_NATIVE_GEMV_ONE_COLUMN=1: one column per warp at every row count (the A/B baseline)
-inline bool gemv_one_column() {
-  static const bool on = std::getenv("PARALLM_NATIVE_GEMV_ONE_COLUMN") != nullptr;
-  return on;
-}
-
-template <typename T, int VEC>
-__global__ void matmul_gemv_cols_kernel(const float* a, const T* w, const float* bias, float* out, int m, int n, int k) {
-  const int lane = threadIdx.x % kWarp;
-  const int col0 = (blockIdx.x * (blockDim.x / kWarp) + threadIdx.x / kWarp) * kCols;
-  if (col0 >= n) return;  // whole warps leave together: no barriers below
-  float acc[kGemvMaxRows][kCols];
-#pragma unroll
-  for (int r = 0; r < kGemvMaxRows; r++)
-#pragma unroll
-    for (int c = 0; c < kCols; c++) acc[r][c] = 0.f;
-  for (int p = lane * VEC; p < k; p += kWarp * VEC) {
-    float wv[kCols][VEC];
-#pragma unroll
-    for (int c = 0; c < kCols; c++) {
-      if (col0 + c < n) {
-        load_vec<T, VEC>(w + static_cast<int64_t>(col0 + c) * k + p, wv[c]);
-      } else {
-#pragma unroll
-        for (int i = 0; i < VEC; i++) wv[c][i] = 0.f;
-      }
-    }
-#pragma unroll
-    for (int r = 0; r < kGemvMaxRows; r++) {
-      if (r < m) {
-        const float* ar = a + static_cast<int64_t>(r) * k + p;
-        float av[VEC];
-        if constexpr (VEC == 1) {
-          av[0] = ar[0];
-        } else {
-#pragma unroll
-          for (int q = 0; q < VEC; q += 4) {
-            const float4 v = *reinterpret_cast<const float4*>(ar + q);
-            av[q] = v.x, av[q + 1] = v.y, av[q + 2] = v.z, av[q + 3] = v.w;
-          }
-        }
-#pragma unroll
-        for (int c = 0; c < kCols; c++)
-#pragma unroll
-          for (int i = 0; i < VEC; i++) acc[r][c] += av[i] * wv[c][i];
-      }
-    }
-  }
-#pragma unroll
-  for (int r = 0; r < kGemvMaxRows; r++) {
-    if (r < m) {
-#pragma unroll
-      for (int c = 0; c < kCols; c++) {
-        const float s = warp_sum(acc[r][c]);
-        if (lane == 0 && col0 + c < n) out[static_cast<int64_t>(r) * n + col0 + c] = s + (bias ? bias[col0 + c] : 0.f);
-      }
-    }
-  }
-}
-
 template <typename T>
 static void launch_gemv(const MatmulArgs& a, gpuStream_t stream) {
   constexpr int kVec = sizeof(T) == 4 ? 4 : 8;
   const int threads = 256;
-  const bool aligned = aligned16(a.a, a.w) && a.k % kVec == 0;
-  if (a.m > 1 && !gemv_one_column()) {
-    const unsigned blocks = grid_for(grid_for(a.n, kCols), threads / kWarp);
-    if (aligned) {
-      matmul_gemv_cols_kernel<T, kVec><<<blocks, threads, 0, stream>>>(a.a, static_cast<const T*>(a.w), a.bias, a.out, a.m, a.n, a.k);
-    } else {
-      matmul_gemv_cols_kernel<T, 1><<<blocks, threads, 0, stream>>>(a.a, static_cast<const T*>(a.w), a.bias, a.out, a.m, a.n, a.k);
-    }
-    return;
-  }
   const unsigned blocks = grid_for(a.n, threads / kWarp);
+  const bool aligned = aligned16(a.a, a.w) && a.k % kVec == 0;
   if (aligned) {
     matmul_gemv_kernel<T, kVec><<<blocks, threads, 0, stream>>>(a.a, static_cast<const T*>(a.w), a.bias, a.out, a.m, a.n, a.k);
   } else {
