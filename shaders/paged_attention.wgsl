@@ -171,15 +171,8 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, 
   // 0. cache rows; this lane's query dims [8c, 8c + 8) of each head
   let table = seq * params.max_blocks;
   for (var t = lid; t < n; t += WG) {
-    let pos = lo + t;
-    var block = u32(block_tables[table + pos / params.block_size]);
-    var rp = 0u;
-#if KV_PARTS_2
-    let p = block / params.part_blocks;
-    block -= p * params.part_blocks;
-    rp = p << PART_SHIFT;
-#endif
-    row_sh[t] = rp | ((block * params.block_size + pos % params.block_size) * params.num_kv_heads + kvh);
+    let r = cache_row(table, lo + t, kvh);
+    row_sh[t] = (r.y << PART_SHIFT) | r.x;
   }
   var qr: array<Chunk, NQ>;
   for (var h = 0u; h < NQ; h++) {

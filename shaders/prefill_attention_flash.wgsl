@@ -203,13 +203,11 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, 
       let pos = t0 + t;
       var row = NONE;
       if (pos < hi) {
-        var block = u32(block_tables[table + pos / params.block_size]);
+        let r = cache_row(table, pos, kvh);
+        row = r.x;
 #if KV_PARTS_2
-        let part = block / params.part_blocks;
-        part_sh[t] = part;
-        block -= part * params.part_blocks;
+        part_sh[t] = r.y;
 #endif
-        row = (block * params.block_size + pos % params.block_size) * params.num_kv_heads + kvh;
       }
       row_sh[t] = row;
     }
