@@ -3,7 +3,7 @@
 // records the forward pass, the penalties, the sampling and the log-probs into one stream, and
 // reads back only token ids and the log-probs that were asked for.
 
-import type { CommandStream, Completion, Device, Tensor } from '../device/device.ts';
+import type { CommandStream, Device, Tensor } from '../device/device.ts';
 import type { KvCache } from '../model/kv-cache.ts';
 import type { LlamaModel, StepInput } from '../model/llama.ts';
 import { Workspace } from '../model/workspace.ts';
@@ -219,43 +219,32 @@ export class ModelRunner {
     const done = s.submit();
     const copies = this.copies;
     this.copies = [];
-    return { sampled: ids, result: this.collect(done, copies, R, reads, samples, lpReads, plpReads, promptRows, promptLogprobEntries) };
-  }
-
-  private async collect(
-    done: Completion,
-    copies: Promise<void>[],
-    R: number,
-    reads: Promise<Uint8Array>[],
-    samples: SampleRow[],
-    lpReads: Promise<TokenLogprobs[]> | undefined,
-    plpReads: Promise<TokenLogprobs[]> | undefined,
-    promptRows: Map<ScheduledSeq, { first: number; count: number; targets: number[] }>,
-    promptLogprobEntries: Map<ScheduledSeq, number>,
-  ): Promise<StepResult> {
-    // a kernel that failed on the device fails the step here, not silently
-    await Promise.all(copies);
-    await done.done();
-    const result: StepResult = { ids: new Int32Array(0) };
-    if (R) {
-      const b = await reads[0];
-      result.ids = new Int32Array(b.buffer.slice(b.byteOffset, b.byteOffset + 4 * R));
-    }
-    if (lpReads) {
-      const all = await lpReads;
-      result.logprobs = samples.map((r, i) => (r.params.logprobs === undefined ? undefined : slice(all[i], r.params.logprobs)));
-    }
-    if (plpReads) {
-      const all = await plpReads;
-      result.promptLogprobs = new Map();
-      let k = 0;
-      for (const [e, rr] of promptRows) {
-        result.promptLogprobs.set(e, all.slice(k, k + rr.count).map((x) => slice(x, promptLogprobEntries.get(e)!)));
-        k += rr.count;
+    const result = (async (): Promise<StepResult> => {
+      // a kernel that failed on the device fails the step here, not silently
+      await Promise.all(copies);
+      await done.done();
+      const out: StepResult = { ids: new Int32Array(0) };
+      if (R) {
+        const b = await reads[0];
+        out.ids = new Int32Array(b.buffer.slice(b.byteOffset, b.byteOffset + 4 * R));
       }
-    }
-    if (this.timing) result.gpuMs = await done.elapsedMs();
-    return result;
+      if (lpReads) {
+        const all = await lpReads;
+        out.logprobs = samples.map((r, i) => (r.params.logprobs === undefined ? undefined : slice(all[i], r.params.logprobs)));
+      }
+      if (plpReads) {
+        const all = await plpReads;
+        out.promptLogprobs = new Map();
+        let k = 0;
+        for (const [e, rr] of promptRows) {
+          out.promptLogprobs.set(e, all.slice(k, k + rr.count).map((x) => slice(x, promptLogprobEntries.get(e)!)));
+          k += rr.count;
+        }
+      }
+      if (this.timing) out.gpuMs = await done.elapsedMs();
+      return out;
+    })();
+    return { sampled: ids, result };
   }
 
   private recordPenalties(s: CommandStream, x: Tensor, samples: SampleRow[], sampledBefore?: Tensor): void {
