@@ -18,6 +18,7 @@ import type { WebGpuDevice } from '../src/device/webgpu/backend.ts';
 import { gemvOrder, gemvRowsUnfit, matmulUnsupported, planGemvRows } from '../src/device/webgpu/matmul.ts';
 import { type Dispatch, grid, planOp } from '../src/device/webgpu/ops.ts';
 import { VARIANTS } from './lab-gemv-variants.ts';
+import { randF16 } from './lab-rand.ts';
 
 const args = process.argv.slice(2);
 const opt = (name: string) => args.find((a) => a.startsWith(`--${name}=`))?.split('=')[1] ?? (args.includes(`--${name}`) ? args[args.indexOf(`--${name}`) + 1] : undefined);
@@ -55,21 +56,6 @@ if (dev.ctx.backend !== 'vulkan') say(`# note: Dawn ${dev.ctx.backend}, not Vulk
 if (!dev.info.features.subgroups) say('# note: no subgroups: matmul_gemv_rows reduces its lanes through workgroup memory');
 if (process.env.PARALLM_GEMV) say(`# PARALLM_GEMV=${process.env.PARALLM_GEMV}`);
 
-// random f16 bits, never zero or huge: sign random, magnitude in [2^lo, 2^(lo + span))
-let seed = 0x2545f491;
-function randF16(n: number, lo: number, span: number): Uint16Array {
-  const out = new Uint16Array(n);
-  let s = seed;
-  for (let i = 0; i < n; i++) {
-    s ^= s << 13;
-    s ^= s >>> 17;
-    s ^= s << 5;
-    const r = s >>> 0;
-    out[i] = ((r >>> 31) << 15) | ((15 + lo + ((r >>> 10) % span)) << 10) | (r & 0x3ff);
-  }
-  seed = s;
-  return out;
-}
 function randF32(n: number): Float32Array {
   const bits = randF16(n, -2, 3);
   return Float32Array.from(bits, f16BitsToF32);

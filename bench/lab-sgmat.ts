@@ -13,6 +13,7 @@ import type { WebGpuDevice } from '../src/device/webgpu/backend.ts';
 import { SG_TILE_M, SG_TILE_N, sgmatSplits } from '../src/device/webgpu/matmul.ts';
 import { type Dispatch, grid } from '../src/device/webgpu/plan.ts';
 import { generate, type SgVariant, SHADER_LAB_DIR, smemBytes, tileOf, VARIANTS } from './lab-sgmat-gen.ts';
+import { randF16 } from './lab-rand.ts';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 
@@ -38,21 +39,6 @@ if (!dev.info.features.subgroupMatrix) {
   process.exit(1);
 }
 
-// random f16 bit patterns, never zero: sign random, magnitude in [2^lo, 2^(lo+span))
-let seed = 0x2545f491;
-function randF16(n: number, lo: number, span: number): Uint16Array {
-  const out = new Uint16Array(n);
-  let s = seed;
-  for (let i = 0; i < n; i++) {
-    s ^= s << 13;
-    s ^= s >>> 17;
-    s ^= s << 5;
-    const r = s >>> 0;
-    out[i] = ((r >>> 31) << 15) | ((15 + lo + ((r >>> 10) % span)) << 10) | (r & 0x3ff);
-  }
-  seed = s;
-  return out;
-}
 function upload(bits: Uint16Array, shape: number[]): Tensor {
   const t = empty(dev, shape, 'f16');
   dev.upload(t, bits);
