@@ -247,11 +247,8 @@ export class LLMEngine {
     const cur: StepInFlight = { out, pending, launched, overlapped };
     if (!overlapped) return this.complete(cur);
     pending.forEach(({ e }, row) => {
-      const req = this.requests.get(e.group.requestId);
-      if (!req || e.seq.status !== 'running') return; // finished by the step before
-      const seq = e.seq;
-      const last = seq.numOutputTokens + 1 >= req.params.maxTokens || seq.numTokens + 1 >= this.maxModelLen;
-      seq.appendPending(-2 - row, last);
+      // not for a sequence the step before finished
+      if (this.requests.has(e.group.requestId) && e.seq.status === 'running') e.seq.appendPending(-2 - row);
     });
     this.inflight = cur;
   }

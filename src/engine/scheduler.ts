@@ -204,7 +204,7 @@ export class Scheduler {
       this.setStatus(group, 'running');
       insert(this.runningQ, group);
       decode(group, decodes);
-      prefill(group, seqs.filter((s) => !decodes.includes(s) && !s.pendingIsLast));
+      prefill(group, seqs.filter((s) => !decodes.includes(s) && !pendingIsLast(group, s, this.config.maxModelLen)));
     }
 
     // 4. new (or recomputing) requests, FCFS
@@ -323,9 +323,14 @@ function decoding(group: SequenceGroup, maxModelLen: number): Sequence[] {
   const seqs = group.liveSeqs;
   for (const s of seqs) {
     if (s.numTokens === s.numCachedTokens) throw new Error(`sequence ${s.seqId} has nothing to compute: append its sampled token or finish it before schedule()`);
-    if (s.numTokens > maxModelLen && !s.pendingIsLast) throw new Error(`sequence ${s.seqId} has ${s.numTokens} tokens, past maxModelLen (${maxModelLen}): finish it with reason 'length'`);
+    if (s.numTokens > maxModelLen && !pendingIsLast(group, s, maxModelLen)) throw new Error(`sequence ${s.seqId} has ${s.numTokens} tokens, past maxModelLen (${maxModelLen}): finish it with reason 'length'`);
   }
-  return seqs.filter((s) => s.numTokens - s.numCachedTokens === 1 && !s.pendingIsLast);
+  return seqs.filter((s) => s.numTokens - s.numCachedTokens === 1 && !pendingIsLast(group, s, maxModelLen));
+}
+
+/** The sequence's pending token is its last (max_tokens or the model's length): it finishes when the token is known. */
+function pendingIsLast(group: SequenceGroup, s: Sequence, maxModelLen: number): boolean {
+  return s.hasPending && (s.numOutputTokens >= group.params.maxTokens || s.numTokens >= maxModelLen);
 }
 
 /** Inserts by arrival order (after equals). */

@@ -39,8 +39,6 @@ export class Sequence {
    * device. At most one at a time: the engine resolves it before it appends the next.
    */
   hasPending = false;
-  /** The pending token is this sequence's last (max_tokens or the model's length): schedule nothing more for it. */
-  pendingIsLast = false;
 
   constructor(tokenIds: readonly number[], numPromptTokens = tokenIds.length) {
     this.tokenIds = tokenIds.slice();
@@ -79,13 +77,12 @@ export class Sequence {
    * the device substitutes (op resolve_tokens). Nothing on the host reads its value until
    * resolvePending() puts the real id in its place.
    */
-  appendPending(placeholder: number, isLast: boolean): void {
+  appendPending(placeholder: number): void {
     if (this.isFinished) throw new Error(`sequence ${this.seqId} is finished`);
     if (this.hasPending) throw new Error(`sequence ${this.seqId} already has a pending token`);
     if (!(placeholder <= -2)) throw new Error(`placeholder ${placeholder} must be <= -2`);
     this.tokenIds.push(placeholder);
     this.hasPending = true;
-    this.pendingIsLast = isLast;
   }
 
   /** The pending token's real id. */
@@ -93,7 +90,6 @@ export class Sequence {
     if (!this.hasPending) throw new Error(`sequence ${this.seqId} has no pending token`);
     this.tokenIds[this.tokenIds.length - 1] = tokenId;
     this.hasPending = false;
-    this.pendingIsLast = false;
   }
 }
 

@@ -297,13 +297,13 @@ describe('pending tokens (step overlap)', () => {
   it('schedules the decode of a pending token, but not one that is the sequence\'s last', () => {
     const sched = makeScheduler({});
     sched.addRequest(request(4, {}, 'a'));
-    sched.addRequest(request(4, {}, 'b'));
+    sched.addRequest(request(4, { maxTokens: 1 }, 'b'));
     const first = sched.schedule();
     sched.update(first);
     const [a, b] = first.scheduled.map((e) => e.seq);
     // the step that samples them is still on the device: placeholders for rows 0 and 1
-    a.appendPending(-2, false);
-    b.appendPending(-3, true);
+    a.appendPending(-2);
+    b.appendPending(-3); // its first and last token (max_tokens 1)
     const next = sched.schedule();
     expect(next.scheduled.map((e) => [e.group.requestId, e.numCachedTokens, e.numNewTokens])).toEqual([['a', 4, 1]]);
     sched.update(next);
@@ -320,7 +320,7 @@ describe('pending tokens (step overlap)', () => {
     sched.addRequest(request(7, {}, 'new'));
     const first = sched.schedule();
     sched.update(first);
-    first.scheduled.forEach((e, row) => e.seq.appendPending(-2 - row, false));
+    first.scheduled.forEach((e, row) => e.seq.appendPending(-2 - row));
     // both need a third block for the next token... 4 blocks: 'new' is preempted (recompute)
     const out = sched.schedule();
     expect(out.preempted.map((g) => g.requestId)).toEqual(['new']);
