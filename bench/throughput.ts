@@ -4,6 +4,7 @@
 // preemptions, the GPU's idle fraction between steps, and the device's name.
 
 import { execSync } from 'node:child_process';
+import type { DispatchProfile } from '../src/device/webgpu/profile.ts';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { SingleBar } from 'cli-progress';
@@ -135,6 +136,14 @@ export async function runThroughput(o: ThroughputOptions): Promise<Record<string
     );
     console.error(`GPU time by op (${round(total)} ms in all):`);
     for (const [k, v] of Object.entries(result.profile as Record<string, { ms: number; launches: number; share: number }>)) console.error(`  ${k.padEnd(32)} ${String(v.ms).padStart(10)} ms ${String(v.launches).padStart(8)} launches ${(v.share * 100).toFixed(1).padStart(5)}%`);
+  }
+  // PARALLM_WEBGPU_PROFILE=1 on webgpu: the GPU time of the run per dispatch (src/device/webgpu/profile.ts)
+  const wprof = (llm.device as { profile?: DispatchProfile }).profile;
+  if (wprof) {
+    const rows = wprof.report();
+    const total = rows.reduce((a, r) => a + r.ms, 0);
+    result.profile = Object.fromEntries(rows.map((r) => [r.key, { ms: round(r.ms), launches: r.count, share: round(r.ms / total) }]));
+    console.error(wprof.table());
   }
   await llm.close();
   mkdirSync(o.out, { recursive: true });

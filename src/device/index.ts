@@ -17,6 +17,8 @@ export interface DeviceOptions {
   adapter?: AdapterChoice;
   /** webgpu: lower the per-binding limit (tests of the splitting paths). */
   maxBindingBytes?: number;
+  /** webgpu: time every dispatch (src/device/webgpu/profile.ts; default PARALLM_WEBGPU_PROFILE=1). */
+  profile?: boolean;
   /** native: the addon to load instead of native/build/parallm_native.node (or PARALLM_NATIVE_ADDON). */
   nativeAddon?: string;
 }

@@ -11,6 +11,7 @@ import { type AdapterChoice, type GpuContext, openGpu } from './adapter.ts';
 import { type Kernel, KernelCache, RW_ALL } from './kernels.ts';
 import { maxPoolParts } from './attention.ts';
 import { type Dispatch, planOp, supportsOp } from './ops.ts';
+import { DispatchProfile, PROFILE_MAX_DISPATCHES, profileKey } from './profile.ts';
 
 interface GpuBuffer extends DeviceBuffer {
   gpu: GPUBuffer;
@@ -20,6 +21,8 @@ export interface WebGpuOptions {
   adapter?: AdapterChoice;
   /** Lower the per-binding limit below the adapter's (tests of the splitting paths). */
   maxBindingBytes?: number;
+  /** Time every dispatch (profile.ts); default PARALLM_WEBGPU_PROFILE=1. */
+  profile?: boolean;
 }
 
 let nextId = 1;
@@ -35,6 +38,8 @@ export class WebGpuDevice implements Device {
   private live = new Set<GpuBuffer>();
   /** see bindGroup() */
   readonly bindGroups = new Map<string, GPUBindGroup>();
+  /** per-dispatch GPU times where PARALLM_WEBGPU_PROFILE=1 (profile.ts) */
+  readonly profile?: DispatchProfile;
   /** bumped when the params buffer is replaced, which invalidates cached bind groups */
   uniformGeneration = 0;
 
@@ -63,6 +68,7 @@ export class WebGpuDevice implements Device {
       bindingAlignment: limits.minStorageBufferOffsetAlignment,
     };
     this.kernels = new KernelCache(device);
+    if (options.profile ?? process.env.PARALLM_WEBGPU_PROFILE === '1') this.profile = new DispatchProfile();
   }
 
   get gpu(): GPUDevice {
@@ -188,7 +194,7 @@ export class WebGpuDevice implements Device {
 }
 
 type Command =
-  | { kind: 'dispatch'; d: Dispatch; kernel: Kernel }
+  | { kind: 'dispatch'; d: Dispatch; kernel: Kernel; op?: string }
   | { kind: 'copy'; src: Tensor; dst: Tensor }
   | { kind: 'write'; dst: Tensor; data: Uint8Array }
   | { kind: 'read'; src: Tensor; into?: GPUBuffer; resolve: (b: Uint8Array) => void; reject: (e: unknown) => void };
@@ -200,7 +206,7 @@ export class WebGpuStream implements CommandStream {
   op<K extends OpName>(name: K, args: OpArgs[K]): this {
     const s = this.dev.supports(name, args);
     if (!s.ok) throw new UnsupportedError(s.reason);
-    for (const d of planOp(this.dev, name, args)) this.dispatch(d);
+    for (const d of planOp(this.dev, name, args)) this.cmds.push({ kind: 'dispatch', d, kernel: this.dev.kernel(d), op: name });
     return this;
   }
 
@@ -239,9 +245,14 @@ export class WebGpuStream implements CommandStream {
     const uniforms = dev.uniformBuffer(uniformBytes.byteLength);
     const staging = stagingSize ? dev.stagingBuffer(stagingSize) : undefined;
 
-    const timing = this.options.timing && dev.info.features.timestamps;
+    const profile = dev.profile && dev.info.features.timestamps ? dev.profile : undefined;
+    const timing = this.options.timing && dev.info.features.timestamps && !profile;
     const querySet = timing ? gpu.createQuerySet({ type: 'timestamp', count: 2 }) : undefined;
     const numPasses = countPasses(this.cmds);
+    // profiled: every dispatch in a pass of its own, timestamps at both ends (profile.ts)
+    const profiled: string[] = [];
+    const numProfiled = profile ? Math.min(dispatches.length, PROFILE_MAX_DISPATCHES) : 0;
+    const profileSet = numProfiled ? gpu.createQuerySet({ type: 'timestamp', count: 2 * numProfiled }) : undefined;
 
     const enc = gpu.createCommandEncoder({ label: this.options.label });
     let pass: GPUComputePassEncoder | undefined;
@@ -254,7 +265,17 @@ export class WebGpuStream implements CommandStream {
     };
     for (const c of this.cmds) {
       if (c.kind === 'dispatch') {
-        if (!pass) {
+        if (profileSet) {
+          endPass();
+          if (profiled.length < numProfiled) {
+            const i = profiled.length;
+            profiled.push(profileKey(c.op, c.d.file, c.d.flags, c.d.params));
+            pass = enc.beginComputePass({ timestampWrites: { querySet: profileSet, beginningOfPassWriteIndex: 2 * i, endOfPassWriteIndex: 2 * i + 1 } });
+          } else {
+            profile!.untimed++;
+            pass = enc.beginComputePass();
+          }
+        } else if (!pass) {
           const tw: GPUComputePassTimestampWrites | undefined = querySet
             ? {
                 querySet,
@@ -299,6 +320,14 @@ export class WebGpuStream implements CommandStream {
       enc.resolveQuerySet(querySet, 0, 2, resolve, 0);
       enc.copyBufferToBuffer(resolve, 0, tsRead, 0, 16);
     }
+    let profileRead: GPUBuffer | undefined;
+    if (profileSet) {
+      const bytes = 16 * numProfiled;
+      const resolve = gpu.createBuffer({ size: bytes, usage: GPUBufferUsage.QUERY_RESOLVE | GPUBufferUsage.COPY_SRC });
+      profileRead = gpu.createBuffer({ size: bytes, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
+      enc.resolveQuerySet(profileSet, 0, 2 * numProfiled, resolve, 0);
+      enc.copyBufferToBuffer(resolve, 0, profileRead, 0, bytes);
+    }
     gpu.queue.submit([enc.finish()]);
 
     const reads = this.cmds.filter((c) => c.kind === 'read');
@@ -330,12 +359,22 @@ export class WebGpuStream implements CommandStream {
       return Number(t[1] - t[0]) / 1e6;
     });
     ts?.catch(() => {}); // reported to whoever awaits elapsedMs()
+    // profiled: the stream's time is its first dispatch's start to its last one's end
+    const profileTs = profileRead?.mapAsync(GPUMapMode.READ).then(() => {
+      const t = new BigInt64Array(profileRead.getMappedRange().slice(0));
+      profileRead.unmap();
+      profileRead.destroy();
+      profileSet?.destroy();
+      profiled.forEach((key, i) => profile!.add(key, Math.max(0, Number(t[2 * i + 1] - t[2 * i])) / 1e6));
+      return Number(t[2 * profiled.length - 1] - t[0]) / 1e6;
+    });
+    profileTs?.catch(() => {});
     return {
       done,
       elapsedMs: async () => {
         await done();
         const wall = performance.now() - t0;
-        return ts ? ts : wall;
+        return ts ?? profileTs ?? wall;
       },
     };
   }
