@@ -42,8 +42,15 @@ export interface SgVariant {
   wn: number;
   bk: 32 | 64;
   prefetch: boolean;
-  /** timing ablations, output wrong by design: without the multiplies, or without staging (no loads or stores in the k loop) */
-  ablate?: 'nomma' | 'nostage';
+  /** timing ablations, output wrong by design: without the multiplies, without staging (no loads or
+   * stores in the k loop), or with the global loads but no workgroup stores (the loads are folded
+   * into one word that is stored at the end, so that they are not removed) */
+  ablate?: 'nomma' | 'nostage' | 'noput';
+  /** workgroup stores: 'rot' (default) the 4 words of a chunk in a lane-rotated order, conflict-free;
+   * 'plain' the 8 halves in address order, which a compiler may merge into one 16-byte store */
+  store?: 'rot' | 'plain';
+  /** two workgroup buffers: slice i + 1 is stored while slice i is multiplied, one barrier per slice */
+  double?: boolean;
   /** two lines for the lab's report */
   about: string;
 }
@@ -51,10 +58,17 @@ export interface SgVariant {
 export const tileOf = (v: SgVariant) => ({ tm: v.sgr * v.wm * 16, tn: v.sgc * v.wn * 16, threads: v.sgr * v.sgc * 32 });
 export const smemBytes = (v: SgVariant) => {
   const { tm, tn } = tileOf(v);
-  return (tm + tn) * (v.bk + 8) * 2;
+  return (tm + tn) * (v.bk + 8) * 2 * (v.double ? 2 : 1);
 };
 
 export const VARIANTS: SgVariant[] = [
+  { name: 'sgmat_v3_128', sgr: 2, sgc: 2, wm: 4, wn: 4, bk: 32, prefetch: true, about: 'sgmat_v2_128 (the op kernel without its edge guards), the baseline of the v3 ablations' },
+  { name: 'sgmat_v3_ab_nomma', sgr: 2, sgc: 2, wm: 4, wn: 4, bk: 32, prefetch: true, ablate: 'nomma', about: 'ablation of sgmat_v3_128: staging only, no multiplies' },
+  { name: 'sgmat_v3_ab_nostage', sgr: 2, sgc: 2, wm: 4, wn: 4, bk: 32, prefetch: true, ablate: 'nostage', about: 'ablation of sgmat_v3_128: matrix loads and multiplies only, no global loads or workgroup stores' },
+  { name: 'sgmat_v3_ab_noput', sgr: 2, sgc: 2, wm: 4, wn: 4, bk: 32, prefetch: true, ablate: 'noput', about: 'ablation of sgmat_v3_128: global loads and multiplies, no workgroup stores' },
+  { name: 'sgmat_v3_plain', sgr: 2, sgc: 2, wm: 4, wn: 4, bk: 32, prefetch: true, store: 'plain', about: 'sgmat_v3_128 with its workgroup stores in address order (mergeable into 16-byte stores, 4-way bank conflicts)' },
+  { name: 'sgmat_v3_db', sgr: 2, sgc: 2, wm: 4, wn: 4, bk: 32, prefetch: true, double: true, about: 'sgmat_v3_128 with two workgroup buffers: one barrier per slice, stores of slice i + 1 beside the multiplies of slice i' },
+  { name: 'sgmat_v3_db_plain', sgr: 2, sgc: 2, wm: 4, wn: 4, bk: 32, prefetch: true, double: true, store: 'plain', about: 'sgmat_v3_db with plain stores' },
   { name: 'sgmat_v2_swz', sgr: 2, sgc: 2, wm: 2, wn: 4, bk: 32, prefetch: false, about: "matmul_sgmat's blocking (64x128, 4 subgroups of 2x4) with conflict-free workgroup stores only" },
   { name: 'sgmat_v2_pf', sgr: 2, sgc: 2, wm: 2, wn: 4, bk: 32, prefetch: true, about: '64x128 as the op, conflict-free stores, next k-slice prefetched into registers' },
   { name: 'sgmat_v2_128', sgr: 2, sgc: 2, wm: 4, wn: 4, bk: 32, prefetch: true, about: '128x128, 4 subgroups of 64x64 (4x4 accumulators: 8 matrix loads feed 16 multiplies), prefetch' },
@@ -99,13 +113,22 @@ const TM = ${tm}u;
 const TN = ${tn}u;
 const BK = ${v.bk}u;
 const KP = BK + 8u;
-var<workgroup> as_: array<f16, TM * KP>;
-var<workgroup> ws_: array<f16, TN * KP>;
+var<workgroup> as_: array<f16, TM * KP * ${v.double ? 2 : 1}u>;
+var<workgroup> ws_: array<f16, TN * KP * ${v.double ? 2 : 1}u>;
 
 // the 8 halves of v into as_ (or ws_) at d, its 4 words in an order rotated by rot (see the generator)
 fn put_a(d: u32, v: vec4<u32>, rot: u32) {`);
   for (const arr of ['a', 'w']) {
     if (arr === 'w') L.push(`fn put_w(d: u32, v: vec4<u32>, rot: u32) {`);
+    if (v.store === 'plain') {
+      ['x', 'y', 'z', 'w'].forEach((c, s) => {
+        L.push(`  let h${s} = bitcast<vec2<f16>>(v.${c});`);
+        L.push(`  ${arr}s_[d + ${2 * s}u] = h${s}.x;`);
+        L.push(`  ${arr}s_[d + ${2 * s + 1}u] = h${s}.y;`);
+      });
+      L.push('}');
+      continue;
+    }
     // rotated by selects, not v[(rot + s) & 3]: a dynamic vector index may go through memory
     L.push('  let r = select(select(v, v.yzwx, rot == 1u), select(v.zwxy, v.wxyz, rot == 3u), rot >= 2u);');
     ['x', 'y', 'z', 'w'].forEach((c, s) => {
@@ -157,29 +180,70 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, 
     for (let i = 0; i < na; i++) L.push(`${ind(d)}va${i} = vec4<u32>(); if (${kvExpr} + acv${i} < end8) { va${i} = a[ap${i} + ${kvExpr}]; }`);
     for (let i = 0; i < nw; i++) L.push(`${ind(d)}vw${i} = vec4<u32>(); if (wok${i} && ${kvExpr} + wcv${i} < end8) { vw${i} = w[wp${i} + ${kvExpr}]; }`);
   };
-  if (v.prefetch) loads(1, '(k_begin / 8u)');
-  L.push('  for (var k0 = k_begin; k0 < k_end; k0 += BK) {');
   const stage = v.ablate !== 'nostage';
-  if (!v.prefetch && stage) loads(2, '(k0 / 8u)');
-  for (let i = 0; i < na && stage; i++) L.push(`    put_a(ad${i}, va${i}, cq);`);
-  for (let i = 0; i < nw && stage; i++) L.push(`    put_w(wd${i}, vw${i}, cq);`);
-  L.push('    workgroupBarrier();');
-  if (v.prefetch) {
-    L.push('    // the next slice is in flight while the matrix units work on this one');
-    L.push('    let kn = (k0 + BK) / 8u;');
-    L.push('    if (k0 + BK < k_end) {');
-    loads(3, 'kn');
-    L.push('    }');
-  }
-  for (let ks = 0; ks < v.bk; ks += 16) {
-    for (let i = 0; i < v.wm; i++) L.push(`    let l${i}_${ks} = subgroupMatrixLoad<subgroup_matrix_left<f16, 16, 16>, row_major>(&as_, (sr + ${16 * i}u) * KP + ${ks}u, KP);`);
-    for (let j = 0; j < v.wn; j++) {
-      L.push(`    let q${j}_${ks} = subgroupMatrixLoad<subgroup_matrix_right<f16, 16, 16>, col_major>(&ws_, (sc + ${16 * j}u) * KP + ${ks}u, KP);`);
-      for (let i = 0; i < v.wm && v.ablate !== 'nomma'; i++) L.push(`    acc${i}${j} = subgroupMatrixMultiplyAccumulate(l${i}_${ks}, q${j}_${ks}, acc${i}${j});`);
+  const put = v.ablate !== 'noput';
+  if (v.ablate === 'noput') L.push('  var sink = 0u;');
+  // the staging of the slice in registers into workgroup buffer `buf` (an expression)
+  const puts = (d: number, buf: string) => {
+    if (!put) {
+      for (let i = 0; i < na; i++) L.push(`${ind(d)}sink ^= va${i}.x ^ va${i}.y ^ va${i}.z ^ va${i}.w;`);
+      for (let i = 0; i < nw; i++) L.push(`${ind(d)}sink ^= vw${i}.x ^ vw${i}.y ^ vw${i}.z ^ vw${i}.w;`);
+      return;
     }
+    for (let i = 0; i < na; i++) L.push(`${ind(d)}put_a(${buf === '0u' ? '' : `${buf} * TM * KP + `}ad${i}, va${i}, cq);`);
+    for (let i = 0; i < nw; i++) L.push(`${ind(d)}put_w(${buf === '0u' ? '' : `${buf} * TN * KP + `}wd${i}, vw${i}, cq);`);
+  };
+  const mmas = (abase: string, wbase: string) => {
+    for (let ks = 0; ks < v.bk; ks += 16) {
+      for (let i = 0; i < v.wm; i++) L.push(`    let l${i}_${ks} = subgroupMatrixLoad<subgroup_matrix_left<f16, 16, 16>, row_major>(&as_, ${abase}(sr + ${16 * i}u) * KP + ${ks}u, KP);`);
+      for (let j = 0; j < v.wn; j++) {
+        L.push(`    let q${j}_${ks} = subgroupMatrixLoad<subgroup_matrix_right<f16, 16, 16>, col_major>(&ws_, ${wbase}(sc + ${16 * j}u) * KP + ${ks}u, KP);`);
+        for (let i = 0; i < v.wm && v.ablate !== 'nomma'; i++) L.push(`    acc${i}${j} = subgroupMatrixMultiplyAccumulate(l${i}_${ks}, q${j}_${ks}, acc${i}${j});`);
+      }
+    }
+  };
+  if (v.double) {
+    if (!v.prefetch) throw new Error(`${v.name}: double buffering loads the next slice ahead (prefetch)`);
+    // slice 0 staged before the loop; in the loop: load slice i + 1, multiply slice i, store slice i + 1 into the other buffer, one barrier
+    loads(1, '(k_begin / 8u)');
+    if (stage) puts(1, '0u');
+    L.push('  workgroupBarrier();');
+    L.push('  var cur = 0u;');
+    L.push('  for (var k0 = k_begin; k0 < k_end; k0 += BK) {');
+    L.push('    let kn = (k0 + BK) / 8u;');
+    L.push('    let more = k0 + BK < k_end;');
+    if (stage) {
+      L.push('    if (more) {');
+      loads(3, 'kn');
+      L.push('    }');
+    }
+    mmas('cur * TM * KP + ', 'cur * TN * KP + ');
+    if (stage) {
+      L.push('    if (more) {');
+      puts(3, '(1u - cur)');
+      L.push('    }');
+    }
+    L.push('    workgroupBarrier();');
+    L.push('    cur = 1u - cur;');
+    L.push('  }');
+  } else {
+    if (v.prefetch) loads(1, '(k_begin / 8u)');
+    L.push('  for (var k0 = k_begin; k0 < k_end; k0 += BK) {');
+    if (!v.prefetch && stage) loads(2, '(k0 / 8u)');
+    if (stage) puts(2, '0u');
+    L.push('    workgroupBarrier();');
+    if (v.prefetch) {
+      L.push('    // the next slice is in flight while the matrix units work on this one');
+      L.push('    let kn = (k0 + BK) / 8u;');
+      L.push('    if (k0 + BK < k_end) {');
+      loads(3, 'kn');
+      L.push('    }');
+    }
+    mmas('', '');
+    L.push('    workgroupBarrier();');
+    L.push('  }');
   }
-  L.push('    workgroupBarrier();');
-  L.push('  }');
+  if (v.ablate === 'noput') L.push('  if (sink == 0x9e3779b9u) { out[0] = 1.0; }');
   L.push('  let r0 = tr + sr;');
   L.push('  let c0 = tc + sc;');
   L.push('  // out has m_pad rows: only whole 16-column blocks past n are skipped');

@@ -21,8 +21,8 @@ describe('DispatchProfile', () => {
     ]);
     expect(p.table()).toMatch(/8 ms profiled[\s\S]*62\.5%.*b\n\s*37\.5%.*a$/);
   });
-  it('keys a dispatch by op, kernel, flags and the power of two above its rows', () => {
-    expect(profileKey('matmul', 'matmul_sgmat.wgsl', ['BIAS'], { m: 200, n: 4096 })).toBe('matmul: matmul_sgmat[BIAS] m<=256');
+  it('keys a dispatch by op, kernel, flags, a matmul n x k and the power of two above its rows', () => {
+    expect(profileKey('matmul', 'matmul_sgmat.wgsl', ['BIAS'], { m: 200, n: 4096, k: 11008 })).toBe('matmul: matmul_sgmat[BIAS] 4096x11008 m<=256');
     expect(profileKey('paged_attention', 'paged_attention.wgsl', [], { num_seqs: 64 })).toBe('paged_attention: paged_attention m<=64');
     expect(profileKey(undefined, 'copy.wgsl', [], {})).toBe('dispatch: copy');
   });

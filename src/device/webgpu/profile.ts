@@ -9,7 +9,7 @@
 export const PROFILE_MAX_DISPATCHES = 2048;
 
 export interface ProfileRow {
-  /** op, kernel file and flags, and the power-of-two bucket of the dispatch's rows (m) */
+  /** op, kernel file and flags, a matmul's n x k, and the power-of-two bucket of the dispatch's rows (m) */
   key: string;
   ms: number;
   count: number;
@@ -48,5 +48,6 @@ export class DispatchProfile {
 export function profileKey(op: string | undefined, file: string, flags: readonly string[], params: Record<string, number>): string {
   const m = params.m ?? params.num_seqs ?? params.n;
   const bucket = m === undefined ? '' : ` m<=${2 ** Math.ceil(Math.log2(Math.max(1, m)))}`;
-  return `${op ?? 'dispatch'}: ${file.replace(/\.wgsl$/, '')}${flags.length ? `[${flags.join(',')}]` : ''}${bucket}`;
+  const nk = params.n !== undefined && params.k !== undefined ? ` ${params.n}x${params.k}` : '';
+  return `${op ?? 'dispatch'}: ${file.replace(/\.wgsl$/, '')}${flags.length ? `[${flags.join(',')}]` : ''}${nk}${bucket}`;
 }
