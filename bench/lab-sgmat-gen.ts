@@ -51,6 +51,10 @@ export interface SgVariant {
   store?: 'rot' | 'plain';
   /** two workgroup buffers: slice i + 1 is stored while slice i is multiplied, one barrier per slice */
   double?: boolean;
+  /** tile order: 0 (default) row blocks of out in turn, all column tiles of each (so every row block
+   * streams all of w); g > 0 bands of g row blocks, the band's row blocks fastest, so that the
+   * workgroups in flight share w's tiles in L2 */
+  group?: number;
   /** two lines for the lab's report */
   about: string;
 }
@@ -63,6 +67,10 @@ export const smemBytes = (v: SgVariant) => {
 
 export const VARIANTS: SgVariant[] = [
   { name: 'sgmat_v3_128', sgr: 2, sgc: 2, wm: 4, wn: 4, bk: 32, prefetch: true, about: 'sgmat_v2_128 (the op kernel without its edge guards), the baseline of the v3 ablations' },
+  { name: 'sgmat_v3_g4', sgr: 2, sgc: 2, wm: 4, wn: 4, bk: 32, prefetch: true, group: 4, about: 'sgmat_v3_128 with tiles in bands of 4 row blocks (512 rows), row blocks fastest' },
+  { name: 'sgmat_v3_g8', sgr: 2, sgc: 2, wm: 4, wn: 4, bk: 32, prefetch: true, group: 8, about: 'sgmat_v3_128 with tiles in bands of 8 row blocks (1,024 rows), row blocks fastest' },
+  { name: 'sgmat_v3_g16', sgr: 2, sgc: 2, wm: 4, wn: 4, bk: 32, prefetch: true, group: 16, about: 'sgmat_v3_128 with tiles in bands of 16 row blocks (2,048 rows), row blocks fastest' },
+  { name: 'sgmat_v3_g16_nomma', sgr: 2, sgc: 2, wm: 4, wn: 4, bk: 32, prefetch: true, group: 16, ablate: 'nomma', about: 'ablation of sgmat_v3_g16: staging only' },
   { name: 'sgmat_v3_ab_nomma', sgr: 2, sgc: 2, wm: 4, wn: 4, bk: 32, prefetch: true, ablate: 'nomma', about: 'ablation of sgmat_v3_128: staging only, no multiplies' },
   { name: 'sgmat_v3_ab_nostage', sgr: 2, sgc: 2, wm: 4, wn: 4, bk: 32, prefetch: true, ablate: 'nostage', about: 'ablation of sgmat_v3_128: matrix loads and multiplies only, no global loads or workgroup stores' },
   { name: 'sgmat_v3_ab_noput', sgr: 2, sgc: 2, wm: 4, wn: 4, bk: 32, prefetch: true, ablate: 'noput', about: 'ablation of sgmat_v3_128: global loads and multiplies, no workgroup stores' },
@@ -149,8 +157,13 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, 
   let base = chunk * params.split_stride;
   let k_begin = chunk * params.k_chunk;
   let k_end = min(params.k, k_begin + params.k_chunk);
-  let tr = (tile / params.tiles_n) * TM;
-  let tc = (tile % params.tiles_n) * TN;
+${v.group ? `  let tiles_m = params.tiles / params.tiles_n;
+  let band = tile / (${v.group}u * params.tiles_n);
+  let band_m = min(${v.group}u, tiles_m - band * ${v.group}u);
+  let in_band = tile - band * ${v.group}u * params.tiles_n;
+  let tr = (band * ${v.group}u + in_band % band_m) * TM;
+  let tc = (in_band / band_m) * TN;` : `  let tr = (tile / params.tiles_n) * TM;
+  let tc = (tile % params.tiles_n) * TN;`}
   let sg = lid / sgs;
   let sr = (sg / ${v.sgc}u) * ${v.wm * 16}u; // this subgroup's rows and columns within the tile
   let sc = (sg % ${v.sgc}u) * ${v.wn * 16}u;
