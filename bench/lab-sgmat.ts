@@ -126,17 +126,16 @@ for (const [N, K] of shapes) {
     const plans: Plan[] = [];
     // the op's kernel, launched as planMatmul does (a padded to SG_TILE_M rows; split k by
     // sgmatSplits), and the 64 x 128 kernel it replaced, launched as the planner launched it
-    for (const [label, file, tm, opOv] of [
-      [`matmul_sgmat (op) ${SG_TILE_M}x${SG_TILE_N}`, 'matmul_sgmat.wgsl', SG_TILE_M, {}],
-      [`matmul_sgmat (op, GROUP_M 1) ${SG_TILE_M}x${SG_TILE_N}`, 'matmul_sgmat.wgsl', SG_TILE_M, { GROUP_M: 1 }],
-      ['sgmat_staged_64x128 (previous op)', 'lab/sgmat_staged_64x128.wgsl', 64, {}],
+    for (const [label, file, tm] of [
+      [`matmul_sgmat (op) ${SG_TILE_M}x${SG_TILE_N}`, 'matmul_sgmat.wgsl', SG_TILE_M],
+      ['sgmat_staged_64x128 (previous op)', 'lab/sgmat_staged_64x128.wgsl', 64],
     ] as const) {
       const tilesN = Math.ceil(N / SG_TILE_N);
       const tiles = Math.ceil(m / tm) * tilesN;
       const { splits, chunk } = sgmatSplits(tiles, K);
       const p = { m, n: N, k: K, ldo: N, col0: 0, tiles_n: tilesN, tiles };
       const part = splits > 1 ? partOf(splits, m) : out;
-      const ov: Record<string, number> = tm === 64 ? { BK: 32 } : { ...opOv };
+      const ov: Record<string, number> = tm === 64 ? { BK: 32 } : {};
       plans.push({
         label: `${label}${splits > 1 ? ` split ${splits}` : ''}`,
         mk: (w) =>

@@ -43,8 +43,6 @@ struct Params { m: u32, n: u32, k: u32, ldo: u32, col0: u32, tiles_n: u32, tiles
 // needs 40 KiB here); the staging below assumes 4 chunks of 8 halves per tile row. The planner's
 // split-k chunks are multiples of it (SG_BK).
 const BK = 32u;
-// row blocks per band of the tile order (main); 1 restores row-block order
-override GROUP_M: u32 = 16;
 const TM = 128u;
 const TN = 128u;
 const KP = BK + 8u;
@@ -145,15 +143,8 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, 
   if (k_begin >= params.k) { return; }
   let base = chunk * params.split_stride;
   let k_end = min(params.k, k_begin + params.k_chunk);
-  // Tile order: bands of GROUP_M row blocks, the band's row blocks fastest. The workgroups in
-  // flight then share w's column tiles through L2; in row-block order each row block streamed all
-  // of w from memory again (2,048 x 22,016 x 4,096: 16 x 180 MB, docs/perf-notes.md).
-  let tiles_m = params.tiles / params.tiles_n;
-  let band = tile / (GROUP_M * params.tiles_n);
-  let band_m = min(GROUP_M, tiles_m - band * GROUP_M);
-  let in_band = tile - band * GROUP_M * params.tiles_n;
-  let tr = (band * GROUP_M + in_band % band_m) * TM;
-  let tc = (in_band / band_m) * TN;
+  let tr = (tile / params.tiles_n) * TM;
+  let tc = (tile % params.tiles_n) * TN;
   let sg = lid / sgs;
   let sr = (sg / 2u) * 64u; // this subgroup's rows and columns within the tile
   let sc = (sg % 2u) * 64u;

@@ -50,8 +50,6 @@ const SG_MIN_OUT_BYTES = 1024;
 export const SG_BK = 32;
 /** Workgroups below which matmul_sgmat splits k (an H200 has 132 SMs, each holding several). */
 const SG_MIN_WORKGROUPS = 528;
-/** Row blocks per band of matmul_sgmat's tile order (PARALLM_SGMAT_GROUP; 1 is row-block order, for A/B runs). */
-const SG_GROUP_M = Number(process.env.PARALLM_SGMAT_GROUP ?? 16);
 /** At most this many k-chunks (PARALLM_SGMAT_MAX_SPLITS overrides it; 1 turns split-k off, for A/B runs). */
 const SG_MAX_SPLITS = Number(process.env.PARALLM_SGMAT_MAX_SPLITS ?? 8);
 
@@ -245,11 +243,11 @@ export function planMatmul(dev: WebGpuDevice, args: OpArgs['matmul']): Dispatch[
       // Dawn sizes a binding that subgroupMatrixStore writes for at least one 16x16 f32 matrix
       // (1 KiB): a smaller out goes through the split-k scratch, padded to that, and the reduce
       if (splits === 1 && tensorBytes(out) >= SG_MIN_OUT_BYTES) {
-        plans.push({ file: 'matmul_sgmat.wgsl', flags, overrides: { GROUP_M: SG_GROUP_M }, tensors: { ...tensors, a: a16! }, params: { ...params, tiles_n: tilesN, tiles, k_chunk: k, split_stride: 0 }, grid: grid(tiles) });
+        plans.push({ file: 'matmul_sgmat.wgsl', flags, overrides: {}, tensors: { ...tensors, a: a16! }, params: { ...params, tiles_n: tilesN, tiles, k_chunk: k, split_stride: 0 }, grid: grid(tiles) });
       } else {
         const part = dev.scratch('sgmat.part', [Math.max(splits * m * nb, SG_MIN_OUT_BYTES / 4)], 'f32');
         const sgParams = { m, n: nb, k, ldo: nb, col0: 0, tiles_n: tilesN, tiles, k_chunk: chunk, split_stride: m * nb };
-        plans.push({ file: 'matmul_sgmat.wgsl', flags: [], overrides: { GROUP_M: SG_GROUP_M }, tensors: { a: a16!, w: rows(w, n0, nb), out: part }, params: sgParams, grid: grid(tiles * splits) });
+        plans.push({ file: 'matmul_sgmat.wgsl', flags: [], overrides: {}, tensors: { a: a16!, w: rows(w, n0, nb), out: part }, params: sgParams, grid: grid(tiles * splits) });
         const rflags = bias ? ['BIAS'] : [];
         const rtensors: Record<string, Tensor> = { part, out, ...(bias ? { bias } : {}) };
         plans.push({ file: 'matmul_splitk_reduce.wgsl', flags: rflags, overrides: {}, tensors: rtensors, params: { m, n: nb, ldo: n, col0: n0, splits }, grid: grid(Math.ceil((m * nb) / 256)) });
