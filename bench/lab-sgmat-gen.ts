@@ -67,6 +67,10 @@ export const smemBytes = (v: SgVariant) => {
 
 export const VARIANTS: SgVariant[] = [
   { name: 'sgmat_v3_128', sgr: 2, sgc: 2, wm: 4, wn: 4, bk: 32, prefetch: true, about: 'sgmat_v2_128 (the op kernel without its edge guards), the baseline of the v3 ablations' },
+  { name: 'sgmat_v3_128x256', sgr: 2, sgc: 4, wm: 4, wn: 4, bk: 32, prefetch: true, about: '128x256, 8 subgroups of 64x64: a quarter less staged traffic per product than 128x128' },
+  { name: 'sgmat_v3_256x128', sgr: 4, sgc: 2, wm: 4, wn: 4, bk: 32, prefetch: true, about: '256x128, 8 subgroups of 64x64' },
+  { name: 'sgmat_v3_256', sgr: 4, sgc: 4, wm: 4, wn: 4, bk: 32, prefetch: true, about: '256x256, 16 subgroups of 64x64: half the staged traffic per product of 128x128 (40 KiB of workgroup memory)' },
+  { name: 'sgmat_v3_256_nomma', sgr: 4, sgc: 4, wm: 4, wn: 4, bk: 32, prefetch: true, ablate: 'nomma', about: 'ablation of sgmat_v3_256: staging only' },
   { name: 'sgmat_v3_g4', sgr: 2, sgc: 2, wm: 4, wn: 4, bk: 32, prefetch: true, group: 4, about: 'sgmat_v3_128 with tiles in bands of 4 row blocks (512 rows), row blocks fastest' },
   { name: 'sgmat_v3_g8', sgr: 2, sgc: 2, wm: 4, wn: 4, bk: 32, prefetch: true, group: 8, about: 'sgmat_v3_128 with tiles in bands of 8 row blocks (1,024 rows), row blocks fastest' },
   { name: 'sgmat_v3_g16', sgr: 2, sgc: 2, wm: 4, wn: 4, bk: 32, prefetch: true, group: 16, about: 'sgmat_v3_128 with tiles in bands of 16 row blocks (2,048 rows), row blocks fastest' },
