@@ -120,5 +120,30 @@ describe.each(['cpu', ...backendsUnderTest()])('%s backend: forward vs HF transf
       }
       expect(got).toEqual(refs.map((r) => r.greedy));
     });
+
+    it('a step of decodes ahead of a prompt: split attention (paged + prefill) gives the logits of one prefill_attention, and HF', async () => {
+      const blocks = new Blocks(128, 11);
+      const n = refs.length;
+      const seqs: Seq[] = refs.map((r) => ({ ids: [...r.ids], table: [], cached: 0 }));
+      // the first n - 1 prompts are cached; each then decodes its first greedy token while the last prompt is prefilled
+      await model.logits(stepOf(seqs.slice(0, n - 1), blocks), cache);
+      seqs.slice(0, n - 1).forEach((q, i) => q.ids.push(refs[i].greedy[0]));
+      const step = stepOf(seqs, blocks);
+      const saved = model.splitDecodeRows;
+      try {
+        model.splitDecodeRows = 0;
+        expect(model.splitRows(step)).toBe(0);
+        const whole = await model.logits(step, cache);
+        model.splitDecodeRows = 1;
+        // the decode rows are cut to the binding alignment of the prefill part's q rows
+        expect(model.splitRows(step)).toBeGreaterThan(0);
+        const split = await model.logits(step, cache);
+        expect(relErr(split, whole)).toBeLessThan(1e-5);
+        const V = model.config.vocabSize;
+        expect(relErr(split.subarray((n - 1) * V, n * V), refs[n - 1].last_logits)).toBeLessThan(1e-4);
+      } finally {
+        model.splitDecodeRows = saved;
+      }
+    });
   });
 });
