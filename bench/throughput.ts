@@ -61,6 +61,7 @@ export async function runThroughput(o: ThroughputOptions): Promise<Record<string
 
   const bar = process.stderr.isTTY ? new SingleBar({ format: 'requests |{bar}| {value}/{total} {eta_formatted}', stream: process.stderr }) : undefined;
   bar?.start(w.requests.length, 0);
+  const buildsBefore = { ...((llm.device as { kernels?: { builds?: { count: number; ms: number } } }).kernels?.builds ?? { count: 0, ms: 0 }) };
   const t0 = performance.now();
   let done = 0;
   let outputTokens = 0;
@@ -107,6 +108,9 @@ export async function runThroughput(o: ThroughputOptions): Promise<Record<string
     preemptions: s.preemptions,
     gpuIdleFraction: s.wallMs > 0 && s.gpuMs > 0 ? round(Math.max(0, 1 - s.gpuMs / s.wallMs)) : null,
   };
+  // webgpu: pipelines compiled during the run (the host blocks on each while the GPU may idle)
+  const builds = (llm.device as { kernels?: { builds?: { count: number; ms: number } } }).kernels?.builds;
+  if (builds) Object.assign(result, { kernelBuilds: builds.count - buildsBefore.count, kernelBuildMs: round(builds.ms - buildsBefore.ms) });
   // the roofline of this workload (ARCHITECTURE.md) and the peers measured on the same GPU
   let ceil: Ceilings = H200;
   let ceilSource = 'H200 as ARCHITECTURE.md states it';

@@ -88,6 +88,8 @@ export function preprocess(file: string, flags: ReadonlySet<string>, depth = 0):
 
 export class KernelCache {
   private cache = new Map<string, Kernel>();
+  /** pipelines built, and the host time their builds took (Dawn compiles synchronously) */
+  readonly builds = { count: 0, ms: 0 };
   constructor(private device: GPUDevice) {}
 
   get size(): number {
@@ -107,7 +109,10 @@ export class KernelCache {
     const key = `${file}|${entry}|${flagKey}|${ovKey}`;
     let k = this.cache.get(key);
     if (!k) {
+      const t0 = performance.now();
       k = this.build(key, file, new Set(flags), overrides, entry);
+      this.builds.count++;
+      this.builds.ms += performance.now() - t0;
       this.cache.set(key, k);
     }
     return k;
