@@ -35,6 +35,8 @@ export interface ThroughputOptions {
   peers?: string;
   /** Launch step N+1 while step N runs (default true; `--no-overlap` turns it off for an A/B). */
   overlap?: boolean;
+  /** Build each step shape's kernels before the run (LLM's `warmup`; default on a GPU; `--no-warmup` for an A/B). */
+  warmup?: boolean;
 }
 
 export async function runThroughput(o: ThroughputOptions): Promise<Record<string, unknown>> {
@@ -48,6 +50,7 @@ export async function runThroughput(o: ThroughputOptions): Promise<Record<string
     blockSize: o.blockSize,
     timing: true,
     overlapSteps: o.overlap ?? true,
+    warmup: o.warmup,
   });
   const vocab = llm.config.vocabSize;
   let w: Workload;

@@ -66,9 +66,11 @@ bench
   .option('--ceilings <file>', "PyTorch's ceilings on this GPU (scripts/torch_ceilings.py) for the roofline (default: an H200's)")
   .option('--peers <file>', 'peers measured on this GPU and workload (scripts/peers_throughput.py), written beside parallm')
   .option('--no-overlap', 'wait for each step before building the next (A/B of the step overlap)')
+  .option('--no-warmup', 'skip the run of each step shape before the benchmark (A/B of the warm-up; it is on by default on a GPU)')
   .action(async (opts) => {
     if (opts.model && opts.dummy) throw new UsageError('bench throughput: give --model DIR or --dummy PRESET, not both');
     if (!opts.dummy) opts.model = modelOrDefault(opts.model);
+    if (opts.warmup !== false) delete opts.warmup; // only --no-warmup says anything; else the LLM's default
     const { runThroughput } = await import('../../bench/throughput.ts');
     await runThroughput(opts);
   });

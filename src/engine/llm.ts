@@ -40,6 +40,12 @@ export interface LLMOptions {
   timing?: boolean;
   /** Launch step N+1 while step N runs (default true; see EngineOptions). */
   overlapSteps?: boolean;
+  /**
+   * Run each step shape once before serving (LlamaModel.warmup), so that no request waits for a
+   * kernel to be compiled or loaded. Default: on a GPU (webgpu, native); off on the CPU backends
+   * and on software adapters (llvmpipe), where it would only slow startup.
+   */
+  warmup?: boolean;
   /** Seed of dummy weights. */
   seed?: number;
   /** Store weights as this dtype (default: as the checkpoint stores them; dummy weights f16). */
@@ -61,6 +67,12 @@ export function deviceMemoryBytes(): number | undefined {
     }
   }
   return undefined;
+}
+
+/** Whether the device is a GPU: not the CPU reference, nor a software WebGPU adapter. */
+function isGpu(device: Device): boolean {
+  if (device.info.backend === 'cpu') return false;
+  return !/llvmpipe|lavapipe|swiftshader|softpipe/i.test(`${device.info.name} ${device.info.description}`);
 }
 
 /** A step's activation peak: the per-token buffers of the widest step plus the logits of every sequence. */
@@ -115,6 +127,7 @@ export class LLM {
     const numHostBlocks = Math.floor(((o.swapSpaceGiB ?? 4) * 2 ** 30) / perBlock);
     const blocks = new BlockManager({ numBlocks, blockSize, numHostBlocks, enablePrefixCaching: o.enablePrefixCaching ?? true });
     const scheduler = new Scheduler({ maxModelLen, maxNumSeqs, maxNumBatchedTokens, enableChunkedPrefill: o.enableChunkedPrefill ?? true }, blocks);
+    if (o.warmup ?? isGpu(device)) await model.warmup(cache, { maxRows: maxNumSeqs, maxTokens: maxNumBatchedTokens });
     const runner = new ModelRunner(device, model, cache, o.timing ?? false);
     const eos = tokenizer?.eosTokenIds ?? config.eosTokenIds;
     const engine = new LLMEngine(tokenizer, eos, scheduler, blocks, runner, maxModelLen, { overlapSteps: o.overlapSteps });

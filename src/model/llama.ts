@@ -248,6 +248,53 @@ export class LlamaModel {
   }
 
   /**
+   * Runs the step shapes of an engine once so that their kernels are built before the first
+   * request: Dawn compiles a pipeline when it is first used, blocking the host for 50-100 ms on
+   * an H100 while the GPU waits (20 builds, 1.7 s, in a 7B throughput run of 300 requests).
+   * Decodes of 1 to 16 rows (the decode matmul has a kernel per row count) and of `maxRows`, a
+   * mixed step (decodes ahead of a prompt chunk), and a prompt of up to `maxTokens` tokens, with
+   * argmax and with the device sampler. Every sequence writes K/V to slot 0 of block 0, and a
+   * prompt to the blocks from 0 on: nothing is cached yet, and a real sequence writes a slot
+   * before any attention reads it.
+   */
+  async warmup(cache: KvCache, opts: { maxRows: number; maxTokens: number }): Promise<void> {
+    const B = cache.blockSize;
+    const decodes = (m: number): StepInput => ({
+      tokenIds: new Array(m).fill(1),
+      positions: new Array(m).fill(0),
+      slotMapping: new Array(m).fill(0),
+      seqs: Array.from({ length: m }, () => ({ queryLen: 1, contextLen: 1, blockTable: [0] })),
+    });
+    const prompt = (n: number): StepInput => {
+      const blocks = Math.ceil(n / B);
+      return {
+        tokenIds: new Array(n).fill(1),
+        positions: Array.from({ length: n }, (_, i) => i),
+        slotMapping: Array.from({ length: n }, (_, i) => i),
+        seqs: [{ queryLen: n, contextLen: n, blockTable: Array.from({ length: blocks }, (_, i) => i) }],
+      };
+    };
+    const join = (a: StepInput, b: StepInput): StepInput => ({
+      tokenIds: [...Array.from(a.tokenIds), ...Array.from(b.tokenIds)],
+      positions: [...Array.from(a.positions), ...Array.from(b.positions)],
+      slotMapping: [...Array.from(a.slotMapping), ...Array.from(b.slotMapping)],
+      seqs: [...a.seqs, ...b.seqs],
+    });
+    const greedy = (n: number): DeviceSampling => ({ temperature: new Float32Array(n), topK: new Int32Array(n), topP: new Float32Array(n).fill(1), draws: new Float32Array(n) });
+    const cap = Math.max(1, Math.min(opts.maxTokens, cache.numBlocks * B, this.config.maxPositionEmbeddings));
+    const rowsList = [...new Set([...Array.from({ length: 16 }, (_, i) => i + 1), Math.max(1, Math.min(opts.maxRows, cap))])];
+    for (const m of rowsList) {
+      await this.sample(decodes(m), cache);
+      await this.sample(decodes(m), cache, greedy(m));
+    }
+    // a step whose token is the one the step before sampled, still on the device (step overlap)
+    await this.sample({ ...decodes(1), tokenIds: [-2], sampledBefore: this.ws.get('sampled', [1], 'i32') }, cache);
+    const chunk = Math.min(cap - 8, 64);
+    if (chunk > 0) await this.sample(join(decodes(8), prompt(chunk)), cache, greedy(9));
+    await this.sample(prompt(cap), cache, greedy(1));
+  }
+
+  /**
    * The decode rows that lead a mixed step, where there are at least splitDecodeRows of them, cut
    * to a count whose q rows end on the device's binding alignment (the prefill part's q and out
    * start there); 0 where the step is not split.

@@ -43,9 +43,20 @@ const ids = (o: RequestOutput) => o.outputs.map((s) => s.tokenIds);
 describe.each(backendsUnderTest())('%s backend: engine', (backend) => {
   let alone: LLM;
   beforeAll(async () => {
-    alone = await LLM.create({ model: DIR, backend, numGpuBlocks: 256, blockSize: 4 });
+    // warmed up as on a GPU (LlamaModel.warmup: garbage K/V in block 0 before any request), so
+    // that every test below also checks that the warm-up changes no output
+    alone = await LLM.create({ model: DIR, backend, numGpuBlocks: 256, blockSize: 4, warmup: true });
   });
   afterAll(() => alone?.close());
+
+  it.skipIf(backend !== 'webgpu')('the warm-up built every kernel that a batch of decodes and prompts uses', async () => {
+    const builds = (alone.device as unknown as { kernels: { builds: { count: number } } }).kernels.builds;
+    const before = builds.count;
+    expect(before).toBeGreaterThan(0);
+    const long = Array.from({ length: 40 }, (_, i) => (i * 7) % 50);
+    await alone.generate([[1, 2, 3, 4, 5], [9, 8, 7], long], { temperature: 0, maxTokens: 10, ignoreEos: true });
+    expect(builds.count - before).toBe(0);
+  });
 
   it('greedy continuations of a batch equal HF transformers', async () => {
     const outs = await alone.generate(
