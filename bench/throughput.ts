@@ -112,8 +112,8 @@ export async function runThroughput(o: ThroughputOptions): Promise<Record<string
     gpuIdleFraction: s.wallMs > 0 && s.gpuMs > 0 ? round(Math.max(0, 1 - s.gpuMs / s.wallMs)) : null,
   };
   // webgpu: pipelines compiled during the run (the host blocks on each while the GPU may idle)
-  const builds = (llm.device as { kernels?: { builds?: { count: number; ms: number } } }).kernels?.builds;
-  if (builds) Object.assign(result, { kernelBuilds: builds.count - buildsBefore.count, kernelBuildMs: round(builds.ms - buildsBefore.ms) });
+  const builds = (llm.device as { kernels?: { builds?: { count: number; ms: number; keys: string[] } } }).kernels?.builds;
+  if (builds) Object.assign(result, { kernelBuilds: builds.count - buildsBefore.count, kernelBuildMs: round(builds.ms - buildsBefore.ms), kernelsBuilt: builds.keys.slice(buildsBefore.count) });
   // the roofline of this workload (ARCHITECTURE.md) and the peers measured on the same GPU
   let ceil: Ceilings = H200;
   let ceilSource = 'H200 as ARCHITECTURE.md states it';

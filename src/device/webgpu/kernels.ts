@@ -89,7 +89,7 @@ export function preprocess(file: string, flags: ReadonlySet<string>, depth = 0):
 export class KernelCache {
   private cache = new Map<string, Kernel>();
   /** pipelines built, and the host time their builds took (Dawn compiles synchronously) */
-  readonly builds = { count: 0, ms: 0 };
+  readonly builds = { count: 0, ms: 0, keys: [] as string[] };
   constructor(private device: GPUDevice) {}
 
   get size(): number {
@@ -113,6 +113,7 @@ export class KernelCache {
       k = this.build(key, file, new Set(flags), overrides, entry);
       this.builds.count++;
       this.builds.ms += performance.now() - t0;
+      this.builds.keys.push(key);
       this.cache.set(key, k);
     }
     return k;
