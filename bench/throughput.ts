@@ -65,6 +65,7 @@ export async function runThroughput(o: ThroughputOptions): Promise<Record<string
   const bar = process.stderr.isTTY ? new SingleBar({ format: 'requests |{bar}| {value}/{total} {eta_formatted}', stream: process.stderr }) : undefined;
   bar?.start(w.requests.length, 0);
   const buildsBefore = { ...((llm.device as { kernels?: { builds?: { count: number; ms: number } } }).kernels?.builds ?? { count: 0, ms: 0 }) };
+  const hostBefore = { ...((llm.device as { hostStats?: { submits: number; encodeMs: number; submitMs: number } }).hostStats ?? { submits: 0, encodeMs: 0, submitMs: 0 }) };
   const t0 = performance.now();
   let done = 0;
   let outputTokens = 0;
@@ -110,9 +111,12 @@ export async function runThroughput(o: ThroughputOptions): Promise<Record<string
     kvWasteAtPeak: round(s.wasteAtPeak),
     preemptions: s.preemptions,
     gpuIdleFraction: s.wallMs > 0 && s.gpuMs > 0 ? round(Math.max(0, 1 - s.gpuMs / s.wallMs)) : null,
+    hostWaitFraction: s.wallMs > 0 ? round(s.waitMs / s.wallMs) : null,
   };
   // webgpu: pipelines compiled during the run (the host blocks on each while the GPU may idle)
   const builds = (llm.device as { kernels?: { builds?: { count: number; ms: number; keys: string[] } } }).kernels?.builds;
+  const host = (llm.device as { hostStats?: { submits: number; encodeMs: number; submitMs: number } }).hostStats;
+  if (host) Object.assign(result, { hostSubmits: host.submits - hostBefore.submits, hostEncodeMs: round(host.encodeMs - hostBefore.encodeMs), hostSubmitMs: round(host.submitMs - hostBefore.submitMs) });
   if (builds) Object.assign(result, { kernelBuilds: builds.count - buildsBefore.count, kernelBuildMs: round(builds.ms - buildsBefore.ms), kernelsBuilt: builds.keys.slice(buildsBefore.count) });
   // the roofline of this workload (ARCHITECTURE.md) and the peers measured on the same GPU
   let ceil: Ceilings = H200;

@@ -45,6 +45,8 @@ export interface EngineStats {
   gpuMs: number;
   /** wall time from the first step's start to the last step's end (ms) */
   wallMs: number;
+  /** host time spent waiting for steps' results (ms); the rest of wallMs the host was busy */
+  waitMs: number;
   preemptions: number;
   promptTokens: number;
   generatedTokens: number;
@@ -81,7 +83,7 @@ export class LLMEngine {
   private nextId = 0;
   private loop?: Promise<void>;
   private firstStepAt?: number;
-  readonly stats: EngineStats = { steps: 0, overlappedSteps: 0, gpuMs: 0, wallMs: 0, preemptions: 0, promptTokens: 0, generatedTokens: 0, maxUsedBlocks: 0, wasteAtPeak: 0 };
+  readonly stats: EngineStats = { steps: 0, overlappedSteps: 0, gpuMs: 0, wallMs: 0, waitMs: 0, preemptions: 0, promptTokens: 0, generatedTokens: 0, maxUsedBlocks: 0, wasteAtPeak: 0 };
 
   constructor(
     readonly tokenizer: Tokenizer | undefined,
@@ -255,7 +257,9 @@ export class LLMEngine {
 
   /** Takes a launched step's tokens: forks, appends or resolves them, stops, and emits. */
   private async complete(step: StepInFlight): Promise<void> {
+    const tWait = performance.now();
     const result = await step.launched.result;
+    this.stats.waitMs += performance.now() - tWait;
     const touched = new Set<Request>();
     for (const [e, lps] of result.promptLogprobs ?? []) {
       const req = this.requests.get(e.group.requestId);

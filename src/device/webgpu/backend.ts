@@ -38,6 +38,8 @@ export class WebGpuDevice implements Device {
   private live = new Set<GpuBuffer>();
   /** see bindGroup() */
   readonly bindGroups = new Map<string, GPUBindGroup>();
+  /** host time of the streams: recording them into a command buffer, and queue.submit */
+  readonly hostStats = { submits: 0, encodeMs: 0, submitMs: 0 };
   /** per-dispatch GPU times where PARALLM_WEBGPU_PROFILE=1 (profile.ts) */
   readonly profile?: DispatchProfile;
   /** bumped when the params buffer is replaced, which invalidates cached bind groups */
@@ -328,7 +330,12 @@ export class WebGpuStream implements CommandStream {
       enc.resolveQuerySet(profileSet, 0, 2 * numProfiled, resolve, 0);
       enc.copyBufferToBuffer(resolve, 0, profileRead, 0, bytes);
     }
+    const tEncoded = performance.now();
     gpu.queue.submit([enc.finish()]);
+    const h = dev.hostStats;
+    h.submits++;
+    h.encodeMs += tEncoded - t0;
+    h.submitMs += performance.now() - tEncoded;
 
     const reads = this.cmds.filter((c) => c.kind === 'read');
     this.cmds = [];
