@@ -289,11 +289,14 @@ export class LlamaModel {
     }
     // a step whose token is the one the step before sampled, still on the device (step overlap)
     await this.sample({ ...decodes(1), tokenIds: [-2], sampledBefore: this.ws.get('sampled', [1], 'i32') }, cache);
-    // decodes at a long context (the decode kernel splits long contexts into partitions)
-    const ctx = Math.min(cap, 1024);
+    // decodes at longer contexts: the decode kernel's partitions follow the longest one
     const longRows = Math.max(1, Math.min(opts.maxRows, cap));
-    const table = Array.from({ length: Math.ceil(ctx / B) }, (_, i) => i);
-    await this.sample({ ...decodes(longRows), seqs: Array.from({ length: longRows }, () => ({ queryLen: 1, contextLen: ctx, blockTable: table })) }, cache, greedy(longRows));
+    for (let ctx = 64; ctx <= Math.min(cap, 4096); ctx *= 2) {
+      const table = Array.from({ length: Math.ceil(ctx / B) }, (_, i) => i);
+      for (const m of new Set([1, longRows])) {
+        await this.sample({ ...decodes(m), seqs: Array.from({ length: m }, () => ({ queryLen: 1, contextLen: ctx, blockTable: table })) }, cache, greedy(m));
+      }
+    }
     const chunk = Math.min(cap - 8, 64);
     if (chunk > 0) await this.sample(join(decodes(8), prompt(chunk)), cache, greedy(9));
     // several short prompt chunks (prefill kernels are picked by the mean query length)
