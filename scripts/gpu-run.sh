@@ -4,8 +4,9 @@
 # Writes logs and results under $OUT (or ./gpu-out). `lab` also runs bench/lab.ts; `7b` writes a
 # LLaMA-2-7B-shaped checkpoint with transformers and compares parallm's logits with HF's;
 # `throughput` runs the HF peers and then parallm on the fixed-256 workload (NUM_PROMPTS, default
-# 200) into one table; `serving` runs the serving benchmark against the 7B checkpoint (RATES,
-# SERVING_PROMPTS) and draws its figure.
+# 200) into one table; `serving` runs the serving benchmark on each of SERVING_BACKENDS (default
+# webgpu native) against a 7B-shaped model with random weights (`serve --load-format dummy`;
+# RATES, SERVING_PROMPTS) and draws their curves in one figure.
 set -uo pipefail
 out=${OUT:-gpu-out}
 mkdir -p "$out"
@@ -28,9 +29,13 @@ if [[ " $* " == *" throughput "* ]]; then
   timeout 240 node bin/parallm.js bench throughput --dummy llama-2-7b --backend webgpu --num-prompts "$n" --ceilings "$out/torch-ceilings.json" --peers "$out/peers.json" --out "$out" 2>&1 | grep -E 'TokensPerS"|ofRoofline|vsHf|gpuIdle|kvWaste'
 fi
 if [[ " $* " == *" serving "* ]]; then
-  [[ -f /tmp/llama7b/config.json ]] || PYTHONUNBUFFERED=1 timeout 200 python3 scripts/make_7b_reference.py /tmp/llama7b 2>&1 | tail -1
-  python3 scripts/write_wordpiece_tokenizer.py /tmp/llama7b 32000
-  timeout 330 node bin/parallm.js bench serving --spawn-model /tmp/llama7b --spawn-backend webgpu --label "parallm webgpu" \
-    --num-prompts "${SERVING_PROMPTS:-100}" --request-rates "${RATES:-1,2,4,inf}" --out "$out" --plot "$out/serving.svg" > "$out/serving.log" 2>&1
-  grep -E '"requestRate"|"requestThroughput"|"meanNormalizedLatency"' "$out/serving.log"
+  # the 7B shape without a checkpoint: config.json + tokenizer, random weights (--load-format dummy)
+  python3 scripts/write_dummy_model.py /tmp/llama-2-7b-dummy llama-2-7b
+  for b in ${SERVING_BACKENDS:-webgpu native}; do
+    timeout 330 node bin/parallm.js bench serving --spawn-model /tmp/llama-2-7b-dummy --spawn-backend "$b" --spawn-args "--load-format dummy" \
+      --label "parallm $b" --num-prompts "${SERVING_PROMPTS:-100}" --request-rates "${RATES:-1,2,4,inf}" --out "$out/serving-$b" > "$out/serving-$b.log" 2>&1
+    grep -E '"requestRate"|"requestThroughput"|"meanNormalizedLatency"' "$out/serving-$b.log"
+  done
+  inputs=$(ls "$out"/serving-*/serving-*.json 2>/dev/null | paste -sd, -)
+  [[ -n "$inputs" ]] && node bin/parallm.js bench serving --plot-only --plot-inputs "$inputs" --plot "$out/serving.svg" > /dev/null 2>&1
 fi

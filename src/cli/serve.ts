@@ -24,6 +24,7 @@ export interface ServeOptions {
   swapSpace?: number;
   enablePrefixCaching: boolean;
   dtype: string;
+  loadFormat: 'auto' | 'safetensors' | 'dummy';
   maxQueue?: number;
   shutdownTimeout: number;
 }
@@ -58,6 +59,7 @@ export function registerServe(program: Command): Command {
     .option('--swap-space <GiB>', 'host memory for swapped-out KV blocks (default 4; 0 disables swapping)', float((x) => x >= 0, '>= 0'))
     .option('--no-enable-prefix-caching', 'turn automatic prefix caching off')
     .addOption(new Option('--dtype <dtype>', 'weights dtype').choices(['auto', 'half', 'float16', 'bfloat16', 'float', 'float32']).default('auto'))
+    .addOption(new Option('--load-format <format>', "weights: read from the model's safetensors (auto, safetensors), or seeded random values in the model's shape (dummy: benchmarks without the checkpoint)").choices(['auto', 'safetensors', 'dummy']).default('auto'))
     .option('--max-queue <n>', 'requests waiting for the scheduler at most; more are answered 429 (default: unbounded)', int(0))
     .option('--shutdown-timeout <s>', 'on SIGTERM, seconds to let requests in flight finish before cancelling them', float((x) => x >= 0, '>= 0'), 30)
     .action(async (opts: ServeOptions, cmd: Command) => {
@@ -82,6 +84,7 @@ export async function serve(o: ServeOptions, fail: (msg: string) => never): Prom
     enablePrefixCaching: o.enablePrefixCaching,
     // vLLM's names: weights converted to this dtype as they load (auto: as the checkpoint stores them)
     dtype: ({ auto: undefined, half: 'f16', float16: 'f16', bfloat16: 'bf16', float: 'f32', float32: 'f32' } as const)[o.dtype as 'auto'],
+    loadFormat: o.loadFormat === 'dummy' ? 'dummy' : 'safetensors',
   });
   const cancel = new AbortController();
   const names = o.servedModelName?.length ? o.servedModelName : [o.model ?? DEFAULT_MODEL_NAME];

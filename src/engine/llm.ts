@@ -20,6 +20,12 @@ export interface LLMOptions {
   /** A Hugging Face model directory; or `dummy` for seeded random weights of a preset or config. */
   model?: string;
   dummy?: PresetName | ModelConfig;
+  /**
+   * vLLM's load format: 'safetensors' (default) reads `model`'s weights; 'dummy' takes its
+   * config.json and tokenizer but fills the weights with seeded random values (benchmarks of a
+   * model shape without its checkpoint on disk).
+   */
+  loadFormat?: 'safetensors' | 'dummy';
   backend?: string;
   /** Fraction of device memory for weights + activations + KV cache (default 0.9). */
   gpuMemoryUtilization?: number;
@@ -97,7 +103,8 @@ export class LLM {
     const device = await createDevice(o.backend ?? 'webgpu');
     const config = o.dummy ? (typeof o.dummy === 'string' ? { ...PRESETS[o.dummy] } : o.dummy) : await loadConfig(o.model!);
     const tokenizer = o.model ? await Tokenizer.load(o.model) : undefined;
-    const weights = await loadWeights(device, o.model, config, o.dummy ? { loadFormat: 'dummy', seed: o.seed ?? 0, dtype: o.dtype } : { dtype: o.dtype });
+    const random = o.dummy !== undefined || o.loadFormat === 'dummy';
+    const weights = await loadWeights(device, o.model, config, random ? { loadFormat: 'dummy', seed: o.seed ?? 0, dtype: o.dtype } : { dtype: o.dtype });
     const model = new LlamaModel(device, config, weights);
     const blockSize = o.blockSize ?? 16;
     const dtype = o.kvCacheDtype ?? 'f16';

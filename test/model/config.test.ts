@@ -1,6 +1,7 @@
 // config.json parsing: the published configs of each supported family, the transformers-5 form
 // written by save_pretrained (the fixtures), and every rejection naming its field.
 
+import { execFileSync } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -257,5 +258,16 @@ describe('PRESETS', () => {
   it('llama-2-70b uses GQA with 8 kv heads; llama-3-8b has the 128k vocabulary', () => {
     expect(PRESETS['llama-2-70b']).toMatchObject({ numHeads: 64, numKvHeads: 8, headDim: 128 });
     expect(PRESETS['llama-3-8b']).toMatchObject({ vocabSize: 128256, ropeTheta: 500000, numKvHeads: 8 });
+  });
+});
+
+describe('scripts/write_dummy_model.py', () => {
+  it.each(['llama-2-7b', 'llama-2-13b'] as const)('writes a config.json that loads as the %s preset, and a tokenizer', async (name) => {
+    const dir = mkdtempSync(join(tmpdir(), 'parallm-dummy-model-'));
+    execFileSync('python3', [join(import.meta.dirname, '..', '..', 'scripts', 'write_dummy_model.py'), dir, name], { stdio: 'pipe' });
+    expect(await loadConfig(dir)).toEqual(PRESETS[name]);
+    const { Tokenizer } = await import('../../src/tokenizer/tokenizer.ts');
+    const tok = await Tokenizer.load(dir);
+    expect(tok.encode('w5 w31999')).toEqual([5, 31999]);
   });
 });

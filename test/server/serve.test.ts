@@ -2,6 +2,8 @@
 // flight finish (or cancels it when the grace period runs out) and exits 0; a bad flag exits 2.
 
 import { type ChildProcess, spawn } from 'node:child_process';
+import { copyFileSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { MODEL_DIR, events } from './helpers.ts';
@@ -17,8 +19,8 @@ interface Child {
   output: () => string;
 }
 
-function serve(args: string[]): Child {
-  const proc = spawn(process.execPath, [...ENTRY, 'serve', '--model', MODEL_DIR, '--backend', 'cpu', '--port', '0', '--block-size', '4', ...args], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+function serve(args: string[], model = MODEL_DIR): Child {
+  const proc = spawn(process.execPath, [...ENTRY, 'serve', '--model', model, '--backend', 'cpu', '--port', '0', '--block-size', '4', ...args], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   const url = new Promise<string>((resolve, reject) => {
     const onData = (d: Buffer) => {
@@ -97,5 +99,31 @@ describe('parallm serve (child process)', () => {
     c.url.catch(() => {});
     expect(await c.exit).toBe(2);
     expect(c.output()).toMatch(/--dtype.*int8.*float16/s);
+  });
+
+  it('--load-format dummy serves a model directory without its safetensors, in its shape; without the flag that directory is refused', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'parallm-dummy-'));
+    try {
+      for (const f of readdirSync(MODEL_DIR)) if (!f.endsWith('.safetensors')) copyFileSync(join(MODEL_DIR, f), join(dir, f));
+      const refused = serve(['--num-gpu-blocks-override', '64'], dir);
+      refused.url.catch(() => {});
+      expect(await refused.exit).not.toBe(0);
+      expect(refused.output()).toMatch(/safetensors/);
+
+      const c = serve(['--num-gpu-blocks-override', '64', '--load-format', 'dummy'], dir);
+      try {
+        const url = await c.url;
+        const r = await fetch(`${url}/v1/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ prompt: 'random weights', max_tokens: 5, ignore_eos: true }) });
+        expect(r.status).toBe(200);
+        const body = await r.json();
+        expect(body.usage.completion_tokens).toBe(5);
+        c.proc.kill('SIGTERM');
+        expect(await c.exit).toBe(0);
+      } finally {
+        c.proc.kill('SIGKILL');
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
