@@ -12,7 +12,6 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { mulberry32 } from '../src/util/prng.ts';
-import { plotServing } from './serving-plot.ts';
 import { type BenchRequest, type Workload, fixedWorkload, sharegptDataset, sharegptShapedWorkload, workloadStats } from './workloads.ts';
 import { type RateMetrics, summarize } from './serving-metrics.ts';
 import { resultSlug } from './slug.ts';
@@ -380,6 +379,8 @@ export async function runServing(o: ServingOptions): Promise<{ result: ServingRe
     let svg: string | undefined;
     if (o.plot) {
       const others = (o.plotInputs ?? []).map((f) => JSON.parse(readFileSync(f, 'utf8')) as ServingResult);
+      // loaded only to draw: vega is large, and the GPU machine's package set leaves it out
+      const { plotServing } = await import('./serving-plot.ts');
       await plotServing([...others, result], o.plot);
       svg = o.plot;
       say(`bench serving: figure written to ${o.plot}`);
