@@ -11,6 +11,15 @@ import type { NativeAddon } from './addon.ts';
 
 /** Rows of a up to which matmul uses the gemv kernel (native/include/ops.h kGemvMaxRows). */
 export const GEMV_MAX_ROWS = 16;
+/** Rows up to which pickMatmul chooses gemv over BLAS (PARALLM_NATIVE_GEMV_ROWS, 0 to GEMV_MAX_ROWS; default GEMV_MAX_ROWS). */
+export const GEMV_PICK_ROWS = gemvPickRows(process.env.PARALLM_NATIVE_GEMV_ROWS);
+
+export function gemvPickRows(v: string | undefined): number {
+  if (v === undefined || v === '') return GEMV_MAX_ROWS;
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 0 || n > GEMV_MAX_ROWS) throw new Error(`PARALLM_NATIVE_GEMV_ROWS=${v}: expected a whole number from 0 to ${GEMV_MAX_ROWS}`);
+  return n;
+}
 /** Largest head size of the attention kernels (ops.h kMaxHeadSize). */
 export const MAX_HEAD_SIZE = 256;
 /** Tokens per partition of paged_attention v2 when the backend chooses and the batch fills the GPU. */
@@ -96,7 +105,7 @@ function sameMemory(a: Tensor, b: Tensor): boolean {
 /** The matmul kernel for these arguments: the given one, else gemv for few rows, BLAS, tiled. */
 export function pickMatmul(blas: boolean, a: OpArgs['matmul']): MatmulKernel {
   if (a.kernel) return a.kernel;
-  if (a.a.shape[0] <= GEMV_MAX_ROWS) return 'gemv';
+  if (a.a.shape[0] <= GEMV_PICK_ROWS || (!blas && a.a.shape[0] <= GEMV_MAX_ROWS)) return 'gemv';
   return blas ? 'sgmat' : 'tiled';
 }
 
