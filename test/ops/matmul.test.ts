@@ -118,7 +118,9 @@ describe.each(backendsUnderTest())('%s backend: matmul', (backend) => {
         const to = fromArray(small, new Float64Array(m * n).fill(NaN), [m, n], 'f32');
         await small.stream().op('matmul', { a: ta, w: tw, bias: tb, out: to }).submit().done();
         const want = await reference('matmul', { a: host(a, [m, k]), w: host(w, [n, k], 'f16'), bias: host(bias, [n]), out: output([m, n]) });
-        expect(relErr(await toArray(small, to), want.out)).toBeLessThan(small.info.features.subgroupMatrix && m > 16 ? 1e-2 : 1e-5);
+        // the matrix units round a to f16: webgpu's past 16 rows, native's BLAS at every row count
+        const rounded = small.info.features.subgroupMatrix && (backend === 'native' || m > 16);
+        expect(relErr(await toArray(small, to), want.out)).toBeLessThan(rounded ? 1e-2 : 1e-5);
       }
     } finally {
       small.destroy();

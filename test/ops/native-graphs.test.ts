@@ -57,7 +57,8 @@ describe.runIf(backendsUnderTest().includes('native'))('native backend: graphs',
     for (let step = 0; step < 4; step++) {
       const input = Float32Array.from(normal(r, n * h, 2));
       const [got, want] = [await gpu.run(input), await cpu.run(input)];
-      expect(relErr(got, want), `step ${step}`).toBeLessThan(1e-5);
+      // with BLAS the matmuls round their activations to f16 (~2e-4 here); a bad replay is off by ~1
+      expect(relErr(got, want), `step ${step}`).toBeLessThan(dev.info.features.subgroupMatrix ? 2e-3 : 1e-5);
     }
     expect(dev.graphStats).toEqual({ eager: 1, captured: 1, replayed: 2 });
   });
