@@ -66,6 +66,10 @@ export async function runThroughput(o: ThroughputOptions): Promise<Record<string
   bar?.start(w.requests.length, 0);
   const buildsBefore = { ...((llm.device as { kernels?: { builds?: { count: number; ms: number } } }).kernels?.builds ?? { count: 0, ms: 0 }) };
   const hostBefore = { ...((llm.device as { hostStats?: { submits: number; encodeMs: number; submitMs: number } }).hostStats ?? { submits: 0, encodeMs: 0, submitMs: 0 }) };
+  // the profiles count from here: the warm-up in LLM.create ran the model already
+  (llm.device as { profile?: DispatchProfile }).profile?.reset();
+  const nativeAddon = (llm.device as { addon?: { profile?: () => Record<string, [number, number]> } }).addon;
+  const nativeBefore = process.env.PARALLM_NATIVE_PROFILE === '1' ? (nativeAddon?.profile?.() ?? {}) : {};
   const t0 = performance.now();
   let done = 0;
   let outputTokens = 0;
@@ -137,7 +141,14 @@ export async function runThroughput(o: ThroughputOptions): Promise<Record<string
   Object.assign(result, extra);
   // PARALLM_NATIVE_PROFILE=1 on native: the GPU time of the run per op (launch events)
   const addon = (llm.device as { addon?: { profile?: () => Record<string, [number, number]> } }).addon;
-  const prof = process.env.PARALLM_NATIVE_PROFILE === '1' ? addon?.profile?.() : undefined;
+  const profAll = process.env.PARALLM_NATIVE_PROFILE === '1' ? addon?.profile?.() : undefined;
+  const prof = profAll
+    ? Object.fromEntries(
+        Object.entries(profAll)
+          .map(([k, [ms, n]]): [string, [number, number]] => [k, [ms - (nativeBefore[k]?.[0] ?? 0), n - (nativeBefore[k]?.[1] ?? 0)]])
+          .filter(([, [, n]]) => n > 0),
+      )
+    : undefined;
   if (prof && Object.keys(prof).length) {
     const total = Object.values(prof).reduce((a, [ms]) => a + ms, 0);
     result.profile = Object.fromEntries(

@@ -134,7 +134,16 @@ export class LLM {
     const numHostBlocks = Math.floor(((o.swapSpaceGiB ?? 4) * 2 ** 30) / perBlock);
     const blocks = new BlockManager({ numBlocks, blockSize, numHostBlocks, enablePrefixCaching: o.enablePrefixCaching ?? true });
     const scheduler = new Scheduler({ maxModelLen, maxNumSeqs, maxNumBatchedTokens, enableChunkedPrefill: o.enableChunkedPrefill ?? true }, blocks);
-    if (o.warmup ?? isGpu(device)) await model.warmup(cache, { maxRows: maxNumSeqs, maxTokens: maxNumBatchedTokens });
+    if (o.warmup ?? isGpu(device)) {
+      try {
+        await model.warmup(cache, { maxRows: maxNumSeqs, maxTokens: maxNumBatchedTokens });
+      } catch (e) {
+        cache.free();
+        model.free();
+        device.destroy();
+        throw e;
+      }
+    }
     const runner = new ModelRunner(device, model, cache, o.timing ?? false);
     const eos = tokenizer?.eosTokenIds ?? config.eosTokenIds;
     const engine = new LLMEngine(tokenizer, eos, scheduler, blocks, runner, maxModelLen, { overlapSteps: o.overlapSteps });

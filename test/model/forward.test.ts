@@ -121,13 +121,17 @@ describe.each(['cpu', ...backendsUnderTest()])('%s backend: forward vs HF transf
       expect(got).toEqual(refs.map((r) => r.greedy));
     });
 
-    it('a step of decodes ahead of a prompt: split attention (paged + prefill) gives the logits of one prefill_attention, and HF', async () => {
+    it.each([
+      ['decodes ahead of a prompt', [0, 1, 2]],
+      ['decodes ahead of a prompt and one more decode after it', [0, 1, 3]],
+    ] as [string, number[]][])('a step of %s: split attention (paged + prefill) gives the logits of one prefill_attention, and HF', async (_, decoding) => {
       const blocks = new Blocks(128, 11);
-      const n = refs.length;
+      const prompt = [0, 1, 2, 3].find((i) => !decoding.includes(i))!;
       const seqs: Seq[] = refs.map((r) => ({ ids: [...r.ids], table: [], cached: 0 }));
-      // the first n - 1 prompts are cached; each then decodes its first greedy token while the last prompt is prefilled
-      await model.logits(stepOf(seqs.slice(0, n - 1), blocks), cache);
-      seqs.slice(0, n - 1).forEach((q, i) => q.ids.push(refs[i].greedy[0]));
+      // the decoding prompts are cached; each then decodes its first greedy token while the other prompt is prefilled
+      const dec = decoding.map((i) => seqs[i]);
+      await model.logits(stepOf(dec, blocks), cache);
+      decoding.forEach((i) => seqs[i].ids.push(refs[i].greedy[0]));
       const step = stepOf(seqs, blocks);
       const saved = model.splitDecodeRows;
       try {
@@ -140,7 +144,7 @@ describe.each(['cpu', ...backendsUnderTest()])('%s backend: forward vs HF transf
         const split = await model.logits(step, cache);
         expect(relErr(split, whole)).toBeLessThan(1e-5);
         const V = model.config.vocabSize;
-        expect(relErr(split.subarray((n - 1) * V, n * V), refs[n - 1].last_logits)).toBeLessThan(1e-4);
+        expect(relErr(split.subarray(prompt * V, (prompt + 1) * V), refs[prompt].last_logits)).toBeLessThan(1e-4);
       } finally {
         model.splitDecodeRows = saved;
       }

@@ -20,6 +20,10 @@ describe('DispatchProfile', () => {
       { key: 'a', ms: 3, count: 2 },
     ]);
     expect(p.table()).toMatch(/8 ms profiled[\s\S]*62\.5%.*b\n\s*37\.5%.*a$/);
+    p.untimed = 3;
+    p.reset();
+    expect(p.report()).toEqual([]);
+    expect(p.untimed).toBe(0);
   });
   it('keys a dispatch by op, kernel, flags, a matmul n x k and the power of two above its rows', () => {
     expect(profileKey('matmul', 'matmul_sgmat.wgsl', ['BIAS'], { m: 200, n: 4096, k: 11008 })).toBe('matmul: matmul_sgmat[BIAS] 4096x11008 m<=256');

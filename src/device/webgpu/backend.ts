@@ -373,7 +373,7 @@ export class WebGpuStream implements CommandStream {
       profileRead.destroy();
       profileSet?.destroy();
       profiled.forEach((key, i) => profile!.add(key, Math.max(0, Number(t[2 * i + 1] - t[2 * i])) / 1e6));
-      return Number(t[2 * profiled.length - 1] - t[0]) / 1e6;
+      return Math.max(0, Number(t[2 * profiled.length - 1] - t[0]) / 1e6);
     });
     profileTs?.catch(() => {});
     return {

@@ -27,6 +27,12 @@ export class DispatchProfile {
     r.count++;
   }
 
+  /** Forgets what was added (a benchmark times its run, not the warm-up before it). */
+  reset(): void {
+    this.rows.clear();
+    this.untimed = 0;
+  }
+
   /** Rows by time, largest first. */
   report(): ProfileRow[] {
     return [...this.rows.values()].sort((a, b) => b.ms - a.ms);
@@ -35,7 +41,7 @@ export class DispatchProfile {
   /** The report as a text table with each row's share of the profiled time. */
   table(limit = 40): string {
     const rows = this.report();
-    const total = rows.reduce((s, r) => s + r.ms, 0);
+    const total = rows.reduce((s, r) => s + r.ms, 0) || 1;
     const lines = [`GPU time by dispatch: ${total.toFixed(0)} ms profiled${this.untimed ? `, ${this.untimed} dispatches untimed` : ''}`];
     for (const r of rows.slice(0, limit)) {
       lines.push(`${((100 * r.ms) / total).toFixed(1).padStart(5)}%  ${r.ms.toFixed(1).padStart(10)} ms  ${String(r.count).padStart(7)} x  ${((1000 * r.ms) / r.count).toFixed(1).padStart(9)} us  ${r.key}`);
