@@ -22,7 +22,6 @@ const args = process.argv.slice(2);
 const opt = (name: string) => args.find((a) => a.startsWith(`--${name}=`))?.split('=')[1];
 const quick = args.includes('--quick');
 const warmMs = Number(opt('warm-ms') ?? (quick ? 0 : 400));
-let firstMs = 0;
 const only = opt('only')?.split(',');
 const ms_ = opt('m')?.split(',').map(Number) ?? [64, 128, 256, 2048];
 const shapes: [number, number][] = (opt('shapes')?.split(',') ?? ['4096x4096', '11008x4096', '4096x11008', '12288x4096', '22016x4096']).map((s) => s.split('x').map(Number) as [number, number]);
@@ -48,7 +47,8 @@ function upload(bits: Uint16Array, shape: number[]): Tensor {
   return t;
 }
 
-async function timeIt(mk: (i: number) => Dispatch[], trials = quick ? 1 : 5): Promise<number> {
+/** The median timing after the warm-up, and the first timing (before it). */
+async function timeIt(mk: (i: number) => Dispatch[], trials = quick ? 1 : 5): Promise<{ ms: number; firstMs: number }> {
   const run = async (reps: number, timing: boolean) => {
     const s = dev.stream({ timing }) as any;
     for (let i = 0; i < reps; i++) for (const d of mk(i)) s.dispatch(d);
@@ -57,7 +57,6 @@ async function timeIt(mk: (i: number) => Dispatch[], trials = quick ? 1 : 5): Pr
   };
   await run(1, false);
   const est = await run(2, true);
-  firstMs = est;
   const reps = Math.max(2, Math.min(quick ? 4 : 40, Math.ceil((quick ? 2 : 6) / Math.max(est, 1e-3))));
   // steady state: the plan runs back to back for warmMs before it is timed (the first launches
   // after buffers are made, or after the GPU idled, run several times slower: perf-notes)
@@ -65,7 +64,7 @@ async function timeIt(mk: (i: number) => Dispatch[], trials = quick ? 1 : 5): Pr
   const ts: number[] = [];
   for (let k = 0; k < trials; k++) ts.push(await run(reps, true));
   ts.sort((x, y) => x - y);
-  return ts[Math.floor(ts.length / 2)];
+  return { ms: ts[Math.floor(ts.length / 2)], firstMs: est };
 }
 
 const D = (file: string, tensors: Record<string, Tensor>, params: Record<string, number>, g: [number, number?], flags: string[] = [], overrides: Record<string, number> = {}): Dispatch => ({ file, flags, overrides, tensors, params, grid: g });
@@ -81,7 +80,7 @@ const D = (file: string, tensors: Record<string, Tensor>, params: Record<string,
     for (let i = 0; i < 50; i++) s.dispatch(D('copy.wgsl', { x, out: y }, { n4: n / 4 }, grid(4096)));
     await s.submit().done();
   }
-  const ms = await timeIt(() => [D('copy.wgsl', { x, out: y }, { n4: n / 4 }, grid(4096))]);
+  const { ms } = await timeIt(() => [D('copy.wgsl', { x, out: y }, { n4: n / 4 }, grid(4096))]);
   console.log(`copy ${(8 * n / ms / 1e6).toFixed(0)} GB/s (warm-up done)`);
   dev.free(x.buffer);
   dev.free(y.buffer);
@@ -188,7 +187,7 @@ for (const [N, K] of shapes) {
       const ablation = !!pl.ablation;
       const label = `${pl.label.padEnd(34)} m=${String(m).padEnd(5)} ${N}x${K}`;
       try {
-        const ms = await timeIt((i) => pl.mk(ws[i % copies]));
+        const { ms, firstMs } = await timeIt((i) => pl.mk(ws[i % copies]));
         // the checked launch: out filled with NaN first, then one launch on copy 0
         dev.upload(out, nanBits);
         const s = dev.stream() as any;

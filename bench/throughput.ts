@@ -39,6 +39,14 @@ export interface ThroughputOptions {
   warmup?: boolean;
 }
 
+/** What a device may expose for a run's diagnostics: WebGPU's build, host and dispatch stats, native's launch profile. */
+interface DeviceDiagnostics {
+  kernels?: { builds: { count: number; ms: number; keys: string[] } };
+  hostStats?: { submits: number; encodeMs: number; submitMs: number };
+  profile?: DispatchProfile;
+  addon?: { profile?: () => Record<string, [number, number]> };
+}
+
 export async function runThroughput(o: ThroughputOptions): Promise<Record<string, unknown>> {
   const llm = await LLM.create({
     model: o.model,
@@ -64,12 +72,14 @@ export async function runThroughput(o: ThroughputOptions): Promise<Record<string
 
   const bar = process.stderr.isTTY ? new SingleBar({ format: 'requests |{bar}| {value}/{total} {eta_formatted}', stream: process.stderr }) : undefined;
   bar?.start(w.requests.length, 0);
-  const buildsBefore = { ...((llm.device as { kernels?: { builds?: { count: number; ms: number } } }).kernels?.builds ?? { count: 0, ms: 0 }) };
-  const hostBefore = { ...((llm.device as { hostStats?: { submits: number; encodeMs: number; submitMs: number } }).hostStats ?? { submits: 0, encodeMs: 0, submitMs: 0 }) };
-  // the profiles count from here: the warm-up in LLM.create ran the model already
-  (llm.device as { profile?: DispatchProfile }).profile?.reset();
-  const nativeAddon = (llm.device as { addon?: { profile?: () => Record<string, [number, number]> } }).addon;
-  const nativeBefore = process.env.PARALLM_NATIVE_PROFILE === '1' ? (nativeAddon?.profile?.() ?? {}) : {};
+  // the run's diagnostics count from here: the warm-up in LLM.create ran the model already
+  const diag = llm.device as unknown as DeviceDiagnostics;
+  const nativeProfile = process.env.PARALLM_NATIVE_PROFILE === '1' ? diag.addon?.profile?.bind(diag.addon) : undefined;
+  const buildsBefore = diag.kernels?.builds.count ?? 0;
+  const buildMsBefore = diag.kernels?.builds.ms ?? 0;
+  const hostBefore = diag.hostStats && { ...diag.hostStats };
+  diag.profile?.reset();
+  const nativeBefore = nativeProfile?.() ?? {};
   const t0 = performance.now();
   let done = 0;
   let outputTokens = 0;
@@ -117,11 +127,12 @@ export async function runThroughput(o: ThroughputOptions): Promise<Record<string
     gpuIdleFraction: s.wallMs > 0 && s.gpuMs > 0 ? round(Math.max(0, 1 - s.gpuMs / s.wallMs)) : null,
     hostWaitFraction: s.wallMs > 0 ? round(s.waitMs / s.wallMs) : null,
   };
-  // webgpu: pipelines compiled during the run (the host blocks on each while the GPU may idle)
-  const builds = (llm.device as { kernels?: { builds?: { count: number; ms: number; keys: string[] } } }).kernels?.builds;
-  const host = (llm.device as { hostStats?: { submits: number; encodeMs: number; submitMs: number } }).hostStats;
-  if (host) Object.assign(result, { hostSubmits: host.submits - hostBefore.submits, hostEncodeMs: round(host.encodeMs - hostBefore.encodeMs), hostSubmitMs: round(host.submitMs - hostBefore.submitMs) });
-  if (builds) Object.assign(result, { kernelBuilds: builds.count - buildsBefore.count, kernelBuildMs: round(builds.ms - buildsBefore.ms), kernelsBuilt: builds.keys.slice(buildsBefore.count) });
+  // webgpu: the host's recording and submitting, and the pipelines compiled during the run (the
+  // host blocks on each while the GPU may idle)
+  const host = diag.hostStats;
+  if (host && hostBefore) Object.assign(result, { hostSubmits: host.submits - hostBefore.submits, hostEncodeMs: round(host.encodeMs - hostBefore.encodeMs), hostSubmitMs: round(host.submitMs - hostBefore.submitMs) });
+  const builds = diag.kernels?.builds;
+  if (builds) Object.assign(result, { kernelBuilds: builds.count - buildsBefore, kernelBuildMs: round(builds.ms - buildMsBefore), kernelsBuilt: builds.keys.slice(buildsBefore) });
   // the roofline of this workload (ARCHITECTURE.md) and the peers measured on the same GPU
   let ceil: Ceilings = H200;
   let ceilSource = 'H200 as ARCHITECTURE.md states it';
@@ -140,8 +151,7 @@ export async function runThroughput(o: ThroughputOptions): Promise<Record<string
   }
   Object.assign(result, extra);
   // PARALLM_NATIVE_PROFILE=1 on native: the GPU time of the run per op (launch events)
-  const addon = (llm.device as { addon?: { profile?: () => Record<string, [number, number]> } }).addon;
-  const profAll = process.env.PARALLM_NATIVE_PROFILE === '1' ? addon?.profile?.() : undefined;
+  const profAll = nativeProfile?.();
   const prof = profAll
     ? Object.fromEntries(
         Object.entries(profAll)
@@ -160,7 +170,7 @@ export async function runThroughput(o: ThroughputOptions): Promise<Record<string
     for (const [k, v] of Object.entries(result.profile as Record<string, { ms: number; launches: number; share: number }>)) console.error(`  ${k.padEnd(32)} ${String(v.ms).padStart(10)} ms ${String(v.launches).padStart(8)} launches ${(v.share * 100).toFixed(1).padStart(5)}%`);
   }
   // PARALLM_WEBGPU_PROFILE=1 on webgpu: the GPU time of the run per dispatch (src/device/webgpu/profile.ts)
-  const wprof = (llm.device as { profile?: DispatchProfile }).profile;
+  const wprof = diag.profile;
   if (wprof) {
     const rows = wprof.report();
     const total = rows.reduce((a, r) => a + r.ms, 0);

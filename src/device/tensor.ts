@@ -26,6 +26,13 @@ export function view(t: Tensor, elementOffset: number, shape: readonly number[])
   return { buffer: t.buffer, offset, shape: [...shape], dtype: t.dtype };
 }
 
+/** The fewest rows of rowBytes bytes each whose total is a multiple of alignment bytes. */
+export function alignedRows(rowBytes: number, alignment: number): number {
+  let [x, y] = [alignment, rowBytes];
+  while (y) [x, y] = [y, x % y];
+  return alignment / x;
+}
+
 /** Rows [start, start + count) of a tensor's first dimension. */
 export function rows(t: Tensor, start: number, count: number): Tensor {
   const rowElems = numel(t.shape.slice(1));

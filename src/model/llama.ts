@@ -4,7 +4,7 @@
 // last token of each sequence, or ids sampled on the device.
 
 import type { CommandStream, Device, Tensor } from '../device/device.ts';
-import { fromArray, rows } from '../device/tensor.ts';
+import { alignedRows, fromArray, rows } from '../device/tensor.ts';
 import type { ModelConfig } from './config.ts';
 import type { KvCache } from './kv-cache.ts';
 import { ropeCosSin, ropeInvFreq } from './rope.ts';
@@ -200,7 +200,7 @@ export class LlamaModel {
     s.op('embedding', { ids: inp.ids, table: w.embedTokens, out: residual });
     const decodeOnly = step.seqs.every((x) => x.queryLen === 1);
     // a mixed step: its leading decode rows through paged_attention, the rest through prefill
-    const D = decodeOnly ? 0 : this.splitRows(step);
+    const D = this.splitRows(step);
     let split: { btD: Tensor; clD: Tensor; btP: Tensor; clP: Tensor; qsP: Tensor } | undefined;
     if (D) {
       const startsP = starts.subarray(D).map((x) => x - D);
@@ -283,11 +283,8 @@ export class LlamaModel {
     const greedy = (n: number): DeviceSampling => ({ temperature: new Float32Array(n), topK: new Int32Array(n), topP: new Float32Array(n).fill(1), draws: new Float32Array(n) });
     const cap = Math.max(1, Math.min(opts.maxTokens, cache.numBlocks * B, this.config.maxPositionEmbeddings));
     const rowsList = [...new Set([...Array.from({ length: 16 }, (_, i) => i + 1), Math.max(1, Math.min(opts.maxRows, cap))])];
-    for (const m of rowsList) {
-      await this.sample(decodes(m), cache);
-      await this.sample(decodes(m), cache, greedy(m));
-    }
-    // a step whose token is the one the step before sampled, still on the device (step overlap)
+    for (const m of rowsList) await this.sample(decodes(m), cache, greedy(m));
+    // a step whose token is the one the step before sampled, still on the device (step overlap), with argmax
     await this.sample({ ...decodes(1), tokenIds: [-2], sampledBefore: this.ws.get('sampled', [1], 'i32') }, cache);
     // decodes at longer contexts: the decode kernel's partitions follow the longest one
     const longRows = Math.max(1, Math.min(opts.maxRows, cap));
@@ -314,15 +311,11 @@ export class LlamaModel {
    * start there); 0 where the step is not split.
    */
   splitRows(step: StepInput): number {
-    if (!this.splitDecodeRows || step.seqs.every((x) => x.queryLen === 1)) return 0;
-    const qw = this.config.numHeads * this.config.headDim;
+    if (!this.splitDecodeRows) return 0;
     let d = 0;
     while (d < step.seqs.length && step.seqs[d].queryLen === 1) d++;
-    if (d === step.seqs.length) return 0;
-    const rowBytes = qw * 4;
-    const align = this.device.info.bindingAlignment;
-    const unit = align / gcd(align, rowBytes);
-    d -= d % unit;
+    if (d === step.seqs.length) return 0; // decodes only: paged_attention takes the whole step
+    d -= d % alignedRows(this.config.numHeads * this.config.headDim * 4, this.device.info.bindingAlignment);
     return d >= this.splitDecodeRows ? d : 0;
   }
 
@@ -332,11 +325,6 @@ export class LlamaModel {
     this.ws.free();
     this.device.free(this.cosSin.buffer);
   }
-}
-
-function gcd(x: number, y: number): number {
-  while (y) [x, y] = [y, x % y];
-  return x;
 }
 
 function hasPlaceholder(ids: ArrayLike<number>): boolean {

@@ -1,7 +1,7 @@
 // Shared pieces of the webgpu op planners: the Dispatch record, grids, row blocks.
 
 import { type Tensor, TensorTooLargeError } from '../device.ts';
-import { tensorBytes } from '../tensor.ts';
+import { alignedRows, tensorBytes } from '../tensor.ts';
 import type { WebGpuDevice } from './backend.ts';
 
 /** One kernel launch: the kernel by file, flags and overrides; tensors by binding name. */
@@ -37,15 +37,10 @@ export function rowBlock(dev: WebGpuDevice, t: Tensor): number {
   const rowBytes = tensorBytes(t) / n;
   let block = Math.min(n, Math.floor(dev.info.maxBindingBytes / rowBytes));
   if (block < n) {
-    const step = dev.info.bindingAlignment / gcd(dev.info.bindingAlignment, rowBytes);
+    const step = alignedRows(rowBytes, dev.info.bindingAlignment);
     block = Math.floor(block / step) * step;
     if (block === 0) throw new TensorTooLargeError(`cannot split [${t.shape}] ${t.dtype} into aligned row blocks under ${dev.info.maxBindingBytes} bytes`);
   }
   return block;
-}
-
-function gcd(x: number, y: number): number {
-  while (y) [x, y] = [y, x % y];
-  return x;
 }
 
