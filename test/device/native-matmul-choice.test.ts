@@ -10,6 +10,7 @@ const t = (shape: number[]): Tensor => ({ buffer: { id: 1, size: 1 << 20 } as ne
 const mm = (m: number) => ({ a: t([m, 64]), w: t([32, 64]), out: t([m, 32]) });
 
 describe('native matmul kernel choice', () => {
+  // the variable, read when ops.ts loads, moves the default this test checks
   it.skipIf(!!process.env.PARALLM_NATIVE_GEMV_ROWS)('BLAS at every row count by default', () => {
     for (const m of [1, 4, GEMV_MAX_ROWS, GEMV_MAX_ROWS + 1, 2048]) expect(pickMatmul(true, mm(m))).toBe('sgmat');
   });

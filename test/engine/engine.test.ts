@@ -49,6 +49,7 @@ describe.each(backendsUnderTest())('%s backend: engine', (backend) => {
   });
   afterAll(() => alone?.close());
 
+  // only webgpu compiles kernels as they are first used (cpu has none, native's are built ahead)
   it.skipIf(backend !== 'webgpu')('the warm-up built every kernel that a batch of decodes and prompts uses', async () => {
     const builds = (alone.device as unknown as { kernels: { builds: { count: number } } }).kernels.builds;
     const before = builds.count;
