@@ -55,17 +55,37 @@ export interface SgVariant {
    * streams all of w); g > 0 bands of g row blocks, the band's row blocks fastest, so that the
    * workgroups in flight share w's tiles in L2 */
   group?: number;
+  /** interior k-slices (every chunk of the slice inside k_end, the tile's columns inside n: uniform
+   * over the workgroup) load without a guard per chunk, so that the compiler can issue all of a
+   * thread's loads back to back */
+  uncond?: boolean;
+  /** k-slices prefetched into registers ahead of the one in workgroup memory (1 by default; 2 holds
+   * twice the registers for loads and gives them two slices' multiplies to land) */
+  depth?: 1 | 2;
+  /** warp specialization: this many extra subgroups only load and stage (two workgroup buffers,
+   * one barrier a slice) while the sgr x sgc subgroups only multiply */
+  ws?: number;
   /** two lines for the lab's report */
   about: string;
 }
 
-export const tileOf = (v: SgVariant) => ({ tm: v.sgr * v.wm * 16, tn: v.sgc * v.wn * 16, threads: v.sgr * v.sgc * 32 });
+export const tileOf = (v: SgVariant) => ({ tm: v.sgr * v.wm * 16, tn: v.sgc * v.wn * 16, threads: (v.sgr * v.sgc + (v.ws ?? 0)) * 32 });
 export const smemBytes = (v: SgVariant) => {
   const { tm, tn } = tileOf(v);
-  return (tm + tn) * (v.bk + 8) * 2 * (v.double ? 2 : 1);
+  return (tm + tn) * (v.bk + 8) * 2 * (v.double || v.ws ? 2 : 1);
 };
 
 export const VARIANTS: SgVariant[] = [
+  { name: 'sgmat_v4_u', sgr: 2, sgc: 2, wm: 4, wn: 4, bk: 32, prefetch: true, uncond: true, about: 'sgmat_v3_128 with unguarded loads on interior slices' },
+  { name: 'sgmat_v4_u_nomma', sgr: 2, sgc: 2, wm: 4, wn: 4, bk: 32, prefetch: true, uncond: true, ablate: 'nomma', about: 'ablation of sgmat_v4_u: staging only' },
+  { name: 'sgmat_v4_d2', sgr: 2, sgc: 2, wm: 4, wn: 4, bk: 32, prefetch: true, uncond: true, depth: 2, about: 'sgmat_v4_u with two k-slices in registers ahead of workgroup memory' },
+  { name: 'sgmat_v4_d2_nomma', sgr: 2, sgc: 2, wm: 4, wn: 4, bk: 32, prefetch: true, uncond: true, depth: 2, ablate: 'nomma', about: 'ablation of sgmat_v4_d2: staging only' },
+  { name: 'sgmat_v4_w8_u', sgr: 4, sgc: 2, wm: 2, wn: 4, bk: 32, prefetch: true, uncond: true, about: '128x128, 8 subgroups of 32x64, unguarded interior loads' },
+  { name: 'sgmat_v4_w8_d2', sgr: 4, sgc: 2, wm: 2, wn: 4, bk: 32, prefetch: true, uncond: true, depth: 2, about: 'sgmat_v4_w8_u with two k-slices in registers ahead' },
+  { name: 'sgmat_v4_ws', sgr: 2, sgc: 2, wm: 4, wn: 4, bk: 32, prefetch: true, uncond: true, ws: 4, about: '128x128: 4 subgroups multiply (64x64 each), 4 more load and stage, two buffers' },
+  { name: 'sgmat_v4_ws_d2', sgr: 2, sgc: 2, wm: 4, wn: 4, bk: 32, prefetch: true, uncond: true, ws: 4, depth: 2, about: 'sgmat_v4_ws with two k-slices in the loaders\' registers' },
+  { name: 'sgmat_v4_ws_d2_nomma', sgr: 2, sgc: 2, wm: 4, wn: 4, bk: 32, prefetch: true, uncond: true, ws: 4, depth: 2, ablate: 'nomma', about: 'ablation of sgmat_v4_ws_d2: staging only' },
+  { name: 'sgmat_v4_ws2_d2', sgr: 2, sgc: 2, wm: 4, wn: 4, bk: 32, prefetch: true, uncond: true, ws: 2, depth: 2, about: 'sgmat_v4_ws_d2 with 2 loader subgroups (16 loads a slice each)' },
   { name: 'sgmat_v3_128', sgr: 2, sgc: 2, wm: 4, wn: 4, bk: 32, prefetch: true, about: 'sgmat_v2_128 (the op kernel without its edge guards), the baseline of the v3 ablations' },
   { name: 'sgmat_v3_128x256', sgr: 2, sgc: 4, wm: 4, wn: 4, bk: 32, prefetch: true, about: '128x256, 8 subgroups of 64x64: a quarter less staged traffic per product than 128x128' },
   { name: 'sgmat_v3_256x128', sgr: 4, sgc: 2, wm: 4, wn: 4, bk: 32, prefetch: true, about: '256x128, 8 subgroups of 64x64' },
@@ -96,8 +116,13 @@ export function generate(v: SgVariant): string {
   const { tm, tn, threads } = tileOf(v);
   const V = v.bk / 8; // 16-byte chunks per tile row
   const gpr = V / 4; // 32-lane groups per 8 rows
-  const na = (tm * V) / threads;
-  const nw = (tn * V) / threads;
+  const consumers = v.sgr * v.sgc;
+  const loaders = v.ws ? v.ws * 32 : threads; // threads that load and stage
+  const na = (tm * V) / loaders;
+  const nw = (tn * V) / loaders;
+  const depth = v.depth ?? 1;
+  if (depth > 1 && (!v.prefetch || v.double)) throw new Error(`${v.name}: depth 2 is a register prefetch of a single buffer`);
+  if (v.ws && (!v.prefetch || v.double)) throw new Error(`${v.name}: warp specialization prefetches into registers and has its own two buffers`);
   if (!Number.isInteger(na) || !Number.isInteger(nw)) throw new Error(`${v.name}: tile rows x chunks not a multiple of the threads`);
   const L: string[] = [];
   const ind = (n: number) => '  '.repeat(n);
@@ -174,11 +199,12 @@ ${v.group ? `  let tiles_m = params.tiles / params.tiles_n;
   let k8 = params.k / 8u;
   let end8 = k_end / 8u;
   // load slots: a 32-lane group covers 8 rows (lane & 7) x 4 chunks (lane >> 3)
-  let r8 = lid & 7u;
-  let cq = (lid >> 3u) & 3u;
-  let g0 = lid >> 5u;`);
+  let pid = ${v.ws ? `select(0u, lid - ${consumers * 32}u, lid >= ${consumers * 32}u); // the loader's index (warp specialization)` : 'lid;'}
+  let r8 = pid & 7u;
+  let cq = (pid >> 3u) & 3u;
+  let g0 = pid >> 5u;`);
   const slot = (p: string, i: number) => {
-    const g = `(g0 + ${(i * threads) / 32}u)`;
+    const g = `(g0 + ${(i * loaders) / 32}u)`;
     const row = gpr === 1 ? `${g} * 8u + r8` : `(${g} / ${gpr}u) * 8u + r8`;
     const cv = gpr === 1 ? 'cq' : `(${g} % ${gpr}u) * 4u + cq`;
     L.push(`  let ${p}row${i} = ${row};`);
@@ -191,11 +217,28 @@ ${v.group ? `  let tiles_m = params.tiles / params.tiles_n;
   for (let i = 0; i < nw; i++) L.push(`  let wok${i} = tc + wrow${i} < params.n;`);
   for (let i = 0; i < nw; i++) L.push(`  let wp${i} = (tc + wrow${i}) * k8 + wcv${i};`);
   for (const [i, j] of accs) L.push(`  var acc${i}${j} = subgroup_matrix_result<f32, 16, 16>();`);
-  for (let i = 0; i < na; i++) L.push(`  var va${i} = vec4<u32>();`);
-  for (let i = 0; i < nw; i++) L.push(`  var vw${i} = vec4<u32>();`);
-  const loads = (d: number, kvExpr: string) => {
-    for (let i = 0; i < na; i++) L.push(`${ind(d)}va${i} = vec4<u32>(); if (${kvExpr} + acv${i} < end8) { va${i} = a[ap${i} + ${kvExpr}]; }`);
-    for (let i = 0; i < nw; i++) L.push(`${ind(d)}vw${i} = vec4<u32>(); if (wok${i} && ${kvExpr} + wcv${i} < end8) { vw${i} = w[wp${i} + ${kvExpr}]; }`);
+  for (const r of depth > 1 ? ['v', 'x'] : ['v']) {
+    for (let i = 0; i < na; i++) L.push(`  var ${r}a${i} = vec4<u32>();`);
+    for (let i = 0; i < nw; i++) L.push(`  var ${r}w${i} = vec4<u32>();`);
+  }
+  if (v.uncond) L.push(`  let wfull = tc + TN <= params.n;`);
+  // the slice at chunk kvExpr into registers r (v: the next slice to stage; x: the one after it)
+  const loads = (d: number, kvExpr: string, r = 'v') => {
+    const guarded = (dd: number) => {
+      for (let i = 0; i < na; i++) L.push(`${ind(dd)}${r}a${i} = vec4<u32>(); if (${kvExpr} + acv${i} < end8) { ${r}a${i} = a[ap${i} + ${kvExpr}]; }`);
+      for (let i = 0; i < nw; i++) L.push(`${ind(dd)}${r}w${i} = vec4<u32>(); if (wok${i} && ${kvExpr} + wcv${i} < end8) { ${r}w${i} = w[wp${i} + ${kvExpr}]; }`);
+    };
+    if (!v.uncond) return guarded(d);
+    L.push(`${ind(d)}if (wfull && ${kvExpr} + ${V}u <= end8) {`);
+    for (let i = 0; i < na; i++) L.push(`${ind(d + 1)}${r}a${i} = a[ap${i} + ${kvExpr}];`);
+    for (let i = 0; i < nw; i++) L.push(`${ind(d + 1)}${r}w${i} = w[wp${i} + ${kvExpr}];`);
+    L.push(`${ind(d)}} else {`);
+    guarded(d + 1);
+    L.push(`${ind(d)}}`);
+  };
+  const shift = (d: number) => {
+    for (let i = 0; i < na; i++) L.push(`${ind(d)}va${i} = xa${i};`);
+    for (let i = 0; i < nw; i++) L.push(`${ind(d)}vw${i} = xw${i};`);
   };
   const stage = v.ablate !== 'nostage';
   const put = v.ablate !== 'noput';
@@ -210,16 +253,52 @@ ${v.group ? `  let tiles_m = params.tiles / params.tiles_n;
     for (let i = 0; i < na; i++) L.push(`${ind(d)}put_a(${buf === '0u' ? '' : `${buf} * TM * KP + `}ad${i}, va${i}, cq);`);
     for (let i = 0; i < nw; i++) L.push(`${ind(d)}put_w(${buf === '0u' ? '' : `${buf} * TN * KP + `}wd${i}, vw${i}, cq);`);
   };
-  const mmas = (abase: string, wbase: string) => {
+  const mmas = (abase: string, wbase: string, d = 2) => {
     for (let ks = 0; ks < v.bk; ks += 16) {
-      for (let i = 0; i < v.wm; i++) L.push(`    let l${i}_${ks} = subgroupMatrixLoad<subgroup_matrix_left<f16, 16, 16>, row_major>(&as_, ${abase}(sr + ${16 * i}u) * KP + ${ks}u, KP);`);
+      for (let i = 0; i < v.wm; i++) L.push(`${ind(d)}let l${i}_${ks} = subgroupMatrixLoad<subgroup_matrix_left<f16, 16, 16>, row_major>(&as_, ${abase}(sr + ${16 * i}u) * KP + ${ks}u, KP);`);
       for (let j = 0; j < v.wn; j++) {
-        L.push(`    let q${j}_${ks} = subgroupMatrixLoad<subgroup_matrix_right<f16, 16, 16>, col_major>(&ws_, ${wbase}(sc + ${16 * j}u) * KP + ${ks}u, KP);`);
-        for (let i = 0; i < v.wm && v.ablate !== 'nomma'; i++) L.push(`    acc${i}${j} = subgroupMatrixMultiplyAccumulate(l${i}_${ks}, q${j}_${ks}, acc${i}${j});`);
+        L.push(`${ind(d)}let q${j}_${ks} = subgroupMatrixLoad<subgroup_matrix_right<f16, 16, 16>, col_major>(&ws_, ${wbase}(sc + ${16 * j}u) * KP + ${ks}u, KP);`);
+        for (let i = 0; i < v.wm && v.ablate !== 'nomma'; i++) L.push(`${ind(d)}acc${i}${j} = subgroupMatrixMultiplyAccumulate(l${i}_${ks}, q${j}_${ks}, acc${i}${j});`);
       }
     }
   };
-  if (v.double) {
+  if (v.ws) {
+    // loaders: slice 0 staged and slice 1 (and 2 at depth 2) in registers before the loop; in the
+    // loop the multipliers work on buffer cur while the loaders stage the next slice into the
+    // other buffer and load the one after; one barrier a slice
+    L.push(`  let loader = lid >= ${consumers * 32}u;`);
+    L.push('  if (loader) {');
+    loads(2, '(k_begin / 8u)');
+    if (stage) puts(2, '0u');
+    loads(2, '((k_begin + BK) / 8u)');
+    if (depth > 1) loads(2, '((k_begin + 2u * BK) / 8u)', 'x');
+    L.push('  }');
+    L.push('  workgroupBarrier();');
+    L.push('  var cur = 0u;');
+    L.push('  for (var k0 = k_begin; k0 < k_end; k0 += BK) {');
+    L.push('    if (!loader) {');
+    mmas('cur * TM * KP + ', 'cur * TN * KP + ', 3);
+    L.push('    } else {');
+    if (stage) {
+      L.push('      if (k0 + BK < k_end) {');
+      puts(4, '(1u - cur)');
+      L.push('      }');
+    }
+    if (depth > 1) {
+      shift(3);
+      L.push('      if (k0 + 3u * BK < k_end) {');
+      loads(4, '((k0 + 3u * BK) / 8u)', 'x');
+      L.push('      }');
+    } else {
+      L.push('      if (k0 + 2u * BK < k_end) {');
+      loads(4, '((k0 + 2u * BK) / 8u)');
+      L.push('      }');
+    }
+    L.push('    }');
+    L.push('    workgroupBarrier();');
+    L.push('    cur = 1u - cur;');
+    L.push('  }');
+  } else if (v.double) {
     if (!v.prefetch) throw new Error(`${v.name}: double buffering loads the next slice ahead (prefetch)`);
     // slice 0 staged before the loop; in the loop: load slice i + 1, multiply slice i, store slice i + 1 into the other buffer, one barrier
     loads(1, '(k_begin / 8u)');
@@ -245,11 +324,22 @@ ${v.group ? `  let tiles_m = params.tiles / params.tiles_n;
     L.push('  }');
   } else {
     if (v.prefetch) loads(1, '(k_begin / 8u)');
+    if (depth > 1) {
+      L.push('  if (k_begin + BK < k_end) {');
+      loads(2, '((k_begin + BK) / 8u)', 'x');
+      L.push('  }');
+    }
     L.push('  for (var k0 = k_begin; k0 < k_end; k0 += BK) {');
     if (!v.prefetch && stage) loads(2, '(k0 / 8u)');
     if (stage) puts(2, '0u');
     L.push('    workgroupBarrier();');
-    if (v.prefetch) {
+    if (depth > 1) {
+      L.push('    // the slice after next goes in flight while the matrix units work on this one');
+      shift(2);
+      L.push('    if (k0 + 2u * BK < k_end) {');
+      loads(3, '((k0 + 2u * BK) / 8u)', 'x');
+      L.push('    }');
+    } else if (v.prefetch) {
       L.push('    // the next slice is in flight while the matrix units work on this one');
       L.push('    let kn = (k0 + BK) / 8u;');
       L.push('    if (k0 + BK < k_end) {');
@@ -261,6 +351,7 @@ ${v.group ? `  let tiles_m = params.tiles / params.tiles_n;
     L.push('  }');
   }
   if (v.ablate === 'noput') L.push('  if (sink == 0x9e3779b9u) { out[0] = 1.0; }');
+  if (v.ws) L.push(`  if (loader) { return; }`);
   L.push('  let r0 = tr + sr;');
   L.push('  let c0 = tc + sc;');
   L.push('  // out has m_pad rows: only whole 16-column blocks past n are skipped');
