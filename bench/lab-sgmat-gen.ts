@@ -45,7 +45,7 @@ export interface SgVariant {
   /** timing ablations, output wrong by design: without the multiplies, without staging (no loads or
    * stores in the k loop), or with the global loads but no workgroup stores (the loads are folded
    * into one word that is stored at the end, so that they are not removed) */
-  ablate?: 'nomma' | 'nostage' | 'noput';
+  ablate?: 'nomma' | 'nostage' | 'noput' | 'loadonly';
   /** workgroup stores: 'rot' (default) the 4 words of a chunk in a lane-rotated order, conflict-free;
    * 'plain' the 8 halves in address order, which a compiler may merge into one 16-byte store */
   store?: 'rot' | 'plain';
@@ -85,6 +85,12 @@ export const VARIANTS: SgVariant[] = [
   { name: 'sgmat_v4_ws', sgr: 2, sgc: 2, wm: 4, wn: 4, bk: 32, prefetch: true, uncond: true, ws: 4, about: '128x128: 4 subgroups multiply (64x64 each), 4 more load and stage, two buffers' },
   { name: 'sgmat_v4_ws_d2', sgr: 2, sgc: 2, wm: 4, wn: 4, bk: 32, prefetch: true, uncond: true, ws: 4, depth: 2, about: 'sgmat_v4_ws with two k-slices in the loaders\' registers' },
   { name: 'sgmat_v4_ws_d2_nomma', sgr: 2, sgc: 2, wm: 4, wn: 4, bk: 32, prefetch: true, uncond: true, ws: 4, depth: 2, ablate: 'nomma', about: 'ablation of sgmat_v4_ws_d2: staging only' },
+  { name: 'sgmat_v4_u_noput', sgr: 2, sgc: 2, wm: 4, wn: 4, bk: 32, prefetch: true, uncond: true, ablate: 'noput', about: 'ablation of sgmat_v4_u: global loads and multiplies, no workgroup stores' },
+  { name: 'sgmat_v4_u_loadonly', sgr: 2, sgc: 2, wm: 4, wn: 4, bk: 32, prefetch: true, uncond: true, ablate: 'loadonly', about: 'ablation of sgmat_v4_u: the global loads and barriers only' },
+  { name: 'sgmat_v4_128x256_u', sgr: 2, sgc: 4, wm: 4, wn: 4, bk: 32, prefetch: true, uncond: true, about: 'sgmat_v3_128x256 with unguarded interior loads' },
+  { name: 'sgmat_v4_256x128_u', sgr: 4, sgc: 2, wm: 4, wn: 4, bk: 32, prefetch: true, uncond: true, about: 'sgmat_v3_256x128 with unguarded interior loads' },
+  { name: 'sgmat_v4_bk64_u', sgr: 2, sgc: 2, wm: 4, wn: 4, bk: 64, prefetch: true, uncond: true, about: 'sgmat_v4_u with BK 64: whole 128-byte rows per load, half the barriers (40 KiB)' },
+  { name: 'sgmat_v4_bk64_u_loadonly', sgr: 2, sgc: 2, wm: 4, wn: 4, bk: 64, prefetch: true, uncond: true, ablate: 'loadonly', about: 'ablation of sgmat_v4_bk64_u: global loads and barriers only' },
   { name: 'sgmat_v4_ws2_d2', sgr: 2, sgc: 2, wm: 4, wn: 4, bk: 32, prefetch: true, uncond: true, ws: 2, depth: 2, about: 'sgmat_v4_ws_d2 with 2 loader subgroups (16 loads a slice each)' },
   { name: 'sgmat_v3_128', sgr: 2, sgc: 2, wm: 4, wn: 4, bk: 32, prefetch: true, about: 'sgmat_v2_128 (the op kernel without its edge guards), the baseline of the v3 ablations' },
   { name: 'sgmat_v3_128x256', sgr: 2, sgc: 4, wm: 4, wn: 4, bk: 32, prefetch: true, about: '128x256, 8 subgroups of 64x64: a quarter less staged traffic per product than 128x128' },
@@ -150,8 +156,8 @@ const TM = ${tm}u;
 const TN = ${tn}u;
 const BK = ${v.bk}u;
 const KP = BK + 8u;
-var<workgroup> as_: array<f16, TM * KP * ${v.double ? 2 : 1}u>;
-var<workgroup> ws_: array<f16, TN * KP * ${v.double ? 2 : 1}u>;
+var<workgroup> as_: array<f16, TM * KP * ${v.double || v.ws ? 2 : 1}u>;
+var<workgroup> ws_: array<f16, TN * KP * ${v.double || v.ws ? 2 : 1}u>;
 
 // the 8 halves of v into as_ (or ws_) at d, its 4 words in an order rotated by rot (see the generator)
 fn put_a(d: u32, v: vec4<u32>, rot: u32) {`);
@@ -241,8 +247,8 @@ ${v.group ? `  let tiles_m = params.tiles / params.tiles_n;
     for (let i = 0; i < nw; i++) L.push(`${ind(d)}vw${i} = xw${i};`);
   };
   const stage = v.ablate !== 'nostage';
-  const put = v.ablate !== 'noput';
-  if (v.ablate === 'noput') L.push('  var sink = 0u;');
+  const put = v.ablate !== 'noput' && v.ablate !== 'loadonly';
+  if (!put) L.push('  var sink = 0u;');
   // the staging of the slice in registers into workgroup buffer `buf` (an expression)
   const puts = (d: number, buf: string) => {
     if (!put) {
@@ -258,7 +264,7 @@ ${v.group ? `  let tiles_m = params.tiles / params.tiles_n;
       for (let i = 0; i < v.wm; i++) L.push(`${ind(d)}let l${i}_${ks} = subgroupMatrixLoad<subgroup_matrix_left<f16, 16, 16>, row_major>(&as_, ${abase}(sr + ${16 * i}u) * KP + ${ks}u, KP);`);
       for (let j = 0; j < v.wn; j++) {
         L.push(`${ind(d)}let q${j}_${ks} = subgroupMatrixLoad<subgroup_matrix_right<f16, 16, 16>, col_major>(&ws_, ${wbase}(sc + ${16 * j}u) * KP + ${ks}u, KP);`);
-        for (let i = 0; i < v.wm && v.ablate !== 'nomma'; i++) L.push(`${ind(d)}acc${i}${j} = subgroupMatrixMultiplyAccumulate(l${i}_${ks}, q${j}_${ks}, acc${i}${j});`);
+        for (let i = 0; i < v.wm && v.ablate !== 'nomma' && v.ablate !== 'loadonly'; i++) L.push(`${ind(d)}acc${i}${j} = subgroupMatrixMultiplyAccumulate(l${i}_${ks}, q${j}_${ks}, acc${i}${j});`);
       }
     }
   };
@@ -350,7 +356,7 @@ ${v.group ? `  let tiles_m = params.tiles / params.tiles_n;
     L.push('    workgroupBarrier();');
     L.push('  }');
   }
-  if (v.ablate === 'noput') L.push('  if (sink == 0x9e3779b9u) { out[0] = 1.0; }');
+  if (!put) L.push('  if (sink == 0x9e3779b9u) { out[0] = 1.0; }');
   if (v.ws) L.push(`  if (loader) { return; }`);
   L.push('  let r0 = tr + sr;');
   L.push('  let c0 = tc + sc;');

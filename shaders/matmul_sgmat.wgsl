@@ -190,17 +190,40 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, 
   var c32 = subgroup_matrix_result<f32, 16, 16>();
   var c33 = subgroup_matrix_result<f32, 16, 16>();
 
-  // the first k-slice; later ones are loaded one iteration ahead
+  // the first k-slice; later ones are loaded one iteration ahead. A slice wholly inside k_end of
+  // a tile wholly inside n (the same for the whole workgroup) loads without the per-chunk guards:
+  // 12-17% faster in the lab (sgmat_v4_u against the op, H100, perf-notes), as the guarded
+  // loads were not issued back to back
+  let wfull = tc + TN <= params.n;
   var kv = k_begin / 8u;
-  var kin = kv + cq < end8;
-  var va0 = load_a(ap0 + kv, kin);
-  var va1 = load_a(ap1 + kv, kin);
-  var va2 = load_a(ap2 + kv, kin);
-  var va3 = load_a(ap3 + kv, kin);
-  var vw0 = load_w(wp0 + kv, kin && wok0);
-  var vw1 = load_w(wp1 + kv, kin && wok1);
-  var vw2 = load_w(wp2 + kv, kin && wok2);
-  var vw3 = load_w(wp3 + kv, kin && wok3);
+  var va0: vec4<u32>;
+  var va1: vec4<u32>;
+  var va2: vec4<u32>;
+  var va3: vec4<u32>;
+  var vw0: vec4<u32>;
+  var vw1: vec4<u32>;
+  var vw2: vec4<u32>;
+  var vw3: vec4<u32>;
+  if (wfull && kv + BK / 8u <= end8) {
+    va0 = a[ap0 + kv];
+    va1 = a[ap1 + kv];
+    va2 = a[ap2 + kv];
+    va3 = a[ap3 + kv];
+    vw0 = w[wp0 + kv];
+    vw1 = w[wp1 + kv];
+    vw2 = w[wp2 + kv];
+    vw3 = w[wp3 + kv];
+  } else {
+    let kin = kv + cq < end8;
+    va0 = load_a(ap0 + kv, kin);
+    va1 = load_a(ap1 + kv, kin);
+    va2 = load_a(ap2 + kv, kin);
+    va3 = load_a(ap3 + kv, kin);
+    vw0 = load_w(wp0 + kv, kin && wok0);
+    vw1 = load_w(wp1 + kv, kin && wok1);
+    vw2 = load_w(wp2 + kv, kin && wok2);
+    vw3 = load_w(wp3 + kv, kin && wok3);
+  }
   for (var k0 = k_begin; k0 < k_end; k0 += BK) {
     put_a(d0, va0, cq);
     put_a(d1, va1, cq);
@@ -212,9 +235,18 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, 
     put_w(d3, vw3, cq);
     workgroupBarrier();
     // the next slice is in flight while the matrix units work on this one
-    if (k0 + BK < k_end) {
-      kv = (k0 + BK) / 8u;
-      kin = kv + cq < end8;
+    kv = (k0 + BK) / 8u;
+    if (wfull && kv + BK / 8u <= end8) {
+      va0 = a[ap0 + kv];
+      va1 = a[ap1 + kv];
+      va2 = a[ap2 + kv];
+      va3 = a[ap3 + kv];
+      vw0 = w[wp0 + kv];
+      vw1 = w[wp1 + kv];
+      vw2 = w[wp2 + kv];
+      vw3 = w[wp3 + kv];
+    } else if (k0 + BK < k_end) {
+      let kin = kv + cq < end8;
       va0 = load_a(ap0 + kv, kin);
       va1 = load_a(ap1 + kv, kin);
       va2 = load_a(ap2 + kv, kin);
