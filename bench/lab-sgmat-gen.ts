@@ -91,6 +91,8 @@ export const VARIANTS: SgVariant[] = [
   { name: 'sgmat_v4_256x128_u', sgr: 4, sgc: 2, wm: 4, wn: 4, bk: 32, prefetch: true, uncond: true, about: 'sgmat_v3_256x128 with unguarded interior loads' },
   { name: 'sgmat_v4_bk64_u', sgr: 2, sgc: 2, wm: 4, wn: 4, bk: 64, prefetch: true, uncond: true, about: 'sgmat_v4_u with BK 64: whole 128-byte rows per load, half the barriers (40 KiB)' },
   { name: 'sgmat_v4_bk64_u_loadonly', sgr: 2, sgc: 2, wm: 4, wn: 4, bk: 64, prefetch: true, uncond: true, ablate: 'loadonly', about: 'ablation of sgmat_v4_bk64_u: global loads and barriers only' },
+  { name: 'sgmat_v4_64x128_u', sgr: 2, sgc: 2, wm: 2, wn: 4, bk: 32, prefetch: true, uncond: true, about: '64x128, 4 subgroups of 32x64 (8 accumulators: fewer registers, more workgroups a multiprocessor), unguarded loads' },
+  { name: 'sgmat_v4_128x64_u', sgr: 2, sgc: 2, wm: 4, wn: 2, bk: 32, prefetch: true, uncond: true, about: '128x64, 4 subgroups of 64x32, unguarded loads' },
   { name: 'sgmat_v4_ws2_d2', sgr: 2, sgc: 2, wm: 4, wn: 4, bk: 32, prefetch: true, uncond: true, ws: 2, depth: 2, about: 'sgmat_v4_ws_d2 with 2 loader subgroups (16 loads a slice each)' },
   { name: 'sgmat_v3_128', sgr: 2, sgc: 2, wm: 4, wn: 4, bk: 32, prefetch: true, about: 'sgmat_v2_128 (the op kernel without its edge guards), the baseline of the v3 ablations' },
   { name: 'sgmat_v3_128x256', sgr: 2, sgc: 4, wm: 4, wn: 4, bk: 32, prefetch: true, about: '128x256, 8 subgroups of 64x64: a quarter less staged traffic per product than 128x128' },

@@ -8,7 +8,8 @@
 // sgmat_v2_ab_* ablations (no multiplies; no staging) split the time of sgmat_v2_swz in two; their
 // output is wrong by design and not counted as a failure.
 // Each case runs back to back for --warm-ms (400) before it is timed; "first" is its first timing.
-//   npx tsx bench/lab-sgmat.ts [--quick] [--warm-ms=400] [--only=name,name] [--m=64,2048] [--shapes=4096x4096]
+// The variants split k until --min-wg (528, as the planner) workgroups; the op's kernel as the planner does.
+//   npx tsx bench/lab-sgmat.ts [--quick] [--warm-ms=400] [--only=name,name] [--m=64,2048] [--shapes=4096x4096] [--min-wg=264]
 import { createDevice, empty, f16BitsToF32, type Tensor, toArray } from '../src/device/index.ts';
 import type { WebGpuDevice } from '../src/device/webgpu/backend.ts';
 import { SG_TILE_M, SG_TILE_N, sgmatSplits } from '../src/device/webgpu/matmul.ts';
@@ -87,7 +88,8 @@ const D = (file: string, tensors: Record<string, Tensor>, params: Record<string,
 }
 
 /** k-chunks for a variant: as the planner's sgmatSplits (k-chunks until ~528 workgroups), at its own tile count and BK. */
-function splitsFor(tiles: number, k: number, bk: number, minWg = 528, maxSplits = 8) {
+const MIN_WG = Number(opt('min-wg') ?? 528);
+function splitsFor(tiles: number, k: number, bk: number, minWg = MIN_WG, maxSplits = 8) {
   let splits = 1;
   while (splits < maxSplits && tiles * splits < minWg && k / (splits * 2) >= 256) splits *= 2;
   const chunk = Math.ceil(k / splits / bk) * bk;
@@ -131,7 +133,7 @@ for (const [N, K] of shapes) {
     ] as const) {
       const tilesN = Math.ceil(N / SG_TILE_N);
       const tiles = Math.ceil(m / tm) * tilesN;
-      const { splits, chunk } = sgmatSplits(tiles, K);
+      const { splits, chunk } = opt('min-wg') ? splitsFor(tiles, K, 32) : sgmatSplits(tiles, K);
       const p = { m, n: N, k: K, ldo: N, col0: 0, tiles_n: tilesN, tiles };
       const part = splits > 1 ? partOf(splits, m) : out;
       const ov: Record<string, number> = tm === 64 ? { BK: 32 } : {};
