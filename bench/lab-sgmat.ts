@@ -16,7 +16,7 @@ import { SG_TILE_M, SG_TILE_N, sgmatSplits } from '../src/device/webgpu/matmul.t
 import { type Dispatch, grid } from '../src/device/webgpu/plan.ts';
 import { generate, type SgVariant, SHADER_LAB_DIR, smemBytes, tileOf, VARIANTS } from './lab-sgmat-gen.ts';
 import { randF16 } from './lab-rand.ts';
-import { writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 
 const args = process.argv.slice(2);
@@ -29,6 +29,25 @@ const shapes: [number, number][] = (opt('shapes')?.split(',') ?? ['4096x4096', '
 
 // the variants are generated here, not kept in git: the generator is their only source
 for (const v of VARIANTS) writeFileSync(join(SHADER_LAB_DIR, `${v.name}.wgsl`), generate(v));
+// and variants of the op's own kernel, derived from its source (untracked): stores with no edge
+// path (wrong on tiles that cross m or n; the lab's shapes have none), the k-steps of a slice
+// unrolled by hand, and both
+const opSource = readFileSync(join(SHADER_LAB_DIR, '..', 'matmul_sgmat.wgsl'), 'utf8');
+const noEdge = (src: string) => src.replace(/, inside, sg, lane, sgs\)/g, ', true, sg, lane, sgs)');
+const unrollKs = (src: string) =>
+  src.replace(/ {4}for \(var ks = 0u; ks < BK; ks \+= 16u\) \{\n([\s\S]*?)\n {4}\}\n {4}workgroupBarrier\(\);/, (_m, body: string) => {
+    const step = (ks: number) => body.replace(/\bks\b/g, `${ks}u`).replace(/\blet (l|q)(\d)\b/g, `let $1$2_${ks}`).replace(/\b(l|q)(\d)(?=[,)])/g, `$1$2_${ks}`);
+    return `${step(0)}\n${step(16)}\n    workgroupBarrier();`;
+  });
+const OP_VARIANTS: [string, string][] = [
+  ['sgmat_op_noedge', noEdge(opSource)],
+  ['sgmat_op_unroll', unrollKs(opSource)],
+  ['sgmat_op_both', unrollKs(noEdge(opSource))],
+];
+for (const [name, src] of OP_VARIANTS) {
+  if (src === opSource) throw new Error(`${name}: the transform did not apply to matmul_sgmat.wgsl`);
+  writeFileSync(join(SHADER_LAB_DIR, `${name}.wgsl`), src);
+}
 
 const dev = (await createDevice('webgpu')) as WebGpuDevice;
 const gpuDev = (dev as any).gpu as GPUDevice;
@@ -130,6 +149,7 @@ for (const [N, K] of shapes) {
     for (const [label, file, tm] of [
       [`matmul_sgmat (op) ${SG_TILE_M}x${SG_TILE_N}`, 'matmul_sgmat.wgsl', SG_TILE_M],
       ['sgmat_staged_64x128 (previous op)', 'lab/sgmat_staged_64x128.wgsl', 64],
+      ...OP_VARIANTS.filter(([name]) => !only || only.includes(name)).map(([name]) => [name, `lab/${name}.wgsl`, SG_TILE_M] as const),
     ] as const) {
       const tilesN = Math.ceil(N / SG_TILE_N);
       const tiles = Math.ceil(m / tm) * tilesN;

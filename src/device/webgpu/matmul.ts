@@ -48,8 +48,9 @@ export const SG_TILE_N = 128;
 const SG_MIN_OUT_BYTES = 1024;
 /** matmul_sgmat's k-slice (a const in the kernel): split-k chunks are multiples of it. */
 export const SG_BK = 32;
-/** Workgroups below which matmul_sgmat splits k (an H200 has 132 SMs, each holding several). */
-const SG_MIN_WORKGROUPS = 528;
+/** Workgroups below which matmul_sgmat splits k (an H200 has 132 SMs, each holding several;
+ * PARALLM_SGMAT_MIN_WG overrides it, for A/B runs). */
+const SG_MIN_WORKGROUPS = Number(process.env.PARALLM_SGMAT_MIN_WG ?? 528);
 /** At most this many k-chunks (PARALLM_SGMAT_MAX_SPLITS overrides it; 1 turns split-k off, for A/B runs). */
 const SG_MAX_SPLITS = Number(process.env.PARALLM_SGMAT_MAX_SPLITS ?? 8);
 
