@@ -39,7 +39,16 @@ const unrollKs = (src: string) =>
     const step = (ks: number) => body.replace(/\bks\b/g, `${ks}u`).replace(/\blet (l|q)(\d)\b/g, `let $1$2_${ks}`).replace(/\b(l|q)(\d)(?=[,)])/g, `$1$2_${ks}`);
     return `${step(0)}\n${step(16)}\n    workgroupBarrier();`;
   });
+// no early exit of the spare workgroups of a rounded-up grid (the lab's grids have none)
+const noReturn = (src: string) => src.replace(/\n\s*if \(k_begin >= params\.k\) \{ return; \}/, '');
+// the next slice's loads nested as the generator nests them: guard on the slice, then on the guards
+const nested = (src: string) =>
+  src.replace(/ {4}kv = \(k0 \+ BK\) \/ 8u;\n {4}if \(wfull && kv \+ BK \/ 8u <= end8\) \{\n([\s\S]*?)\n {4}\} else if \(k0 \+ BK < k_end\) \{\n([\s\S]*?)\n {4}\}/, (_m, fast: string, slow: string) =>
+    `    if (k0 + BK < k_end) {\n      kv = (k0 + BK) / 8u;\n      if (wfull && kv + BK / 8u <= end8) {\n${fast.replace(/^/gm, '  ')}\n      } else {\n${slow.replace(/^/gm, '  ')}\n      }\n    }`);
 const OP_VARIANTS: [string, string][] = [
+  ['sgmat_op_noreturn', noReturn(opSource)],
+  ['sgmat_op_nested', nested(opSource)],
+  ['sgmat_op_noreturn_nested', nested(noReturn(opSource))],
   ['sgmat_op_noedge', noEdge(opSource)],
   ['sgmat_op_unroll', unrollKs(opSource)],
   ['sgmat_op_both', unrollKs(noEdge(opSource))],
