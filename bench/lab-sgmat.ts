@@ -45,7 +45,16 @@ const noReturn = (src: string) => src.replace(/\n\s*if \(k_begin >= params\.k\) 
 const nested = (src: string) =>
   src.replace(/ {4}kv = \(k0 \+ BK\) \/ 8u;\n {4}if \(wfull && kv \+ BK \/ 8u <= end8\) \{\n([\s\S]*?)\n {4}\} else if \(k0 \+ BK < k_end\) \{\n([\s\S]*?)\n {4}\}/, (_m, fast: string, slow: string) =>
     `    if (k0 + BK < k_end) {\n      kv = (k0 + BK) / 8u;\n      if (wfull && kv + BK / 8u <= end8) {\n${fast.replace(/^/gm, '  ')}\n      } else {\n${slow.replace(/^/gm, '  ')}\n      }\n    }`);
+// the lane from the invocation index, not the subgroup_invocation_id builtin
+const noLane = (src: string) => src.replace('@builtin(subgroup_invocation_id) lane: u32, ', '').replace(/(\n\s*let sg = lid \/ sgs;)/, '$1\n  let lane = lid % sgs;');
+// the guarded loads written inline, as the generator writes them, not through load_a / load_w
+const inlineLoads = (src: string) => src.replace(/(\w+) = load_(a|w)\(([^,]+), ([^;]+)\);/g, '$1 = vec4<u32>(); if ($4) { $1 = $2[$3]; }');
+const all = (src: string) => inlineLoads(noLane(nested(noReturn(src))));
 const OP_VARIANTS: [string, string][] = [
+  ['sgmat_op_nolane', noLane(opSource)],
+  ['sgmat_op_inline', inlineLoads(opSource)],
+  ['sgmat_op_all', all(opSource)],
+  ['sgmat_op_all_noedge', noEdge(all(opSource))],
   ['sgmat_op_noreturn', noReturn(opSource)],
   ['sgmat_op_nested', nested(opSource)],
   ['sgmat_op_noreturn_nested', nested(noReturn(opSource))],
