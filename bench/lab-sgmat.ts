@@ -39,25 +39,10 @@ const unrollKs = (src: string) =>
     const step = (ks: number) => body.replace(/\bks\b/g, `${ks}u`).replace(/\blet (l|q)(\d)\b/g, `let $1$2_${ks}`).replace(/\b(l|q)(\d)(?=[,)])/g, `$1$2_${ks}`);
     return `${step(0)}\n${step(16)}\n    workgroupBarrier();`;
   });
-// no early exit of the spare workgroups of a rounded-up grid (the lab's grids have none)
-const noReturn = (src: string) => src.replace(/\n\s*if \(k_begin >= params\.k\) \{ return; \}/, '');
-// the next slice's loads nested as the generator nests them: guard on the slice, then on the guards
-const nested = (src: string) =>
-  src.replace(/ {4}kv = \(k0 \+ BK\) \/ 8u;\n {4}if \(wfull && kv \+ BK \/ 8u <= end8\) \{\n([\s\S]*?)\n {4}\} else if \(k0 \+ BK < k_end\) \{\n([\s\S]*?)\n {4}\}/, (_m, fast: string, slow: string) =>
-    `    if (k0 + BK < k_end) {\n      kv = (k0 + BK) / 8u;\n      if (wfull && kv + BK / 8u <= end8) {\n${fast.replace(/^/gm, '  ')}\n      } else {\n${slow.replace(/^/gm, '  ')}\n      }\n    }`);
-// the lane from the invocation index, not the subgroup_invocation_id builtin
-const noLane = (src: string) => src.replace('@builtin(subgroup_invocation_id) lane: u32, ', '').replace(/(\n\s*let sg = lid \/ sgs;)/, '$1\n  let lane = lid % sgs;');
-// the guarded loads written inline, as the generator writes them, not through load_a / load_w
-const inlineLoads = (src: string) => src.replace(/(\w+) = load_(a|w)\(([^,]+), ([^;]+)\);/g, '$1 = vec4<u32>(); if ($4) { $1 = $2[$3]; }');
-const all = (src: string) => inlineLoads(noLane(nested(noReturn(src))));
+// (variants without the early exit, with the generator's nesting of the next slice's loads,
+// with inline guarded loads and without the lane builtin were timed at ec80f67, and the op
+// kernel took all four: perf-notes, session 6)
 const OP_VARIANTS: [string, string][] = [
-  ['sgmat_op_nolane', noLane(opSource)],
-  ['sgmat_op_inline', inlineLoads(opSource)],
-  ['sgmat_op_all', all(opSource)],
-  ['sgmat_op_all_noedge', noEdge(all(opSource))],
-  ['sgmat_op_noreturn', noReturn(opSource)],
-  ['sgmat_op_nested', nested(opSource)],
-  ['sgmat_op_noreturn_nested', nested(noReturn(opSource))],
   ['sgmat_op_noedge', noEdge(opSource)],
   ['sgmat_op_unroll', unrollKs(opSource)],
   ['sgmat_op_both', unrollKs(noEdge(opSource))],
