@@ -127,6 +127,9 @@ export async function runThroughput(o: ThroughputOptions): Promise<Record<string
     gpuIdleFraction: s.wallMs > 0 && s.gpuMs > 0 ? round(Math.max(0, 1 - s.gpuMs / s.wallMs)) : null,
     hostWaitFraction: s.wallMs > 0 ? round(s.waitMs / s.wallMs) : null,
   };
+  // webgpu: the device's idle time between consecutive steps, from their timestamps, split by
+  // whether the later step was already queued behind the earlier one (then the host was not late)
+  if (s.gpuGaps?.length) result.gpuGapsMs = gapSummary(s.gpuGaps);
   // webgpu: the host's recording and submitting, and the pipelines compiled during the run (the
   // host blocks on each while the GPU may idle)
   const host = diag.hostStats;
@@ -188,4 +191,24 @@ export async function runThroughput(o: ThroughputOptions): Promise<Record<string
 
 function round(x: number): number {
   return Math.round(x * 1000) / 1000;
+}
+
+/** Sum, spread and split (queued behind the step before, or not) of the device's gaps between steps. */
+export function gapSummary(gaps: { ms: number; queued: boolean }[]) {
+  const ms = gaps.map((g) => g.ms).sort((a, b) => a - b);
+  const at = (q: number) => round(ms[Math.min(ms.length - 1, Math.floor(q * ms.length))]);
+  const sum = (f: (g: { ms: number; queued: boolean }) => boolean) => round(gaps.filter(f).reduce((a, g) => a + Math.max(0, g.ms), 0));
+  return {
+    gaps: gaps.length,
+    totalMs: sum(() => true),
+    queuedMs: sum((g) => g.queued),
+    notQueuedMs: sum((g) => !g.queued),
+    notQueued: gaps.filter((g) => !g.queued).length,
+    p50: at(0.5),
+    p90: at(0.9),
+    p99: at(0.99),
+    max: round(ms[ms.length - 1]),
+    over2ms: gaps.filter((g) => g.ms > 2).length,
+    negative: gaps.filter((g) => g.ms < 0).length,
+  };
 }

@@ -67,6 +67,12 @@ export interface Completion {
   done(): Promise<void>;
   /** GPU time of the stream in ms where the stream was created with timing, else wall time. */
   elapsedMs(): Promise<number>;
+  /**
+   * The device's timestamps (ns, the device's own clock) at the start and the end of the stream,
+   * where the stream was created with timing and the backend has absolute timestamps (webgpu):
+   * consecutive streams' spans give the device's idle time between them.
+   */
+  gpuSpanNs?(): Promise<[bigint, bigint] | undefined>;
 }
 
 export interface StreamOptions {

@@ -43,6 +43,12 @@ export interface EngineStats {
   overlappedSteps: number;
   /** sum of GPU time over steps (ms), when the runner times steps */
   gpuMs: number;
+  /**
+   * the device's idle time between consecutive timed steps (ms, from the steps' device
+   * timestamps, where the backend has them), with whether the later step had been submitted
+   * before the host took the earlier one's results (queued: the host was not late)
+   */
+  gpuGaps?: { ms: number; queued: boolean }[];
   /** wall time from the first step's start to the last step's end (ms) */
   wallMs: number;
   /** host time spent waiting for steps' results (ms); the rest of wallMs the host was busy */
@@ -63,6 +69,8 @@ interface StepInFlight {
   launched: LaunchedStep;
   /** its sampled sequences hold pending tokens (Sequence.appendPending) that `complete` resolves */
   overlapped: boolean;
+  /** launched while the step before it was still in flight (queued behind it on the device) */
+  queuedBehind: boolean;
 }
 
 export interface EngineOptions {
@@ -83,6 +91,8 @@ export class LLMEngine {
   private nextId = 0;
   private loop?: Promise<void>;
   private firstStepAt?: number;
+  /** the device timestamp at the end of the last timed step (ns) */
+  private lastSpanEnd?: bigint;
   readonly stats: EngineStats = { steps: 0, overlappedSteps: 0, gpuMs: 0, wallMs: 0, waitMs: 0, preemptions: 0, promptTokens: 0, generatedTokens: 0, maxUsedBlocks: 0, wasteAtPeak: 0 };
 
   constructor(
@@ -246,7 +256,7 @@ export class LLMEngine {
     this.scheduler.update(out);
     // a fork needs its parent's token on the host: such a step is taken before the next
     const overlapped = this.overlapSteps && pending.every((p) => p.states.length === 1);
-    const cur: StepInFlight = { out, pending, launched, overlapped };
+    const cur: StepInFlight = { out, pending, launched, overlapped, queuedBehind: prev !== undefined };
     if (!overlapped) return this.complete(cur);
     pending.forEach(({ e }, row) => {
       // not for a sequence the step before finished
@@ -284,6 +294,11 @@ export class LLMEngine {
     for (const req of touched) this.emit(req, req.group.isFinished);
     this.stats.steps++;
     this.stats.gpuMs += result.gpuMs ?? 0;
+    if (result.gpuSpanNs) {
+      const [b, e] = result.gpuSpanNs;
+      if (this.lastSpanEnd !== undefined) (this.stats.gpuGaps ??= []).push({ ms: Number(b - this.lastSpanEnd) / 1e6, queued: step.queuedBehind });
+      this.lastSpanEnd = e;
+    }
     this.stats.wallMs = performance.now() - (this.firstStepAt ?? 0);
   }
 

@@ -37,6 +37,8 @@ export interface StepResult {
   promptLogprobs?: Map<ScheduledSeq, TokenLogprobs[]>;
   /** GPU time of the step (ms), when timing is on */
   gpuMs?: number;
+  /** the step's start and end on the device's clock (ns), where the backend reports them */
+  gpuSpanNs?: [bigint, bigint];
 }
 
 /** A step on the device: its sampled ids stay there for the next launch; `result` comes when it is done. */
@@ -241,7 +243,10 @@ export class ModelRunner {
           k += rr.count;
         }
       }
-      if (this.timing) out.gpuMs = await done.elapsedMs();
+      if (this.timing) {
+        out.gpuMs = await done.elapsedMs();
+        out.gpuSpanNs = await done.gpuSpanNs?.();
+      }
       return out;
     })();
     return { sampled: ids, result };

@@ -358,14 +358,16 @@ export class WebGpuStream implements CommandStream {
     const done = () => donePromise;
     // the timestamps are mapped now for the same reason: a map asked for later waits for the
     // work submitted by then, the engine's next step included
-    const ts = tsRead?.mapAsync(GPUMapMode.READ).then(() => {
+    const span = tsRead?.mapAsync(GPUMapMode.READ).then((): [bigint, bigint] => {
       const t = new BigInt64Array(tsRead.getMappedRange().slice(0));
       tsRead.unmap();
       tsRead.destroy();
       querySet?.destroy();
-      return Number(t[1] - t[0]) / 1e6;
+      return [t[0], t[1]];
     });
-    ts?.catch(() => {}); // reported to whoever awaits elapsedMs()
+    span?.catch(() => {}); // reported to whoever awaits elapsedMs() or gpuSpanNs()
+    const ts = span?.then(([b, e]) => Number(e - b) / 1e6);
+    ts?.catch(() => {});
     // profiled: the stream's time is its first dispatch's start to its last one's end
     const profileTs = profileRead?.mapAsync(GPUMapMode.READ).then(() => {
       const t = new BigInt64Array(profileRead.getMappedRange().slice(0));
@@ -382,6 +384,10 @@ export class WebGpuStream implements CommandStream {
         await done();
         const wall = performance.now() - t0;
         return ts ?? profileTs ?? wall;
+      },
+      gpuSpanNs: async () => {
+        await done();
+        return span;
       },
     };
   }

@@ -1,0 +1,53 @@
+// The device's idle time between steps: each timed step reports its span on the device's clock
+// (Completion.gpuSpanNs), the engine records the gap from one step's end to the next one's start
+// and whether the later step was already queued behind the earlier one, and `bench throughput`
+// summarises them (gpuGapsMs). The CPU backend's spans are on the host's clock; webgpu's come
+// from timestamp queries where the adapter has them (not llvmpipe).
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { gapSummary } from '../../bench/throughput.ts';
+import { LLM } from '../../src/engine/llm.ts';
+
+const DIR = join(import.meta.dirname, '..', 'fixtures', 'hf', 'tiny-llama');
+
+describe('gaps between steps on the device', () => {
+  it('a timed run records one gap per step after the first, none negative, most steps queued behind the one before', async () => {
+    const llm = await LLM.create({ model: DIR, backend: 'cpu', numGpuBlocks: 128, blockSize: 4, timing: true });
+    try {
+      const prompts = [[1, 2, 3, 4, 5], [9, 8, 7], [4, 4, 4, 4, 4, 4, 4, 4, 4]];
+      await llm.generate(prompts, { temperature: 0, maxTokens: 8, ignoreEos: true });
+      const s = llm.engine.stats;
+      expect(s.steps).toBeGreaterThanOrEqual(8);
+      expect(s.gpuGaps).toHaveLength(s.steps - 1);
+      for (const g of s.gpuGaps!) expect(g.ms).toBeGreaterThanOrEqual(0);
+      // the engine launches step N + 1 before it takes step N's tokens
+      expect(s.gpuGaps!.filter((g) => g.queued).length).toBeGreaterThan(s.steps / 2);
+    } finally {
+      await llm.close();
+    }
+  });
+
+  it('an untimed run records none', async () => {
+    const llm = await LLM.create({ model: DIR, backend: 'cpu', numGpuBlocks: 128, blockSize: 4 });
+    try {
+      await llm.generate([[1, 2, 3]], { temperature: 0, maxTokens: 4, ignoreEos: true });
+      expect(llm.engine.stats.gpuGaps).toBeUndefined();
+    } finally {
+      await llm.close();
+    }
+  });
+
+  it('bench throughput sums the gaps, apart for the steps that were queued and those that were not', () => {
+    const gaps = [
+      { ms: 0.5, queued: true },
+      { ms: 4, queued: true },
+      { ms: 10, queued: false },
+      { ms: -0.25, queued: true },
+      { ms: 1, queued: true },
+    ];
+    const g = gapSummary(gaps);
+    expect(g).toMatchObject({ gaps: 5, totalMs: 15.5, queuedMs: 5.5, notQueuedMs: 10, notQueued: 1, max: 10, over2ms: 2, negative: 1 });
+    expect(g.p50).toBe(1);
+    expect(g.p90).toBe(10);
+  });
+});
