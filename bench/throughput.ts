@@ -8,6 +8,7 @@ import type { DispatchProfile } from '../src/device/webgpu/profile.ts';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { SingleBar } from 'cli-progress';
+import type { GpuGap } from '../src/engine/llm-engine.ts';
 import { LLM } from '../src/engine/llm.ts';
 import type { PresetName } from '../src/model/config.ts';
 import { type Ceilings, H200, rooflineTokensPerS } from './roofline.ts';
@@ -193,8 +194,11 @@ function round(x: number): number {
   return Math.round(x * 1000) / 1000;
 }
 
-/** Sum, spread and split (queued behind the step before, or not) of the device's gaps between steps. */
-export function gapSummary(gaps: { ms: number; queued: boolean }[]) {
+/**
+ * Sum, spread and split (queued behind the step before, or not) of the device's gaps between
+ * steps, and the largest ones with what the host did around them.
+ */
+export function gapSummary(gaps: (Pick<GpuGap, 'ms' | 'queued'> & Partial<GpuGap>)[]) {
   const ms = gaps.map((g) => g.ms).sort((a, b) => a - b);
   const at = (q: number) => round(ms[Math.min(ms.length - 1, Math.floor(q * ms.length))]);
   const sum = (f: (g: { ms: number; queued: boolean }) => boolean) => round(gaps.filter(f).reduce((a, g) => a + Math.max(0, g.ms), 0));
@@ -210,5 +214,9 @@ export function gapSummary(gaps: { ms: number; queued: boolean }[]) {
     max: round(ms[ms.length - 1]),
     over2ms: gaps.filter((g) => g.ms > 2).length,
     negative: gaps.filter((g) => g.ms < 0).length,
+    largest: [...gaps]
+      .sort((a, b) => b.ms - a.ms)
+      .slice(0, 10)
+      .map((g) => Object.fromEntries(Object.entries(g).map(([k, v]) => [k, typeof v === 'number' ? round(v) : v]))),
   };
 }

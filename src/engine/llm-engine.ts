@@ -48,7 +48,7 @@ export interface EngineStats {
    * timestamps, where the backend has them), with whether the later step had been submitted
    * before the host took the earlier one's results (queued: the host was not late)
    */
-  gpuGaps?: { ms: number; queued: boolean }[];
+  gpuGaps?: GpuGap[];
   /** wall time from the first step's start to the last step's end (ms) */
   wallMs: number;
   /** host time spent waiting for steps' results (ms); the rest of wallMs the host was busy */
@@ -61,6 +61,20 @@ export interface EngineStats {
   wasteAtPeak: number;
 }
 
+/** The device's idle time before a timed step, with what the host did around it. */
+export interface GpuGap {
+  /** from the end of the step before on the device to this step's start (ms) */
+  ms: number;
+  /** launched while the step before was in flight (the host had not taken its tokens yet) */
+  queued: boolean;
+  /** this step's index in the run, and the tokens it computed */
+  step: number;
+  tokens: number;
+  /** host time from the step before's launch to this one's (ms), and this launch's own */
+  sinceLaunchMs: number;
+  launchMs: number;
+}
+
 /** A launched step whose tokens the host has not taken yet. */
 interface StepInFlight {
   out: SchedulerOutput;
@@ -71,6 +85,10 @@ interface StepInFlight {
   overlapped: boolean;
   /** launched while the step before it was still in flight (queued behind it on the device) */
   queuedBehind: boolean;
+  /** host clock at the start and the end of its launch (ms), and the tokens it computes */
+  launchAt: number;
+  launchedAt: number;
+  tokens: number;
 }
 
 export interface EngineOptions {
@@ -91,8 +109,9 @@ export class LLMEngine {
   private nextId = 0;
   private loop?: Promise<void>;
   private firstStepAt?: number;
-  /** the device timestamp at the end of the last timed step (ns) */
+  /** the device timestamp at the end of the last timed step (ns), and its launch on the host (ms) */
   private lastSpanEnd?: bigint;
+  private lastLaunchAt = 0;
   readonly stats: EngineStats = { steps: 0, overlappedSteps: 0, gpuMs: 0, wallMs: 0, waitMs: 0, preemptions: 0, promptTokens: 0, generatedTokens: 0, maxUsedBlocks: 0, wasteAtPeak: 0 };
 
   constructor(
@@ -242,7 +261,9 @@ export class LLMEngine {
       pending.push({ e, states });
     }
     const prev = this.inflight;
+    const launchAt = performance.now();
     const launched = this.runner.launch(out.scheduled, samples, promptLp, prev?.launched.sampled);
+    const launchedAt = performance.now();
     this.inflight = undefined;
     if (prev) {
       this.stats.overlappedSteps++;
@@ -256,7 +277,8 @@ export class LLMEngine {
     this.scheduler.update(out);
     // a fork needs its parent's token on the host: such a step is taken before the next
     const overlapped = this.overlapSteps && pending.every((p) => p.states.length === 1);
-    const cur: StepInFlight = { out, pending, launched, overlapped, queuedBehind: prev !== undefined };
+    const tokens = out.scheduled.reduce((a, e) => a + e.numNewTokens, 0);
+    const cur: StepInFlight = { out, pending, launched, overlapped, queuedBehind: prev !== undefined, launchAt, launchedAt, tokens };
     if (!overlapped) return this.complete(cur);
     pending.forEach(({ e }, row) => {
       // not for a sequence the step before finished
@@ -296,8 +318,18 @@ export class LLMEngine {
     this.stats.gpuMs += result.gpuMs ?? 0;
     if (result.gpuSpanNs) {
       const [b, e] = result.gpuSpanNs;
-      if (this.lastSpanEnd !== undefined) (this.stats.gpuGaps ??= []).push({ ms: Number(b - this.lastSpanEnd) / 1e6, queued: step.queuedBehind });
+      if (this.lastSpanEnd !== undefined) {
+        (this.stats.gpuGaps ??= []).push({
+          ms: Number(b - this.lastSpanEnd) / 1e6,
+          queued: step.queuedBehind,
+          step: this.stats.steps,
+          tokens: step.tokens,
+          sinceLaunchMs: step.launchAt - this.lastLaunchAt,
+          launchMs: step.launchedAt - step.launchAt,
+        });
+      }
       this.lastSpanEnd = e;
+      this.lastLaunchAt = step.launchAt;
     }
     this.stats.wallMs = performance.now() - (this.firstStepAt ?? 0);
   }

@@ -19,7 +19,15 @@ describe('gaps between steps on the device', () => {
       const s = llm.engine.stats;
       expect(s.steps).toBeGreaterThanOrEqual(8);
       expect(s.gpuGaps).toHaveLength(s.steps - 1);
-      for (const g of s.gpuGaps!) expect(g.ms).toBeGreaterThanOrEqual(0);
+      s.gpuGaps!.forEach((g, i) => {
+        expect(g.ms).toBeGreaterThanOrEqual(0);
+        expect(g.step).toBe(i + 2); // a gap is recorded from the second step on
+        expect(g.tokens).toBeGreaterThan(0);
+        expect(g.launchMs).toBeGreaterThanOrEqual(0);
+        expect(g.sinceLaunchMs).toBeGreaterThanOrEqual(0);
+        // the first step computes the three prompts; every later one a token of each sequence
+        expect(g.tokens).toBe(3);
+      });
       // the engine launches step N + 1 before it takes step N's tokens
       expect(s.gpuGaps!.filter((g) => g.queued).length).toBeGreaterThan(s.steps / 2);
     } finally {
@@ -49,5 +57,6 @@ describe('gaps between steps on the device', () => {
     expect(g).toMatchObject({ gaps: 5, totalMs: 15.5, queuedMs: 5.5, notQueuedMs: 10, notQueued: 1, max: 10, over2ms: 2, negative: 1 });
     expect(g.p50).toBe(1);
     expect(g.p90).toBe(10);
+    expect(g.largest.map((x) => x.ms)).toEqual([10, 4, 1, 0.5, -0.25]);
   });
 });
