@@ -43,7 +43,7 @@ export interface ThroughputOptions {
 /** What a device may expose for a run's diagnostics: WebGPU's build, host and dispatch stats, native's launch profile. */
 interface DeviceDiagnostics {
   kernels?: { builds: { count: number; ms: number; keys: string[] } };
-  hostStats?: { submits: number; encodeMs: number; submitMs: number };
+  hostStats?: { submits: number; encodeMs: number; submitMs: number; bindGroups: number };
   profile?: DispatchProfile;
   addon?: { profile?: () => Record<string, [number, number]> };
 }
@@ -134,7 +134,7 @@ export async function runThroughput(o: ThroughputOptions): Promise<Record<string
   // webgpu: the host's recording and submitting, and the pipelines compiled during the run (the
   // host blocks on each while the GPU may idle)
   const host = diag.hostStats;
-  if (host && hostBefore) Object.assign(result, { hostSubmits: host.submits - hostBefore.submits, hostEncodeMs: round(host.encodeMs - hostBefore.encodeMs), hostSubmitMs: round(host.submitMs - hostBefore.submitMs) });
+  if (host && hostBefore) Object.assign(result, { hostSubmits: host.submits - hostBefore.submits, hostEncodeMs: round(host.encodeMs - hostBefore.encodeMs), hostSubmitMs: round(host.submitMs - hostBefore.submitMs), bindGroupsMade: host.bindGroups - hostBefore.bindGroups });
   const builds = diag.kernels?.builds;
   if (builds) Object.assign(result, { kernelBuilds: builds.count - buildsBefore, kernelBuildMs: round(builds.ms - buildMsBefore), kernelsBuilt: builds.keys.slice(buildsBefore) });
   // the roofline of this workload (ARCHITECTURE.md) and the peers measured on the same GPU

@@ -39,7 +39,7 @@ export class WebGpuDevice implements Device {
   /** see bindGroup() */
   readonly bindGroups = new Map<string, GPUBindGroup>();
   /** host time of the streams: recording them into a command buffer, and queue.submit */
-  readonly hostStats = { submits: 0, encodeMs: 0, submitMs: 0 };
+  readonly hostStats = { submits: 0, encodeMs: 0, submitMs: 0, bindGroups: 0 };
   /** per-dispatch GPU times where PARALLM_WEBGPU_PROFILE=1 (profile.ts) */
   readonly profile?: DispatchProfile;
   /** bumped when the params buffer is replaced, which invalidates cached bind groups */
@@ -182,7 +182,14 @@ export class WebGpuDevice implements Device {
   }
 
   /** The buffer range a kernel sees for tensor t. */
-  binding(t: Tensor, what: string): GPUBufferBinding {
+  /**
+   * The binding of a tensor: its bytes, or with `wide` the rest of its buffer from its offset (up
+   * to the binding limit). The kernels bound their accesses by their params, never by the
+   * binding's length, so a wide binding changes nothing they do; it makes the binding the same
+   * from step to step while the tensor's rows change (a workspace tensor of this step's rows),
+   * so that the bind group is made once, not once a step.
+   */
+  binding(t: Tensor, what: string, wide = false): GPUBufferBinding {
     const b = t.buffer as GpuBuffer;
     if (t.offset % this.info.bindingAlignment) {
       throw new UnsupportedError(`webgpu: ${what} starts at byte ${t.offset}, not a multiple of ${this.info.bindingAlignment}`);
@@ -191,6 +198,7 @@ export class WebGpuDevice implements Device {
     if (size > this.info.maxBindingBytes) {
       throw new TensorTooLargeError(`webgpu: ${what} [${t.shape}] ${t.dtype} is ${size} bytes, over this adapter's binding limit of ${this.info.maxBindingBytes}`);
     }
+    if (wide && WIDE_BINDINGS) return { buffer: b.gpu, offset: t.offset, size: Math.max(size, Math.floor(Math.min(b.size - t.offset, this.info.maxBindingBytes) / 16) * 16) };
     return { buffer: b.gpu, offset: t.offset, size };
   }
 }
@@ -423,11 +431,15 @@ function writeParams(view: DataView, offset: number, kernel: Kernel, params: Rec
  * names a freed buffer is simply never hit again; the cache is cleared when it grows large.
  */
 function bindGroup(dev: WebGpuDevice, d: Dispatch, kernel: Kernel, uniforms: GPUBuffer, offset: number): GPUBindGroup {
+  // a tensor whose buffer no other tensor of the dispatch uses is bound wide (WebGpuDevice.binding):
+  // widened, two bindings of one buffer could overlap, which WebGPU forbids where one is written
+  const uses = new Map<unknown, number>();
+  for (const t of Object.values(d.tensors)) uses.set(t.buffer, (uses.get(t.buffer) ?? 0) + 1);
   const ranges = kernel.bindings.map((b) => {
     if (b.kind === 'uniform') return undefined;
     const t = d.tensors[b.name];
     if (!t) throw new Error(`${kernel.key}: tensor '${b.name}' not given`);
-    return dev.binding(t, `${kernel.key} ${b.name}`);
+    return dev.binding(t, `${kernel.key} ${b.name}`, uses.get(t.buffer) === 1);
   });
   let key = `${kernel.key}#${dev.uniformGeneration}@${offset}`;
   kernel.bindings.forEach((b, i) => {
@@ -440,6 +452,7 @@ function bindGroup(dev: WebGpuDevice, d: Dispatch, kernel: Kernel, uniforms: GPU
       b.kind === 'uniform' ? { binding: b.binding, resource: { buffer: uniforms, offset, size: kernel.params!.size } } : { binding: b.binding, resource: ranges[i]! },
     );
     g = dev.gpu.createBindGroup({ layout: kernel.layout, entries });
+    dev.hostStats.bindGroups++;
     if (dev.bindGroups.size >= 8192) dev.bindGroups.clear();
     dev.bindGroups.set(key, g);
   }
@@ -447,3 +460,5 @@ function bindGroup(dev: WebGpuDevice, d: Dispatch, kernel: Kernel, uniforms: GPU
 }
 
 let nextGpuBufferKey = 1;
+/** PARALLM_WEBGPU_WIDE_BINDINGS=0 binds every tensor to its own bytes only (A/B runs). */
+const WIDE_BINDINGS = process.env.PARALLM_WEBGPU_WIDE_BINDINGS !== '0';
