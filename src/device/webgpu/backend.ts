@@ -165,6 +165,16 @@ export class WebGpuDevice implements Device {
     return this.uniforms;
   }
 
+  private uniformHost?: { bytes: Uint8Array<ArrayBuffer>; view: DataView };
+  /** The host-side params of a submit: one array of at least `bytes`, reused. */
+  hostUniforms(bytes: number): { bytes: Uint8Array<ArrayBuffer>; view: DataView } {
+    if (!this.uniformHost || this.uniformHost.bytes.byteLength < bytes) {
+      const b = new Uint8Array(Math.max(64 * 1024, 2 ** Math.ceil(Math.log2(bytes))));
+      this.uniformHost = { bytes: b, view: new DataView(b.buffer) };
+    }
+    return this.uniformHost;
+  }
+
   stagingBuffer(bytes: number): GPUBuffer {
     if (!this.staging || this.staging.size < bytes) {
       this.staging?.destroy();
@@ -248,11 +258,13 @@ export class WebGpuStream implements CommandStream {
 
     // params of every dispatch in one uniform upload; host writes in one staging upload
     const dispatches = this.cmds.filter((c) => c.kind === 'dispatch');
-    const uniformBytes = new Uint8Array(Math.max(UNIFORM_ALIGN, dispatches.length * UNIFORM_ALIGN));
-    const view = new DataView(uniformBytes.buffer);
+    // one host array reused by every submit (writeBuffer copies it at once; every params field is
+    // written per dispatch): a new one a step was ~1 MB of garbage a step for the host's GC
+    const uniformSize = Math.max(UNIFORM_ALIGN, dispatches.length * UNIFORM_ALIGN);
+    const { bytes: uniformBytes, view } = dev.hostUniforms(uniformSize);
     const writes = this.cmds.filter((c): c is { kind: 'write'; dst: Tensor; data: Uint8Array } => c.kind === 'write');
     const stagingSize = writes.reduce((s, w) => s + Math.ceil(w.data.byteLength / 4) * 4, 0);
-    const uniforms = dev.uniformBuffer(uniformBytes.byteLength);
+    const uniforms = dev.uniformBuffer(uniformSize);
     const staging = stagingSize ? dev.stagingBuffer(stagingSize) : undefined;
 
     const profile = dev.profile && dev.info.features.timestamps ? dev.profile : undefined;
