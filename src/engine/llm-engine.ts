@@ -73,6 +73,17 @@ export interface GpuGap {
   /** host time from the step before's launch to this one's (ms), and this launch's own */
   sinceLaunchMs: number;
   launchMs: number;
+  /**
+   * the host's time from the step before's launch to this one's (ms): taking the tokens of the
+   * step before that, the scheduler's update, then this step's scheduling, block copies and
+   * sampling setup; and this step's preemptions
+   */
+  completeMs: number;
+  updateMs: number;
+  scheduleMs: number;
+  copyMs: number;
+  prepareMs: number;
+  preempted: number;
 }
 
 /** A launched step whose tokens the host has not taken yet. */
@@ -89,6 +100,8 @@ interface StepInFlight {
   launchAt: number;
   launchedAt: number;
   tokens: number;
+  /** the host's time in this step's scheduling, block copies and sampling setup (ms), and its preemptions */
+  host: Pick<GpuGap, 'completeMs' | 'updateMs' | 'scheduleMs' | 'copyMs' | 'prepareMs' | 'preempted'>;
 }
 
 export interface EngineOptions {
@@ -112,6 +125,8 @@ export class LLMEngine {
   /** the device timestamp at the end of the last timed step (ns), and its launch on the host (ms) */
   private lastSpanEnd?: bigint;
   private lastLaunchAt = 0;
+  /** the host's time after the last launch: taking the step before's tokens, and the scheduler's update (ms) */
+  private afterLaunch = { completeMs: 0, updateMs: 0 };
   readonly stats: EngineStats = { steps: 0, overlappedSteps: 0, gpuMs: 0, wallMs: 0, waitMs: 0, preemptions: 0, promptTokens: 0, generatedTokens: 0, maxUsedBlocks: 0, wasteAtPeak: 0 };
 
   constructor(
@@ -215,6 +230,7 @@ export class LLMEngine {
     const t0 = performance.now();
     this.firstStepAt ??= t0;
     const out = this.scheduler.schedule();
+    const tScheduled = performance.now();
     this.stats.preemptions += out.preempted.length;
     for (const e of out.scheduled) {
       const req = this.requests.get(e.group.requestId);
@@ -240,6 +256,7 @@ export class LLMEngine {
       return;
     }
     await this.runner.copyBlocks(out.blocksToSwapOut, out.blocksToSwapIn, out.blocksToCopy);
+    const tCopied = performance.now();
     const u = this.blocks.usage();
     if (u.usedBlocks > this.stats.maxUsedBlocks) {
       this.stats.maxUsedBlocks = u.usedBlocks;
@@ -274,11 +291,14 @@ export class LLMEngine {
         throw e;
       }
     }
+    const tCompleted = performance.now();
     this.scheduler.update(out);
+    this.afterLaunch = { completeMs: tCompleted - launchedAt, updateMs: performance.now() - tCompleted };
     // a fork needs its parent's token on the host: such a step is taken before the next
     const overlapped = this.overlapSteps && pending.every((p) => p.states.length === 1);
     const tokens = out.scheduled.reduce((a, e) => a + e.numNewTokens, 0);
-    const cur: StepInFlight = { out, pending, launched, overlapped, queuedBehind: prev !== undefined, launchAt, launchedAt, tokens };
+    const host = { ...this.afterLaunch, scheduleMs: tScheduled - t0, copyMs: tCopied - tScheduled, prepareMs: launchAt - tCopied, preempted: out.preempted.length };
+    const cur: StepInFlight = { out, pending, launched, overlapped, queuedBehind: prev !== undefined, launchAt, launchedAt, tokens, host };
     if (!overlapped) return this.complete(cur);
     pending.forEach(({ e }, row) => {
       // not for a sequence the step before finished
@@ -326,6 +346,7 @@ export class LLMEngine {
           tokens: step.tokens,
           sinceLaunchMs: step.launchAt - this.lastLaunchAt,
           launchMs: step.launchedAt - step.launchAt,
+          ...step.host,
         });
       }
       this.lastSpanEnd = e;
