@@ -165,6 +165,48 @@ export class WebGpuDevice implements Device {
     return this.uniforms;
   }
 
+  private readbacks = new Map<number, GPUBuffer[]>();
+  private timestampSets: { querySet: GPUQuerySet; resolve: GPUBuffer; read: GPUBuffer }[] = [];
+
+  /**
+   * A MAP_READ buffer of at least `bytes` for a stream's read, from a pool (by power-of-two
+   * size): a step reads its tokens back every time, and a new buffer a step left the host's GC
+   * thousands of Dawn objects to finalize, in pauses of up to a second (perf-notes, session 6).
+   * Give it back with releaseReadback once unmapped.
+   */
+  readbackBuffer(bytes: number): GPUBuffer {
+    const size = Math.max(256, 2 ** Math.ceil(Math.log2(bytes)));
+    return this.readbacks.get(size)?.pop() ?? this.gpu.createBuffer({ size, label: 'readback', usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
+  }
+
+  releaseReadback(b: GPUBuffer): void {
+    const free = this.readbacks.get(b.size) ?? [];
+    if (free.length < 8) {
+      free.push(b);
+      this.readbacks.set(b.size, free);
+    } else b.destroy();
+  }
+
+  /** Two timestamps' query set with its resolve and read buffers, from a pool (as readbackBuffer). */
+  timestampSet(): { querySet: GPUQuerySet; resolve: GPUBuffer; read: GPUBuffer } {
+    return (
+      this.timestampSets.pop() ?? {
+        querySet: this.gpu.createQuerySet({ type: 'timestamp', count: 2 }),
+        resolve: this.gpu.createBuffer({ size: 256, label: 'timestamps', usage: GPUBufferUsage.QUERY_RESOLVE | GPUBufferUsage.COPY_SRC }),
+        read: this.gpu.createBuffer({ size: 256, label: 'timestamps read', usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST }),
+      }
+    );
+  }
+
+  releaseTimestampSet(t: { querySet: GPUQuerySet; resolve: GPUBuffer; read: GPUBuffer }): void {
+    if (this.timestampSets.length < 8) this.timestampSets.push(t);
+    else {
+      t.querySet.destroy();
+      t.resolve.destroy();
+      t.read.destroy();
+    }
+  }
+
   private uniformHost?: { bytes: Uint8Array<ArrayBuffer>; view: DataView };
   /** The host-side params of a submit: one array of at least `bytes`, reused. */
   hostUniforms(bytes: number): { bytes: Uint8Array<ArrayBuffer>; view: DataView } {
@@ -269,7 +311,8 @@ export class WebGpuStream implements CommandStream {
 
     const profile = dev.profile && dev.info.features.timestamps ? dev.profile : undefined;
     const timing = this.options.timing && dev.info.features.timestamps && !profile;
-    const querySet = timing ? gpu.createQuerySet({ type: 'timestamp', count: 2 }) : undefined;
+    const tsSet = timing ? dev.timestampSet() : undefined;
+    const querySet = tsSet?.querySet;
     const numPasses = countPasses(this.cmds);
     // profiled: every dispatch in a pass of its own, timestamps at both ends (profile.ts)
     const profiled: string[] = [];
@@ -322,7 +365,7 @@ export class WebGpuStream implements CommandStream {
       } else if (c.kind === 'read') {
         endPass();
         const size = Math.ceil(tensorBytes(c.src) / 4) * 4;
-        c.into = gpu.createBuffer({ size, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
+        c.into = dev.readbackBuffer(size);
         enc.copyBufferToBuffer((c.src.buffer as GpuBuffer).gpu, c.src.offset, c.into, 0, size);
       } else {
         endPass();
@@ -336,19 +379,19 @@ export class WebGpuStream implements CommandStream {
     if (slot) gpu.queue.writeBuffer(uniforms, 0, uniformBytes, 0, slot * UNIFORM_ALIGN);
 
     let tsRead: GPUBuffer | undefined;
-    if (querySet && numPasses > 0) {
-      const resolve = gpu.createBuffer({ size: 16, usage: GPUBufferUsage.QUERY_RESOLVE | GPUBufferUsage.COPY_SRC });
-      tsRead = gpu.createBuffer({ size: 16, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
-      enc.resolveQuerySet(querySet, 0, 2, resolve, 0);
-      enc.copyBufferToBuffer(resolve, 0, tsRead, 0, 16);
-    }
+    if (tsSet && numPasses > 0) {
+      tsRead = tsSet.read;
+      enc.resolveQuerySet(tsSet.querySet, 0, 2, tsSet.resolve, 0);
+      enc.copyBufferToBuffer(tsSet.resolve, 0, tsRead, 0, 16);
+    } else if (tsSet) dev.releaseTimestampSet(tsSet);
     let profileRead: GPUBuffer | undefined;
+    let profileResolve: GPUBuffer | undefined;
     if (profileSet) {
       const bytes = 16 * numProfiled;
-      const resolve = gpu.createBuffer({ size: bytes, usage: GPUBufferUsage.QUERY_RESOLVE | GPUBufferUsage.COPY_SRC });
+      profileResolve = gpu.createBuffer({ size: bytes, usage: GPUBufferUsage.QUERY_RESOLVE | GPUBufferUsage.COPY_SRC });
       profileRead = gpu.createBuffer({ size: bytes, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
-      enc.resolveQuerySet(profileSet, 0, 2 * numProfiled, resolve, 0);
-      enc.copyBufferToBuffer(resolve, 0, profileRead, 0, bytes);
+      enc.resolveQuerySet(profileSet, 0, 2 * numProfiled, profileResolve, 0);
+      enc.copyBufferToBuffer(profileResolve, 0, profileRead, 0, bytes);
     }
     const tEncoded = performance.now();
     gpu.queue.submit([enc.finish()]);
@@ -363,9 +406,9 @@ export class WebGpuStream implements CommandStream {
       const buf = r.into!;
       buf.mapAsync(GPUMapMode.READ).then(
         () => {
-          const out = new Uint8Array(buf.getMappedRange()).slice(0, tensorBytes(r.src));
+          const out = new Uint8Array(buf.getMappedRange(), 0, tensorBytes(r.src)).slice();
           buf.unmap();
-          buf.destroy();
+          dev.releaseReadback(buf);
           r.resolve(out);
         },
         (e) => r.reject(e),
@@ -378,11 +421,10 @@ export class WebGpuStream implements CommandStream {
     const done = () => donePromise;
     // the timestamps are mapped now for the same reason: a map asked for later waits for the
     // work submitted by then, the engine's next step included
-    const span = tsRead?.mapAsync(GPUMapMode.READ).then((): [bigint, bigint] => {
-      const t = new BigInt64Array(tsRead.getMappedRange().slice(0));
+    const span = tsRead?.mapAsync(GPUMapMode.READ, 0, 16).then((): [bigint, bigint] => {
+      const t = new BigInt64Array(tsRead.getMappedRange(0, 16).slice(0));
       tsRead.unmap();
-      tsRead.destroy();
-      querySet?.destroy();
+      dev.releaseTimestampSet(tsSet!);
       return [t[0], t[1]];
     });
     span?.catch(() => {}); // reported to whoever awaits elapsedMs() or gpuSpanNs()
@@ -393,6 +435,7 @@ export class WebGpuStream implements CommandStream {
       const t = new BigInt64Array(profileRead.getMappedRange().slice(0));
       profileRead.unmap();
       profileRead.destroy();
+      profileResolve?.destroy();
       profileSet?.destroy();
       profiled.forEach((key, i) => profile!.add(key, Math.max(0, Number(t[2 * i + 1] - t[2 * i])) / 1e6));
       return Math.max(0, Number(t[2 * profiled.length - 1] - t[0]) / 1e6);
