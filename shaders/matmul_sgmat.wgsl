@@ -186,7 +186,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, 
 
   // the first k-slice; later ones are loaded one iteration ahead. A slice wholly inside k_end of
   // a tile wholly inside n (the same for the whole workgroup) loads without the per-chunk guards:
-  // 12-17% faster in the lab (sgmat_v4_u against the op, H100, perf-notes), as the guarded
+  // 11-17% faster in the lab (sgmat_v4_u against the op, H100, perf-notes), as the guarded
   // loads were not issued back to back
   let wfull = tc + TN <= params.n;
   var kv = k_begin / 8u;
