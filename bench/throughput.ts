@@ -129,7 +129,8 @@ export async function runThroughput(o: ThroughputOptions): Promise<Record<string
     hostWaitFraction: s.wallMs > 0 ? round(s.waitMs / s.wallMs) : null,
   };
   // webgpu: the device's idle time between consecutive steps, from their timestamps, split by
-  // whether the later step was already queued behind the earlier one (then the host was not late)
+  // whether the later step was launched while the earlier one was in flight, with the largest
+  // gaps and the host's phases around them
   if (s.gpuGaps?.length) result.gpuGapsMs = gapSummary(s.gpuGaps);
   // webgpu: the host's recording and submitting, and the pipelines compiled during the run (the
   // host blocks on each while the GPU may idle)

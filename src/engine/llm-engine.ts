@@ -45,8 +45,7 @@ export interface EngineStats {
   gpuMs: number;
   /**
    * the device's idle time between consecutive timed steps (ms, from the steps' device
-   * timestamps, where the backend has them), with whether the later step had been submitted
-   * before the host took the earlier one's results (queued: the host was not late)
+   * timestamps, where the backend has them), with what the host did between their launches
    */
   gpuGaps?: GpuGap[];
   /** wall time from the first step's start to the last step's end (ms) */
@@ -65,7 +64,10 @@ export interface EngineStats {
 export interface GpuGap {
   /** from the end of the step before on the device to this step's start (ms) */
   ms: number;
-  /** launched while the step before was in flight (the host had not taken its tokens yet) */
+  /**
+   * launched while the step before was in flight (the host had not taken its tokens yet). The
+   * device may still have finished that step before this launch: sinceLaunchMs tells.
+   */
   queued: boolean;
   /** this step's index in the run, and the tokens it computed */
   step: number;
@@ -74,9 +76,9 @@ export interface GpuGap {
   sinceLaunchMs: number;
   launchMs: number;
   /**
-   * the host's time from the step before's launch to this one's (ms): taking the tokens of the
-   * step before that, the scheduler's update, then this step's scheduling, block copies and
-   * sampling setup; and this step's preemptions
+   * parts of sinceLaunchMs (ms): taking the tokens of the step before that, the scheduler's
+   * update, then this step's scheduling, block copies and sampling setup; and this step's
+   * preemptions. What they leave of sinceLaunchMs is the event loop's (timers, I/O, the GC).
    */
   completeMs: number;
   updateMs: number;

@@ -53,8 +53,9 @@ export class RequestStream implements AsyncIterable<RequestOutput> {
     const w = this.waiters.shift();
     if (w) w.resolve({ value: out, done: false });
     // with no iterator (generate() awaits only final()) nothing is queued: every output holds
-    // the request's tokens so far, and a queue of one a step held O(steps^2) memory for
-    // nobody (200+ MB at 256 requests of 256 tokens, and GC pauses of up to a second)
+    // the request's tokens so far, and a queue of one a step held O(steps^2) memory for nobody
+    // (~200 MB live at 300 requests of 256 tokens; the GC's pauses stalled the host, and the
+    // GPU behind it, for up to ~1 s: perf-notes, session 6)
     else if (this.iterated) this.queue.push(out);
   }
 

@@ -170,9 +170,8 @@ export class WebGpuDevice implements Device {
 
   /**
    * A MAP_READ buffer of at least `bytes` for a stream's read, from a pool (by power-of-two
-   * size): a step reads its tokens back every time, and a new buffer a step left the host's GC
-   * thousands of Dawn objects to finalize, in pauses of up to a second (perf-notes, session 6).
-   * Give it back with releaseReadback once unmapped.
+   * size): a step reads its tokens back every time, and a new buffer a step was one more Dawn
+   * object a step for the host's GC to finalize. Give it back with releaseReadback once unmapped.
    */
   readbackBuffer(bytes: number): GPUBuffer {
     const size = Math.max(256, 2 ** Math.ceil(Math.log2(bytes)));
@@ -233,9 +232,8 @@ export class WebGpuDevice implements Device {
     return this.kernels.get(d.file, aliased ? [...d.flags, RW_ALL] : d.flags, d.overrides);
   }
 
-  /** The buffer range a kernel sees for tensor t. */
   /**
-   * The binding of a tensor: its bytes, or with `wide` the rest of its buffer from its offset (up
+   * The buffer range a kernel sees for tensor t: its bytes, or with `wide` the rest of its buffer from its offset (up
    * to the binding limit). The kernels bound their accesses by their params, never by the
    * binding's length, so a wide binding changes nothing they do; it makes the binding the same
    * from step to step while the tensor's rows change (a workspace tensor of this step's rows),
