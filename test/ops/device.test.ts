@@ -82,6 +82,39 @@ describe.each(['cpu', ...backendsUnderTest()])('%s device', (backend) => {
   });
 });
 
+describe.runIf(backendsUnderTest().includes('webgpu'))('webgpu bindings', () => {
+  it('a tensor alone in its buffer binds the rest of the buffer; two views of one buffer bind their own bytes', async () => {
+    const dev = (await createDevice('webgpu')) as unknown as Device & {
+      binding(t: ReturnType<typeof view>, what: string, wide?: boolean): GPUBufferBinding;
+      hostStats: { bindGroups: number };
+    };
+    try {
+      const align = dev.info.bindingAlignment;
+      const buf = empty(dev, [16 * align], 'f32'); // 64 * align bytes
+      const t = view(buf, align, [8]); // 32 bytes at byte 4 * align
+      expect(dev.binding(t, 't')).toMatchObject({ offset: 4 * align, size: 32 });
+      expect(dev.binding(t, 't', true)).toMatchObject({ offset: 4 * align, size: 60 * align });
+      // a copy between two views of one buffer (x before out): both bound exactly, and it runs
+      const a = view(buf, 0, [64]);
+      const b = view(buf, 2 * align, [64]);
+      const data = Float32Array.from({ length: 64 }, (_, i) => i + 0.5);
+      dev.upload(a, data);
+      await dev.stream().op('copy', { x: a, out: b }).submit().done();
+      expect(Array.from((await toArray(dev, b)) as Float32Array)).toEqual(Array.from(data));
+      // the same op on the same buffers with a different row count reuses its bind groups
+      // when each tensor is alone in its buffer
+      const x = empty(dev, [4096], 'f32');
+      const y = empty(dev, [4096], 'f32');
+      await dev.stream().op('copy', { x: view(x, 0, [1024]), out: view(y, 0, [1024]) }).submit().done();
+      const made = dev.hostStats.bindGroups;
+      await dev.stream().op('copy', { x: view(x, 0, [2048]), out: view(y, 0, [2048]) }).submit().done();
+      expect(dev.hostStats.bindGroups).toBe(made);
+    } finally {
+      dev.destroy();
+    }
+  });
+});
+
 // On the GPU machine (npm run test:gpu) the suite must run on the GPU with its fast paths,
 // not fall back to llvmpipe and pass vacuously.
 describe.runIf(process.env.PARALLM_TEST_GPU === '1')('GPU machine', () => {
