@@ -33,6 +33,7 @@ import type { WebGpuDevice } from '../src/device/webgpu/backend.ts';
 import { type Dispatch, grid } from '../src/device/webgpu/plan.ts';
 import { planRmsNorm, planRope, planSiluAndMul, type RmsNormShape, type RopeShape, type SiluShape } from '../src/device/webgpu/rowops.ts';
 import { ropeCosSin } from '../src/model/rope.ts';
+import { xorshift } from './lab-rand.ts';
 
 const argv = process.argv.slice(2);
 const opt = (name: string): string | undefined => {
@@ -64,17 +65,10 @@ const f = dev.info.features;
 say(`# lab-rowops on ${dev.info.name} (${dev.info.description}); subgroups ${f.subgroups}, timestamps ${f.timestamps}${f.timestamps ? '' : ' (wall clock)'}`);
 say(`# rows ${rowsList.join(', ')}; ${rounds} round(s); warm-up ${WARM_MS} ms a case; median of ${TRIALS} x ${REPS} launches; PARALLM_COMMIT=${process.env.PARALLM_COMMIT ?? '?'}`);
 
-let seed = 0x9e3779b9;
+const next = xorshift(0x9e3779b9);
 function rand(n: number, lo = -1, hi = 1): Float32Array {
   const a = new Float32Array(n);
-  let s = seed;
-  for (let i = 0; i < n; i++) {
-    s ^= s << 13;
-    s ^= s >>> 17;
-    s ^= s << 5;
-    a[i] = lo + ((s >>> 0) / 4294967296) * (hi - lo);
-  }
-  seed = s;
+  for (let i = 0; i < n; i++) a[i] = lo + (next() / 4294967296) * (hi - lo);
   return a;
 }
 

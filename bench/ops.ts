@@ -84,8 +84,8 @@ async function time<K extends OpName>(dev: Device, name: K, make: (i: number) =>
   // each timed trial long enough (~6 ms, as the labs time) that the GPU runs it at its steady
   // pace: 20 launches of a ~10 us op are a 0.2 ms trial that starts from the idle gap before it,
   // and read 2-3x slower than the same kernel in the labs (perf-notes, "The op benchmark's small
-  // WebGPU launches")
-  if (!quickRun) {
+  // WebGPU launches"). --quick's single trial (a smoke test) is left short.
+  if (trials > 1) {
     const s = dev.stream({ timing: true });
     for (let i = 0; i < reps; i++) s.op(name, make(i));
     const est = (await s.submit().elapsedMs()) / reps;
@@ -115,8 +115,6 @@ const REPEAT = Number(process.env.PARALLM_BENCH_REPEAT ?? 1);
 /** A timed trial's length (ms), and the most launches one may take to reach it. */
 const TRIAL_MS = 6;
 const MAX_REPS = 1000;
-/** --quick: one short trial an op (CI), no lengthening */
-let quickRun = false;
 const WARM_BUSY = process.env.PARALLM_BENCH_WARM === 'busy';
 const WARM_BURST = process.env.PARALLM_BENCH_WARM === 'burst';
 let burstBufs: [Tensor, Tensor] | undefined;
@@ -151,7 +149,6 @@ export interface BenchResult {
 export async function runOpsBench(opts: BenchOptions): Promise<BenchResult> {
   const dev = await createDevice(opts.backend);
   const quick = !!opts.quick;
-  quickRun = quick;
   const reps = quick ? 3 : 20;
   const trials = quick ? 1 : 5;
   const rows: Row[] = [];

@@ -226,10 +226,8 @@ export class WebGpuDevice implements Device {
   }
 
   /** The compiled kernel of a dispatch (read_write bindings where its tensors share a buffer). */
-  kernel(d: Dispatch): Kernel {
-    const buffers = Object.values(d.tensors).map((t) => t.buffer.id);
-    const aliased = new Set(buffers).size !== buffers.length;
-    return this.kernels.get(d.file, aliased ? [...d.flags, RW_ALL] : d.flags, d.overrides);
+  kernel(d: Dispatch, shared = sharedBuffers(d)): Kernel {
+    return this.kernels.get(d.file, shared.size ? [...d.flags, RW_ALL] : d.flags, d.overrides);
   }
 
   /**
@@ -254,7 +252,7 @@ export class WebGpuDevice implements Device {
 }
 
 type Command =
-  | { kind: 'dispatch'; d: Dispatch; kernel: Kernel; op?: string }
+  | { kind: 'dispatch'; d: Dispatch; kernel: Kernel; shared: Set<number>; op?: string }
   | { kind: 'copy'; src: Tensor; dst: Tensor }
   | { kind: 'write'; dst: Tensor; data: Uint8Array }
   | { kind: 'read'; src: Tensor; into?: GPUBuffer; resolve: (b: Uint8Array) => void; reject: (e: unknown) => void };
@@ -266,14 +264,19 @@ export class WebGpuStream implements CommandStream {
   op<K extends OpName>(name: K, args: OpArgs[K]): this {
     const s = this.dev.supports(name, args);
     if (!s.ok) throw new UnsupportedError(s.reason);
-    for (const d of planOp(this.dev, name, args)) this.cmds.push({ kind: 'dispatch', d, kernel: this.dev.kernel(d), op: name });
+    for (const d of planOp(this.dev, name, args)) this.pushDispatch(d, name);
     return this;
   }
 
   /** A raw dispatch of a kernel (benchmarks, and ops planned elsewhere). */
   dispatch(d: Dispatch): this {
-    this.cmds.push({ kind: 'dispatch', d, kernel: this.dev.kernel(d) });
+    this.pushDispatch(d);
     return this;
+  }
+
+  private pushDispatch(d: Dispatch, op?: string): void {
+    const shared = sharedBuffers(d);
+    this.cmds.push({ kind: 'dispatch', d, kernel: this.dev.kernel(d, shared), shared, op });
   }
 
   copy(src: Tensor, dst: Tensor): this {
@@ -349,12 +352,12 @@ export class WebGpuStream implements CommandStream {
           pass = enc.beginComputePass(tw && (passIndex === 0 || passIndex === numPasses - 1) ? { timestampWrites: tw } : {});
           passIndex++;
         }
-        const { d, kernel } = c;
+        const { d, kernel, shared } = c;
         const offset = slot * UNIFORM_ALIGN;
         slot++;
         writeParams(view, offset, kernel, d.params);
         pass.setPipeline(kernel.pipeline);
-        pass.setBindGroup(0, bindGroup(dev, d, kernel, uniforms, offset));
+        pass.setBindGroup(0, bindGroup(dev, d, kernel, uniforms, offset, shared));
         pass.dispatchWorkgroups(d.grid[0], d.grid[1] ?? 1, d.grid[2] ?? 1);
       } else if (c.kind === 'copy') {
         endPass();
@@ -483,16 +486,14 @@ function writeParams(view: DataView, offset: number, kernel: Kernel, params: Rec
  * several microseconds of CPU per dispatch. Buffer ids are never reused, so an entry that
  * names a freed buffer is simply never hit again; the cache is cleared when it grows large.
  */
-function bindGroup(dev: WebGpuDevice, d: Dispatch, kernel: Kernel, uniforms: GPUBuffer, offset: number): GPUBindGroup {
+function bindGroup(dev: WebGpuDevice, d: Dispatch, kernel: Kernel, uniforms: GPUBuffer, offset: number, shared: Set<number>): GPUBindGroup {
   // a tensor whose buffer no other tensor of the dispatch uses is bound wide (WebGpuDevice.binding):
   // widened, two bindings of one buffer could overlap, which WebGPU forbids where one is written
-  const uses = new Map<unknown, number>();
-  for (const t of Object.values(d.tensors)) uses.set(t.buffer, (uses.get(t.buffer) ?? 0) + 1);
   const ranges = kernel.bindings.map((b) => {
     if (b.kind === 'uniform') return undefined;
     const t = d.tensors[b.name];
     if (!t) throw new Error(`${kernel.key}: tensor '${b.name}' not given`);
-    return dev.binding(t, `${kernel.key} ${b.name}`, uses.get(t.buffer) === 1);
+    return dev.binding(t, `${kernel.key} ${b.name}`, !shared.has(t.buffer.id));
   });
   let key = `${kernel.key}#${dev.uniformGeneration}@${offset}`;
   kernel.bindings.forEach((b, i) => {
@@ -510,6 +511,17 @@ function bindGroup(dev: WebGpuDevice, d: Dispatch, kernel: Kernel, uniforms: GPU
     dev.bindGroups.set(key, g);
   }
   return g;
+}
+
+/** The ids of the buffers that more than one tensor of a dispatch uses (nearly always none). */
+function sharedBuffers(d: Dispatch): Set<number> {
+  const shared = new Set<number>();
+  const seen: number[] = [];
+  for (const t of Object.values(d.tensors)) {
+    if (seen.includes(t.buffer.id)) shared.add(t.buffer.id);
+    else seen.push(t.buffer.id);
+  }
+  return shared;
 }
 
 let nextGpuBufferKey = 1;
