@@ -33,10 +33,15 @@ export interface BenchOptions {
   quick?: boolean;
   /** JSON of ceilings measured by PyTorch on the same GPU (scripts/torch_ceilings.py) */
   peer?: string;
-  /** 'attention': the ceilings and the attention rows only (kernel A/B runs) */
+  /**
+   * Sections to run after the ceilings, comma-separated (default all): rowops (rms_norm, rope,
+   * the KV-cache writes, silu_and_mul, embedding), decode (1-16-row matmuls), batch (64-4,096-row
+   * matmuls), logits (softmax, argmax, sample), attention
+   */
   only?: string;
 }
 
+const SECTIONS = ['rowops', 'decode', 'batch', 'logits', 'attention'];
 const H = 4096;
 const I = 11008;
 const V = 32000;
@@ -193,9 +198,11 @@ export async function runOpsBench(opts: BenchOptions): Promise<BenchResult> {
     bound: 'memory',
   });
 
-  // --only attention: the ceilings, then straight to the attention rows
-  const all = opts.only !== 'attention';
-  const tokenCounts = !all ? [] : quick ? [1, 256] : [1, 16, 256, 2048];
+  const sections = opts.only ? opts.only.split(',') : undefined;
+  const bad = sections?.filter((x) => !SECTIONS.includes(x));
+  if (bad?.length) throw new Error(`bench ops --only ${opts.only}: expected some of ${SECTIONS.join(', ')}`);
+  const want = (section: string) => !sections || sections.includes(section);
+  const tokenCounts = !want('rowops') ? [] : quick ? [1, 256] : [1, 16, 256, 2048];
   for (const n of tokenCounts) {
     const x = fromArray(dev, rand(n * H), [n, H], 'f32');
     const res = fromArray(dev, rand(n * H), [n, H], 'f32');
@@ -244,12 +251,12 @@ export async function runOpsBench(opts: BenchOptions): Promise<BenchResult> {
     [I, H],
     [H, I],
   ];
-  for (const [n, k] of all ? shapes : []) {
+  for (const [n, k] of want('decode') || want('batch') ? shapes : []) {
     const wBytes = n * k * 2;
     // rotate through enough copies of w that they do not all fit in cache (~256 MiB in all)
     const copies = quick ? 1 : Math.max(2, Math.ceil((256 * 2 ** 20) / wBytes));
     const ws = Array.from({ length: copies }, () => fromArray(dev, rand(n * k, 0.02), [n, k], 'f16'));
-    for (const m of quick ? [1, 16] : [1, 2, 4, 8, 16]) {
+    for (const m of !want('decode') ? [] : quick ? [1, 16] : [1, 2, 4, 8, 16]) {
       const a = fromArray(dev, rand(m * k), [m, k], 'f32');
       const out = empty(dev, [m, n], 'f32');
       const ms = await time(dev, 'matmul', (i) => ({ a, w: ws[i % copies], out }), reps, trials);
@@ -259,7 +266,7 @@ export async function runOpsBench(opts: BenchOptions): Promise<BenchResult> {
       dev.free(out.buffer);
     }
     // decode batches of a continuous-batching step (64, 256 rows) and a prefill chunk (2048)
-    for (const m of quick ? [256] : [64, 256, 2048, 4096]) {
+    for (const m of !want('batch') ? [] : quick ? [256] : [64, 256, 2048, 4096]) {
       const a = fromArray(dev, rand(m * k), [m, k], 'f32');
       const out = empty(dev, [m, n], 'f32');
       const args = { a, w: ws[0], out };
@@ -276,7 +283,7 @@ export async function runOpsBench(opts: BenchOptions): Promise<BenchResult> {
   }
 
   // logits-side ops: one pass over [n, V] would be the floor; sampling makes ~67 passes by design
-  for (const n of !all ? [] : quick ? [1, 64] : [1, 64, 256]) {
+  for (const n of !want('logits') ? [] : quick ? [1, 64] : [1, 64, 256]) {
     const logits = fromArray(dev, rand(n * V, 5), [n, V], 'f32');
     const probs = empty(dev, [n, V], 'f32');
     const ids = empty(dev, [n], 'i32');
@@ -294,7 +301,7 @@ export async function runOpsBench(opts: BenchOptions): Promise<BenchResult> {
     for (const t of [logits, probs, ids, temp, topK, topP, minP, draws]) dev.free(t.buffer);
   }
 
-  rows.push(...(await attentionRows(dev, quick, reps, trials, copyGBps, mmTflops)));
+  if (want('attention')) rows.push(...(await attentionRows(dev, quick, reps, trials, copyGBps, mmTflops)));
 
   const gpu = dev.info.name;
   const date = new Date().toISOString().slice(0, 10);
@@ -387,7 +394,7 @@ async function attentionRows(dev: Device, quick: boolean, reps: number, trials: 
   return rows;
 }
 
-// `npm run bench:ops -- [--quick] [--backend b] [--out dir] [--peer file] [--only attention]`
+// `npm run bench:ops -- [--quick] [--backend b] [--out dir] [--peer file] [--only rowops,decode,batch,logits,attention]`
 if (import.meta.url === `file://${process.argv[1]}`) {
   const argv = process.argv.slice(2);
   const val = (flag: string, d: string) => {
