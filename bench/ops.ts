@@ -65,9 +65,31 @@ function rand(n: number, scale = 1): Float32Array {
  * `make(i)` gives the i-th launch's args, so that inputs can rotate past the L2 cache.
  */
 async function time<K extends OpName>(dev: Device, name: K, make: (i: number) => OpArgs[K], reps: number, trials: number): Promise<number> {
-  // warm-up: the op itself for 150 ms at least, so that the GPU's clocks have ramped after the
-  // uploads of its inputs (an H200 idling through a large upload ran the first launches at a
-  // third of their speed: 1.0 vs 3.8 TB/s for the same attention dispatch, 2026-11-26)
+  const run = async (n: number, timing: boolean): Promise<number> => {
+    const s = dev.stream({ timing });
+    for (let i = 0; i < n; i++) s.op(name, make(i));
+    const c = s.submit();
+    if (!timing) {
+      await c.done();
+      return 0;
+    }
+    return (await c.elapsedMs()) / n;
+  };
+  // each timed trial long enough (~6 ms, as the labs time) that the GPU runs it at its steady
+  // pace: 20 launches of a ~10 us op are a 0.2 ms trial that starts from the idle gap before it,
+  // and read 2-3x slower than the same kernel in the labs (perf-notes, "The op benchmark's small
+  // WebGPU launches"). --quick's single trial (a smoke test) is left short.
+  if (trials > 1) {
+    const est = await run(reps, true);
+    reps = Math.max(reps, Math.min(MAX_REPS, Math.ceil(TRIAL_MS / Math.max(est, 1e-4))));
+  }
+  // Warm-up: the op itself until its rate stops improving. After the host has kept the GPU idle
+  // (generating the next shape's inputs takes seconds), an H100 ran the first ~0.3-1 s of
+  // launches at half their speed: 150 ms of warm-up, as before, left rms_norm at 2,048 rows at
+  // 91-101 us against 49 us in bench/lab-rowops.ts in the same call, and decode matmuls at
+  // 33-70 us against 15-34 us (perf-notes, session 7). So: at least 150 ms, and until the
+  // best of the last WARM_WINDOW trials is no better than 2% under the best before them, at most
+  // WARM_MAX_MS. (--quick: 150 ms only.)
   const t0 = performance.now();
   if (WARM_BUSY) {
     // experiment: streams of 10x the launches, two in flight, so that the GPU never waits for the host
@@ -79,31 +101,27 @@ async function time<K extends OpName>(dev: Device, name: K, make: (i: number) =>
       if (inflight.length > 1) await inflight.shift();
     } while (performance.now() - t0 < 150);
     await Promise.all(inflight);
+  } else if (trials > 1) {
+    const seen: number[] = [];
+    for (;;) {
+      seen.push(await run(reps, true));
+      const spent = performance.now() - t0;
+      if (spent >= WARM_MAX_MS) break;
+      if (spent < 150 || seen.length <= WARM_WINDOW) continue;
+      const before = Math.min(...seen.slice(0, -WARM_WINDOW));
+      if (Math.min(...seen.slice(-WARM_WINDOW)) >= 0.98 * before) break;
+    }
+    warmups.push({ op: name, ms: performance.now() - t0, trials: seen.length, firstUs: seen[0] * 1000, bestUs: Math.min(...seen) * 1000 });
   } else {
-    do {
-      const warm = dev.stream();
-      for (let i = 0; i < reps; i++) warm.op(name, make(i));
-      await warm.submit().done();
-    } while (performance.now() - t0 < 150);
-  }
-  // each timed trial long enough (~6 ms, as the labs time) that the GPU runs it at its steady
-  // pace: 20 launches of a ~10 us op are a 0.2 ms trial that starts from the idle gap before it,
-  // and read 2-3x slower than the same kernel in the labs (perf-notes, "The op benchmark's small
-  // WebGPU launches"). --quick's single trial (a smoke test) is left short.
-  if (trials > 1) {
-    const s = dev.stream({ timing: true });
-    for (let i = 0; i < reps; i++) s.op(name, make(i));
-    const est = (await s.submit().elapsedMs()) / reps;
-    reps = Math.max(reps, Math.min(MAX_REPS, Math.ceil(TRIAL_MS / Math.max(est, 1e-4))));
+    do await run(reps, false);
+    while (performance.now() - t0 < 150);
   }
   const medians: number[] = [];
   for (let r = 0; r < REPEAT; r++) {
     const times: number[] = [];
     for (let t = 0; t < trials; t++) {
       if (WARM_BURST) burst(dev);
-      const s = dev.stream({ timing: true });
-      for (let i = 0; i < reps; i++) s.op(name, make(i));
-      times.push((await s.submit().elapsedMs()) / reps);
+      times.push(await run(reps, true));
     }
     times.sort((a, b) => a - b);
     medians.push(times[Math.floor(times.length / 2)]);
@@ -111,6 +129,11 @@ async function time<K extends OpName>(dev: Device, name: K, make: (i: number) =>
   if (REPEAT > 1) console.error(`repeat ${name}: ${medians.map((m) => (m * 1000).toFixed(1)).join(' ')} us`);
   return medians[0];
 }
+/** Trials of warm-up without a 2% gain that end it, and its longest run (ms). */
+const WARM_WINDOW = 4;
+const WARM_MAX_MS = 3000;
+/** Each op's warm-up: how long, and its first and best trial (per launch), for the result's record. */
+const warmups: { op: string; ms: number; trials: number; firstUs: number; bestUs: number }[] = [];
 /**
  * experiments on the timing itself: PARALLM_BENCH_REPEAT=N times each op N times in a row
  * (stderr); PARALLM_BENCH_WARM=busy: warm-up streams kept in flight; =burst: ~1 ms of large
@@ -153,6 +176,7 @@ export interface BenchResult {
 
 export async function runOpsBench(opts: BenchOptions): Promise<BenchResult> {
   const dev = await createDevice(opts.backend);
+  warmups.length = 0;
   const quick = !!opts.quick;
   const reps = quick ? 3 : 20;
   const trials = quick ? 1 : 5;
@@ -319,6 +343,8 @@ export async function runOpsBench(opts: BenchOptions): Promise<BenchResult> {
     ceilings: { copyGBps: f(copyGBps), matmulTflops: f(mmTflops), matmulShape: `${mm}^3 f16 weights`, matmulKernel: mmKernel },
     peer,
     rows,
+    // each timed op's warm-up in order (ms spent, trials, first and best trial's us per launch)
+    warmups: warmups.map((w) => ({ ...w, ms: f(w.ms), firstUs: f(w.firstUs), bestUs: f(w.bestUs) })),
   };
   mkdirSync(opts.out, { recursive: true });
   const file = join(opts.out, `ops-${resultSlug(gpu)}-${date}.json`);
