@@ -83,76 +83,59 @@ async function time<K extends OpName>(dev: Device, name: K, make: (i: number) =>
     const est = await run(reps, true);
     reps = Math.max(reps, Math.min(MAX_REPS, Math.ceil(TRIAL_MS / Math.max(est, 1e-4))));
   }
-  // Warm-up: the op itself until its rate stops improving. After the host has kept the GPU idle
-  // (generating the next shape's inputs takes seconds), an H100 ran the first ~0.3-1 s of
-  // launches at half their speed: 150 ms of warm-up, as before, left rms_norm at 2,048 rows at
-  // 91-101 us against 49 us in bench/lab-rowops.ts in the same call, and decode matmuls at
-  // 33-70 us against 15-34 us (perf-notes, session 7). So: at least 150 ms, and until the
-  // best of the last WARM_WINDOW trials is no better than 2% under the best before them, at most
-  // WARM_MAX_MS. (--quick: 150 ms only.)
+  // Warm-up and trials with the GPU never idle between them: streams are submitted ahead of the
+  // host's waits, up to IN_FLIGHT at a time. The GPU's SM clock follows its load: sampled every
+  // 100 ms on the H100 (session 7, nvidia-smi), it sat at 345-1,400 MHz (of 1,980) through
+  // launches of small ops that were awaited one stream at a time, and such runs read rms_norm at
+  // 2,048 rows at 91-101 us against 49 us in bench/lab-rowops.ts, decode matmuls at 33-70 us
+  // against 15-34 us. Under a serving load the GPU is busy and at full clock, so that is the
+  // pace this benchmark reports. The warm-up lasts at least WARM_MIN_MS, and until the best of
+  // the last WARM_WINDOW streams is no better than 2% under the best before them, at most
+  // WARM_MAX_MS. (--quick, a smoke test: one trial, 150 ms of warm-up awaited stream by stream.)
   const t0 = performance.now();
-  if (WARM_BUSY) {
-    // experiment: streams of 10x the launches, two in flight, so that the GPU never waits for the host
-    const inflight: Promise<void>[] = [];
-    do {
-      const warm = dev.stream();
-      for (let i = 0; i < 10 * reps; i++) warm.op(name, make(i));
-      inflight.push(warm.submit().done());
-      if (inflight.length > 1) await inflight.shift();
-    } while (performance.now() - t0 < 150);
-    await Promise.all(inflight);
-  } else if (trials > 1) {
+  if (trials > 1) {
     const seen: number[] = [];
+    const inflight: Promise<number>[] = [];
     for (;;) {
-      seen.push(await run(reps, true));
+      while (inflight.length < IN_FLIGHT) inflight.push(run(reps, true));
+      seen.push(await inflight.shift()!);
       const spent = performance.now() - t0;
       if (spent >= WARM_MAX_MS) break;
-      if (spent < 150 || seen.length <= WARM_WINDOW) continue;
+      if (spent < WARM_MIN_MS || seen.length <= WARM_WINDOW) continue;
       const before = Math.min(...seen.slice(0, -WARM_WINDOW));
       if (Math.min(...seen.slice(-WARM_WINDOW)) >= 0.98 * before) break;
     }
     warmups.push({ op: name, ms: performance.now() - t0, trials: seen.length, firstUs: seen[0] * 1000, bestUs: Math.min(...seen) * 1000 });
-  } else {
-    do await run(reps, false);
-    while (performance.now() - t0 < 150);
-  }
-  const medians: number[] = [];
-  for (let r = 0; r < REPEAT; r++) {
-    const times: number[] = [];
-    for (let t = 0; t < trials; t++) {
-      if (WARM_BURST) burst(dev);
-      times.push(await run(reps, true));
+    // the trials queue behind the warm-up streams still in flight
+    const medians: number[] = [];
+    for (let r = 0; r < REPEAT; r++) {
+      const pending: Promise<number>[] = [];
+      for (let t = 0; t < trials; t++) pending.push(run(reps, true));
+      const times = (await Promise.all(pending)).sort((a, b) => a - b);
+      medians.push(times[Math.floor(times.length / 2)]);
     }
-    times.sort((a, b) => a - b);
-    medians.push(times[Math.floor(times.length / 2)]);
+    await Promise.all(inflight);
+    if (REPEAT > 1) console.error(`repeat ${name}: ${medians.map((m) => (m * 1000).toFixed(1)).join(' ')} us`);
+    return medians[0];
   }
+  do await run(reps, false);
+  while (performance.now() - t0 < 150);
+  const medians = [await run(reps, true)];
   if (REPEAT > 1) console.error(`repeat ${name}: ${medians.map((m) => (m * 1000).toFixed(1)).join(' ')} us`);
   return medians[0];
 }
-/** Trials of warm-up without a 2% gain that end it, and its longest run (ms). */
-const WARM_WINDOW = 4;
+/** Warm-up: its shortest and longest run (ms), the streams without a 2% gain that end it, the streams kept in flight. */
+const WARM_MIN_MS = 300;
 const WARM_MAX_MS = 3000;
+const WARM_WINDOW = 4;
+const IN_FLIGHT = 3;
 /** Each op's warm-up: how long, and its first and best trial (per launch), for the result's record. */
 const warmups: { op: string; ms: number; trials: number; firstUs: number; bestUs: number }[] = [];
-/**
- * experiments on the timing itself: PARALLM_BENCH_REPEAT=N times each op N times in a row
- * (stderr); PARALLM_BENCH_WARM=busy: warm-up streams kept in flight; =burst: ~1 ms of large
- * copies submitted right before each timed trial, so that the GPU has no idle gap before it
- */
+/** PARALLM_BENCH_REPEAT=N times each op N times in a row (stderr): an experiment on the timing itself. */
 const REPEAT = Number(process.env.PARALLM_BENCH_REPEAT ?? 1);
 /** A timed trial's length (ms), and the most launches one may take to reach it. */
 const TRIAL_MS = 6;
 const MAX_REPS = 1000;
-const WARM_BUSY = process.env.PARALLM_BENCH_WARM === 'busy';
-const WARM_BURST = process.env.PARALLM_BENCH_WARM === 'burst';
-let burstBufs: [Tensor, Tensor] | undefined;
-function burst(dev: Device): void {
-  const n = 16 * 2 ** 20; // 64 MiB of f32
-  burstBufs ??= [empty(dev, [n], 'f32'), empty(dev, [n], 'f32')];
-  const s = dev.stream();
-  for (let i = 0; i < 24; i++) s.op('copy', { x: burstBufs[i % 2], out: burstBufs[(i + 1) % 2] });
-  s.submit(); // not awaited: the timed trial follows it on the queue
-}
 
 /** The matmul kernel a backend picks for these arguments (for the tables). */
 function matmulKernel(dev: Device, args: OpArgs['matmul']): string {
