@@ -5,17 +5,17 @@
 // bytes + activation bytes over the time), % of the copy ceiling measured at the start, the
 // largest error of sampled outputs against a float64 product of the same inputs on the host
 // (FAIL past 1e-2), and the count of outputs left unwritten (out is filled with NaN before the
-// checked launch). Each case runs 150 ms before it is timed (the clocks ramp), then the median of
-// 5 trials of 20 back-to-back launches by GPU timestamps, rotating copies of the weights (> 150 MB
-// in all) so that L2 (50 MB on an H100) does not hold them.
+// checked launch). Each case runs 300 ms before it is timed (the clocks ramp), then the median of
+// 5 trials of 50 back-to-back launches (3 streams in flight) by GPU timestamps, rotating copies
+// of the weights (> 150 MB in all) so that L2 (50 MB on an H100) does not hold them.
 //   npx tsx bench/lab-gemv.ts [--quick] [--smoke] [--out FILE] [--m=1,16] [--shapes=4096x4096] [--only=planner,g4s8]
-// --quick: 2 trials and 50 ms warm-ups; --smoke: one tiny shape (what CI runs on llvmpipe);
+// --quick: 2 trials and 100 ms warm-ups; --smoke: one tiny shape (what CI runs on llvmpipe);
 // --only: substrings of the labels to time (`copy` for the copy lines). About 2-3 minutes on an H100.
 import { execFileSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { createDevice, empty, f16BitsToF32, type Tensor, toArray } from '../src/device/index.ts';
 import type { WebGpuDevice } from '../src/device/webgpu/backend.ts';
-import { gemvOrder, gemvRowsUnfit, matmulUnsupported, planGemvRows } from '../src/device/webgpu/matmul.ts';
+import { type GemvMmaShape, gemvMmaSharedBytes, gemvOrder, gemvRowsUnfit, matmulUnsupported, planGemvMma, planGemvRows } from '../src/device/webgpu/matmul.ts';
 import { type Dispatch, grid, planOp } from '../src/device/webgpu/ops.ts';
 import { VARIANTS } from './lab-gemv-variants.ts';
 import { randF16 } from './lab-rand.ts';
@@ -30,9 +30,9 @@ const ms_ = opt('m')?.split(',').map(Number) ?? (smoke ? [1, 3, 16] : [1, 2, 4, 
 const shapes: [number, number][] = (opt('shapes')?.split(',') ?? (smoke ? ['200x264'] : ['4096x4096', '11008x4096', '4096x11008', '12288x4096', '22016x4096', '32000x4096'])).map(
   (s) => s.split('x').map(Number) as [number, number],
 );
-const WARM_MS = smoke ? 0 : quick ? 50 : 150;
+const WARM_MS = smoke ? 0 : quick ? 100 : 300;
 const TRIALS = smoke ? 1 : quick ? 2 : 5;
-const REPS = smoke ? 2 : 20;
+const REPS = smoke ? 2 : 50;
 const ROTATE_BYTES = smoke ? 0 : 150e6;
 
 
@@ -64,19 +64,26 @@ function randF32(n: number): Float32Array {
 const gb = (x: number) => (x >= 100 ? x.toFixed(0) : x.toPrecision(3)).padStart(5);
 const D = (file: string, tensors: Record<string, Tensor>, params: Record<string, number>, g: [number, number?]): Dispatch => ({ file, flags: [], overrides: {}, tensors, params, grid: g });
 
-/** Median per-launch ms of `REPS` back-to-back launches of mk(i), after WARM_MS of the same. */
+/**
+ * Median per-launch ms of `REPS` back-to-back launches of mk(i), after WARM_MS of the same.
+ * Streams are submitted ahead (3 in flight) so that the GPU never idles between them: its SM
+ * clock follows its load, and one stream awaited at a time left an H100 at 345-1,400 MHz of
+ * 1,980 (perf-notes, session 7).
+ */
 async function timeIt(mk: (i: number) => Dispatch[]): Promise<number> {
-  const run = async (timing: boolean) => {
-    const s = dev.stream({ timing });
+  const run = async () => {
+    const s = dev.stream({ timing: true });
     for (let i = 0; i < REPS; i++) for (const d of mk(i)) s.dispatch(d);
-    const c = s.submit();
-    return timing ? (await c.elapsedMs()) / REPS : (await c.done(), 0);
+    return (await s.submit().elapsedMs()) / REPS;
   };
+  const inflight: Promise<number>[] = [];
   const t0 = performance.now();
-  do await run(false);
-  while (performance.now() - t0 < WARM_MS);
-  const ts: number[] = [];
-  for (let k = 0; k < TRIALS; k++) ts.push(await run(true));
+  do {
+    while (inflight.length < 3) inflight.push(run());
+    await inflight.shift();
+  } while (performance.now() - t0 < WARM_MS);
+  const ts = await Promise.all(Array.from({ length: TRIALS }, run));
+  await Promise.all(inflight);
   ts.sort((x, y) => x - y);
   return ts[Math.floor(ts.length / 2)];
 }
@@ -146,6 +153,17 @@ for (const [N, K] of shapes) {
       }
       const n = planGemvRows(dev, args(ws[0]), v.shape).length;
       plans.push({ label: `rows ${v.name}${n > 1 ? ' (+reduce)' : ''}`, mk: (w) => planGemvRows(dev, args(w), v.shape) });
+    }
+    // matmul_gemv_mma (the matrix units): 16, 32 or 64 columns per workgroup, k split 1-8 ways
+    if (dev.info.features.subgroupMatrix) {
+      for (const CF of [1, 2, 4] as GemvMmaShape['CF'][]) {
+        for (const splits of [1, 2, 4, 8]) {
+          const shape = { CF, splits };
+          if (gemvMmaSharedBytes(shape) > dev.gpu.limits.maxComputeWorkgroupStorageSize) continue;
+          const n = planGemvMma(dev, args(ws[0]), shape).length;
+          plans.push({ label: `mma c${16 * CF}${splits > 1 ? `-split${splits}` : ''}${n > 1 ? ' (+reduce)' : ''}`, mk: (w) => planGemvMma(dev, args(w), shape) });
+        }
+      }
     }
     const filtered = only ? plans.filter((p) => only.some((o) => p.label.includes(o))) : plans;
 

@@ -31,6 +31,16 @@ const CASES: Record<MatmulKernel, Case[]> = {
     [3, 100, 4096, 'f16', true], // split k 4, bias added by the reduce
     [16, 4099, 264, 'f16', false], // three columns past a whole number of workgroups
   ],
+  // matmul_gemv_mma: 16 columns per workgroup, k in steps of 256 (four phases of 64), split k
+  // (and reduced) below 256 workgroups where the chunks stay >= 1024 deep; f16 weights only
+  gemv_mma: [
+    [5, 256, 512, 'f16', false], // two whole steps
+    [16, 1031, 1032, 'f16', true], // a partial last step (one 8-wide chunk) and 7 columns past a workgroup
+    [8, 100, 4096, 'f16', true], // split k 4, bias added by the reduce
+    [1, 130, 40, 'f16', false], // one row, k shorter than a phase
+    [3, 33, 136, 'f16', true],
+    [16, 4099, 264, 'f16', false], // three columns past a whole number of workgroups
+  ],
   tiled: [
     [1, 3, 5, 'f32', false],
     [65, 70, 33, 'f16', true],
@@ -74,7 +84,9 @@ describe.each(backendsUnderTest())('%s backend: matmul', (backend) => {
         kernel,
       };
       const probe = dev.supports('matmul', { a: fromArray(dev, [0], [1, 1], 'f32'), w: fromArray(dev, [0], [1, 1], 'f32'), out: fromArray(dev, [0], [1, 1], 'f32'), kernel });
-      const needs = kernel === 'sgmat' ? dev.info.features.subgroupMatrix : kernel === 'gemv_sg' ? dev.info.features.subgroups : true;
+      // (a backend without a kernel of its own for a gemv variant runs its gemv: native's gemv_mma)
+      const f = dev.info.features;
+      const needs = kernel === 'sgmat' ? f.subgroupMatrix : kernel === 'gemv_mma' ? backend !== 'webgpu' || f.subgroupMatrix : kernel === 'gemv_sg' ? f.subgroups : true;
       if (!needs) {
         // no subgroups / matrix units on this adapter (llvmpipe): the backend must say so, not run garbage
         expect(probe.ok).toBe(false);
@@ -82,8 +94,8 @@ describe.each(backendsUnderTest())('%s backend: matmul', (backend) => {
       }
       const got = await runOp(dev, 'matmul', args);
       const want = await reference('matmul', args);
-      // sgmat rounds a to f16 (relative error ~5e-4 per product, averaging down over k)
-      expect(relErr(got.out, want.out)).toBeLessThan(kernel === 'sgmat' ? 1e-2 : 1e-5);
+      // sgmat and gemv_mma round a to f16 (relative error ~5e-4 per product, averaging down over k)
+      expect(relErr(got.out, want.out)).toBeLessThan(kernel === 'sgmat' || kernel === 'gemv_mma' ? 1e-2 : 1e-5);
     });
   }
 

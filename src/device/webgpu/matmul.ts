@@ -2,7 +2,7 @@
 // its launch shape, and the split of weights larger than one binding into row blocks.
 
 import type { Tensor } from '../device.ts';
-import type { MatmulKernel, OpArgs } from '../ops.ts';
+import { GEMV_KERNELS, type MatmulKernel, type OpArgs } from '../ops.ts';
 import { rows, tensorBytes } from '../tensor.ts';
 import type { WebGpuDevice } from './backend.ts';
 import { type Dispatch, grid, rowBlock, weightFlag } from './plan.ts';
@@ -18,22 +18,25 @@ export const GEMV_PREFERRED_ROWS = 8;
 
 /**
  * The kernels matmul tries for 1 to GEMV_MAX_ROWS rows, first the one PARALLM_GEMV names (read
- * once): `rows` (the default) matmul_gemv_rows.wgsl at every row count, on every adapter (it
- * reduces through workgroup memory where there are no subgroups); `sg` the order before it
- * (gemv_sg up to GEMV_PREFERRED_ROWS rows, then the matrix units); `gemv` the portable kernel.
- * That gemv_rows beats the others at all 16 row counts is unmeasured on a GPU as of this commit:
- * bench/lab-gemv.ts times them side by side.
+ * once): `mma` (the default) matmul_gemv_mma.wgsl on the matrix units from GEMV_MMA_MIN_ROWS
+ * rows where the adapter has subgroup matrices, else matmul_gemv_rows.wgsl; `rows`
+ * matmul_gemv_rows.wgsl at every row count, on every adapter (it reduces through workgroup
+ * memory where there are no subgroups); `sg` the order before it (gemv_sg up to
+ * GEMV_PREFERRED_ROWS rows, then the matrix units); `gemv` the portable kernel.
  */
-export type GemvChoice = 'rows' | 'sg' | 'gemv';
+export type GemvChoice = 'mma' | 'rows' | 'sg' | 'gemv';
 const GEMV_CHOICE: GemvChoice = gemvChoice(process.env.PARALLM_GEMV);
 
 export function gemvChoice(v: string | undefined): GemvChoice {
-  if (v === undefined || v === '' || v === 'rows' || v === 'sg' || v === 'gemv') return (v || 'rows') as GemvChoice;
-  throw new Error(`PARALLM_GEMV=${v}: expected rows, sg or gemv`);
+  if (v === undefined || v === '') return 'mma';
+  if (v === 'mma' || v === 'rows' || v === 'sg' || v === 'gemv') return v;
+  throw new Error(`PARALLM_GEMV=${v}: expected mma, rows, sg or gemv`);
 }
 
 export function gemvOrder(choice: GemvChoice, m: number): MatmulKernel[] {
-  if (choice === 'rows') return ['gemv_rows', 'gemv_sg', 'gemv', 'sgmat', 'tiled'];
+  const rows: MatmulKernel[] = ['gemv_rows', 'gemv_sg', 'gemv', 'sgmat', 'tiled'];
+  if (choice === 'mma') return m >= GEMV_MMA_MIN_ROWS ? ['gemv_mma', ...rows] : rows;
+  if (choice === 'rows') return rows;
   if (choice === 'gemv') return ['gemv', 'gemv_rows', 'tiled'];
   return m <= GEMV_PREFERRED_ROWS ? ['gemv_sg', 'gemv', 'sgmat', 'tiled'] : ['sgmat', 'gemv_sg', 'gemv', 'tiled'];
 }
@@ -74,15 +77,19 @@ export function matmulUnsupported(dev: WebGpuDevice, a: OpArgs['matmul'], kernel
   const [m, k] = a.a.shape;
   const f = dev.info.features;
   if (tensorBytes(a.w) / a.w.shape[0] > dev.info.maxBindingBytes) return 'a single weight row exceeds the binding limit';
-  if ((kernel === 'gemv' || kernel === 'gemv_sg' || kernel === 'gemv_rows') && (k % 8 || m > GEMV_MAX_ROWS)) return `${kernel} needs k % 8 == 0 and at most ${GEMV_MAX_ROWS} rows`;
+  if (GEMV_KERNELS.includes(kernel) && (k % 8 || m > GEMV_MAX_ROWS)) return `${kernel} needs k % 8 == 0 and at most ${GEMV_MAX_ROWS} rows`;
   if (kernel === 'gemv_sg' && !f.subgroups) return 'gemv_sg needs subgroups on this adapter';
   if (kernel === 'gemv_rows' && m <= GEMV_MAX_ROWS) {
     const unfit = gemvRowsUnfit(dev, m, gemvRowsShape(m, a.w.shape[0], k));
     if (unfit) return `gemv_rows: ${unfit}`;
   }
-  if (kernel === 'sgmat') {
-    if (!f.subgroupMatrix) return 'sgmat needs subgroup matrices (f16 16x16x16, 32-wide subgroups) on this adapter';
-    if (a.w.dtype !== 'f16') return `sgmat needs f16 weights, got ${a.w.dtype}`;
+  if (kernel === 'gemv_mma') {
+    const need = gemvMmaSharedBytes(gemvMmaShape(m, a.w.shape[0], k));
+    if (need > dev.gpu.limits.maxComputeWorkgroupStorageSize) return `gemv_mma: ${need} bytes of workgroup memory are over this adapter's ${dev.gpu.limits.maxComputeWorkgroupStorageSize}`;
+  }
+  if (kernel === 'sgmat' || kernel === 'gemv_mma') {
+    if (!f.subgroupMatrix) return `${kernel} needs subgroup matrices (f16 16x16x16, 32-wide subgroups) on this adapter`;
+    if (a.w.dtype !== 'f16') return `${kernel} needs f16 weights, got ${a.w.dtype}`;
     if (k % 8) return 'sgmat needs k a multiple of 8 (16-byte loads)';
   }
   return undefined;
@@ -206,6 +213,65 @@ export function planGemvRows(dev: WebGpuDevice, args: OpArgs['matmul'], shape: G
 }
 
 /**
+ * matmul_gemv_mma launch shape (the kernel's header says what each is): CF 16-column fragments
+ * per workgroup (1, 2 or 4; the four subgroups split each step of k in 4 / CF phases), and k
+ * split over `splits` workgroups per column block (their partial sums added by
+ * matmul_splitk_reduce.wgsl).
+ */
+export interface GemvMmaShape {
+  CF: 1 | 2 | 4;
+  splits: number;
+}
+
+/** Rows from which PARALLM_GEMV=mma (the default) takes matmul_gemv_mma. */
+export const GEMV_MMA_MIN_ROWS = 5;
+/** Workgroups below which gemv_mma splits k, if the chunks stay >= 1024 deep. */
+const GEMV_MMA_MIN_WORKGROUPS = 256;
+
+export function gemvMmaShape(m: number, n: number, k: number): GemvMmaShape {
+  const CF = 1;
+  const wgs = Math.ceil(n / (16 * CF));
+  let splits = 1;
+  while (wgs * splits < GEMV_MMA_MIN_WORKGROUPS && k / (splits * 2) >= 1024) splits *= 2;
+  return { CF, splits };
+}
+
+/** k per workgroup step of matmul_gemv_mma: 64 per phase. */
+const gemvMmaStep = (CF: number) => 64 * (4 / CF);
+
+/** Workgroup memory of matmul_gemv_mma: the w and a tiles (f16, rows padded by 8) and the phases' sums. */
+export function gemvMmaSharedBytes({ CF }: GemvMmaShape): number {
+  const wp = gemvMmaStep(CF) + 8;
+  return 2 * (16 * CF * wp + 16 * wp) + 4 * 4 * 256;
+}
+
+/** gemv_mma dispatches for columns [n0, n0 + nb) of out: the kernel, and the reduce of the k-splits. */
+export function planGemvMma(dev: WebGpuDevice, args: OpArgs['matmul'], shape: GemvMmaShape, n0 = 0, nb = args.w.shape[0]): Dispatch[] {
+  const { a, w, bias, out } = args;
+  const [m, k] = a.shape;
+  const ldo = out.shape[1];
+  const { CF } = shape;
+  const step = gemvMmaStep(CF);
+  const chunk = Math.ceil(k / Math.max(1, shape.splits) / step) * step;
+  const splits = Math.ceil(k / chunk);
+  const wgsN = Math.ceil(nb / (16 * CF));
+  const file = 'matmul_gemv_mma.wgsl';
+  const overrides = { ROWS: m, CF };
+  const wb = rows(w, n0, nb);
+  const params = { m, n: nb, k, wgs_n: wgsN, k_chunk: chunk };
+  if (splits === 1) {
+    const tensors: Record<string, Tensor> = { a, w: wb, out, ...(bias ? { bias } : {}) };
+    return [{ file, flags: bias ? ['BIAS'] : [], overrides, tensors, params: { ...params, ldo, col0: n0, split_stride: 0 }, grid: grid(wgsN) }];
+  }
+  const part = dev.scratch('gemv_mma.part', [splits * m * nb], 'f32');
+  const rtensors: Record<string, Tensor> = { part, out, ...(bias ? { bias } : {}) };
+  return [
+    { file, flags: [], overrides, tensors: { a, w: wb, out: part }, params: { ...params, ldo: nb, col0: 0, split_stride: m * nb }, grid: grid(wgsN * splits) },
+    { file: 'matmul_splitk_reduce.wgsl', flags: bias ? ['BIAS'] : [], overrides: {}, tensors: rtensors, params: { m, n: nb, ldo, col0: n0, splits }, grid: grid(Math.ceil((m * nb) / 256)) },
+  ];
+}
+
+/**
  * Splits w into row blocks that each fit one binding (an lm_head of a large vocabulary can
  * exceed it). a, bias and out are bound whole; each block writes its columns of out.
  */
@@ -233,6 +299,8 @@ export function planMatmul(dev: WebGpuDevice, args: OpArgs['matmul']): Dispatch[
       plans.push({ file: 'matmul_gemv.wgsl', flags, overrides: { ROWS: m, COLS: cols }, tensors, params, grid: grid(Math.ceil(nb / cols)) });
     } else if (kernel === 'gemv_rows') {
       plans.push(...planGemvRows(dev, args, gemvRowsShape(m, nb, k), n0, nb));
+    } else if (kernel === 'gemv_mma') {
+      plans.push(...planGemvMma(dev, args, gemvMmaShape(m, nb, k), n0, nb));
     } else if (kernel === 'gemv_sg') {
       const shape = gemvShape(m, nb);
       const perWg = (8 / shape.SPLIT) * shape.CPT;

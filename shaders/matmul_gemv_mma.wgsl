@@ -1,0 +1,222 @@
+// matmul_gemv_mma: out = a @ w^T (+ bias) for 1 to 16 rows of a (decode batches) on the matrix
+// units through WGSL subgroup matrices, f16 x f16 -> f32, 16 x 16 x 16.
+//
+// matmul_gemv_rows multiplies on the f32 units: at 16 rows that is 16 FMAs a weight, and it
+// binds (17-37% of copy at 16 rows, perf-notes). Here the rows of a are the 16 rows of one
+// left matrix (rows past ROWS are zeros in workgroup memory) and the multiplies cost nothing
+// beside the weights' stream, which is what this kernel is about: every weight read once, in
+// 16-byte loads, with the next step's loads in flight while this one is multiplied.
+//
+// A workgroup is four 32-wide subgroups over TN = 16 * CF columns (CF 1, 2 or 4 fragments of
+// 16): subgroup s takes fragment s % CF and k-phase s / CF, so the KPH = 4 / CF phases split
+// each workgroup step of KW = 64 * KPH along k, 64 (four multiplies) each. A step: every thread
+// copies 4 of the step's 16-byte chunks of w (TN x KW halves) and its share of a's ROWS x KW
+// f32 values (as f16) into workgroup memory, one barrier, the next step's loads are issued,
+// then each subgroup's four multiplies; at the end the phases' accumulators meet in workgroup
+// memory. Split k (grid = wgs_n column blocks x splits): as matmul_gemv_rows, split s sums k in
+// [s * k_chunk, (s + 1) * k_chunk) into out + s * split_stride and matmul_splitk_reduce.wgsl
+// adds the splits (and the bias); k_chunk is a multiple of KW.
+//
+// a: [m, k] f32 (m == ROWS <= 16); w: [n, k] f16 as vec4<u32> (8 halves), k % 8 == 0; bias:
+// [ldo] f32; out: [m, ldo] f32, columns [col0, col0 + n) written. Columns of w past n and k
+// past the chunk's end read as zeros.
+enable f16;
+enable subgroups;
+enable chromium_experimental_subgroup_matrix;
+diagnostic(off, chromium.subgroup_matrix_uniformity);
+#include "lib/common.wgsl"
+
+struct Params { m: u32, n: u32, k: u32, ldo: u32, col0: u32, wgs_n: u32, k_chunk: u32, split_stride: u32 }
+@group(0) @binding(0) var<uniform> params: Params;
+@group(0) @binding(1) var<storage, read> a: array<vec4f>;
+@group(0) @binding(2) var<storage, read> w: array<vec4<u32>>;
+#if BIAS
+@group(0) @binding(3) var<storage, read> bias: array<f32>;
+#endif
+@group(0) @binding(4) var<storage, read_write> out: array<f32>;
+
+override ROWS: u32 = 16;
+override CF: u32 = 1;
+const KPH = 4u / CF;
+const KW = 64u * KPH;
+const TN = 16u * CF;
+// padded row length (halves) of both tiles: rows start 16 bytes apart from a bank's start
+const WP = KW + 8u;
+// a's f32 vec4s per step, and per thread (at most 8: 16 rows x 256 k / 4 / 128)
+const A4 = ROWS * KW / 4u;
+const AL = (A4 + 127u) / 128u;
+// w's 16-byte chunks per tile row
+const CPR = KW / 8u;
+
+var<workgroup> ws_: array<f16, TN * WP>;
+var<workgroup> as_: array<f16, 16u * WP>;
+var<workgroup> red: array<f32, 4u * 256u>;
+
+// v's words in the order rot, rot + 1, .. (mod 4), by selects (a dynamic index goes through memory)
+fn rotated(v: vec4<u32>, rot: u32) -> vec4<u32> {
+  return select(select(v, v.yzwx, rot == 1u), select(v.zwxy, v.wxyz, rot == 3u), rot >= 2u);
+}
+
+// the 8 halves of chunk v at ws_[d..d + 8): word s of the lanes' chunks at step s would put 8
+// lanes on one bank; starting at word rot = the chunk's column & 3 spreads them over all 32
+fn put_w(d: u32, v: vec4<u32>, rot: u32) {
+  let r = rotated(v, rot);
+  let o0 = d + 2u * (rot & 3u);
+  let h0 = bitcast<vec2<f16>>(r.x);
+  ws_[o0] = h0.x;
+  ws_[o0 + 1u] = h0.y;
+  let o1 = d + 2u * ((rot + 1u) & 3u);
+  let h1 = bitcast<vec2<f16>>(r.y);
+  ws_[o1] = h1.x;
+  ws_[o1 + 1u] = h1.y;
+  let o2 = d + 2u * ((rot + 2u) & 3u);
+  let h2 = bitcast<vec2<f16>>(r.z);
+  ws_[o2] = h2.x;
+  ws_[o2 + 1u] = h2.y;
+  let o3 = d + 2u * ((rot + 3u) & 3u);
+  let h3 = bitcast<vec2<f16>>(r.w);
+  ws_[o3] = h3.x;
+  ws_[o3 + 1u] = h3.y;
+}
+
+// chunk j (0..3) of this thread in the step at k8 (k / 8): its w index, or none (zeros)
+fn load_w(lid: u32, j: u32, col_wg: u32, kv: u32, end8: u32, full: bool) -> vec4<u32> {
+  let c = lid + 128u * j;
+  let row = c / CPR;
+  let cc = c % CPR;
+  let col = col_wg + row;
+  if (full || (col < params.n && kv + cc < end8)) { return w[col * (params.k / 8u) + kv + cc]; }
+  return vec4<u32>();
+}
+
+fn put_w_chunk(lid: u32, j: u32, v: vec4<u32>) {
+  let c = lid + 128u * j;
+  put_w((c / CPR) * WP + (c % CPR) * 8u, v, c % CPR);
+}
+
+// element j (0..AL-1) of this thread's share of a in the step at k4 (k / 4): [row, 4 columns]
+fn load_a(lid: u32, j: u32, kv4: u32, end4: u32) -> vec4f {
+  let e = lid + 128u * j;
+  let r = e / (KW / 4u);
+  let c = e % (KW / 4u);
+  if (e < A4 && kv4 + c < end4) { return a[r * (params.k / 4u) + kv4 + c]; }
+  return vec4f();
+}
+
+fn put_a(lid: u32, j: u32, v: vec4f) {
+  let e = lid + 128u * j;
+  if (e < A4) {
+    let d = (e / (KW / 4u)) * WP + (e % (KW / 4u)) * 4u;
+    as_[d] = f16(v.x);
+    as_[d + 1u] = f16(v.y);
+    as_[d + 2u] = f16(v.z);
+    as_[d + 3u] = f16(v.w);
+  }
+}
+
+@compute @workgroup_size(128)
+fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) lid: u32) {
+  let t = wg_index(wid, nwg);
+  let split = t / params.wgs_n;
+  let col_wg = (t % params.wgs_n) * TN;
+  let k_begin = split * params.k_chunk;
+  // a grid rounded up to a rectangle (plan.ts grid) has spare workgroups past the last split:
+  // they run no step and store nothing
+  let spare = k_begin >= params.k;
+  let k_end = min(params.k, k_begin + params.k_chunk);
+  let end8 = k_end / 8u;
+  let end4 = k_end / 4u;
+  let sg = lid / 32u;
+  let frag = sg % CF;
+  let phase = sg / CF;
+  // every column of the tile inside n: steps wholly inside k need no guard per chunk
+  let wfull = col_wg + TN <= params.n;
+
+  // rows of a past ROWS stay zero (workgroup memory starts zeroed; written here for clarity)
+  if (ROWS < 16u) {
+    for (var i = lid; i < (16u - ROWS) * WP; i += 128u) { as_[ROWS * WP + i] = f16(0.0); }
+  }
+
+  var acc = subgroup_matrix_result<f32, 16, 16>();
+  var k0 = k_begin;
+  var full = wfull && k0 + KW <= k_end;
+  var w0 = load_w(lid, 0u, col_wg, k0 / 8u, end8, full);
+  var w1 = load_w(lid, 1u, col_wg, k0 / 8u, end8, full);
+  var w2 = load_w(lid, 2u, col_wg, k0 / 8u, end8, full);
+  var w3 = load_w(lid, 3u, col_wg, k0 / 8u, end8, full);
+  var a0 = load_a(lid, 0u, k0 / 4u, end4);
+  var a1 = vec4f();
+  var a2 = vec4f();
+  var a3 = vec4f();
+  var a4 = vec4f();
+  var a5 = vec4f();
+  var a6 = vec4f();
+  var a7 = vec4f();
+  if (AL > 1u) { a1 = load_a(lid, 1u, k0 / 4u, end4); }
+  if (AL > 2u) { a2 = load_a(lid, 2u, k0 / 4u, end4); }
+  if (AL > 3u) { a3 = load_a(lid, 3u, k0 / 4u, end4); }
+  if (AL > 4u) { a4 = load_a(lid, 4u, k0 / 4u, end4); }
+  if (AL > 5u) { a5 = load_a(lid, 5u, k0 / 4u, end4); }
+  if (AL > 6u) { a6 = load_a(lid, 6u, k0 / 4u, end4); }
+  if (AL > 7u) { a7 = load_a(lid, 7u, k0 / 4u, end4); }
+
+  for (; k0 < k_end; k0 += KW) {
+    put_w_chunk(lid, 0u, w0);
+    put_w_chunk(lid, 1u, w1);
+    put_w_chunk(lid, 2u, w2);
+    put_w_chunk(lid, 3u, w3);
+    put_a(lid, 0u, a0);
+    if (AL > 1u) { put_a(lid, 1u, a1); }
+    if (AL > 2u) { put_a(lid, 2u, a2); }
+    if (AL > 3u) { put_a(lid, 3u, a3); }
+    if (AL > 4u) { put_a(lid, 4u, a4); }
+    if (AL > 5u) { put_a(lid, 5u, a5); }
+    if (AL > 6u) { put_a(lid, 6u, a6); }
+    if (AL > 7u) { put_a(lid, 7u, a7); }
+    workgroupBarrier();
+    // the next step's loads are in flight while this one is multiplied
+    let kn = k0 + KW;
+    if (kn < k_end) {
+      full = wfull && kn + KW <= k_end;
+      w0 = load_w(lid, 0u, col_wg, kn / 8u, end8, full);
+      w1 = load_w(lid, 1u, col_wg, kn / 8u, end8, full);
+      w2 = load_w(lid, 2u, col_wg, kn / 8u, end8, full);
+      w3 = load_w(lid, 3u, col_wg, kn / 8u, end8, full);
+      a0 = load_a(lid, 0u, kn / 4u, end4);
+      if (AL > 1u) { a1 = load_a(lid, 1u, kn / 4u, end4); }
+      if (AL > 2u) { a2 = load_a(lid, 2u, kn / 4u, end4); }
+      if (AL > 3u) { a3 = load_a(lid, 3u, kn / 4u, end4); }
+      if (AL > 4u) { a4 = load_a(lid, 4u, kn / 4u, end4); }
+      if (AL > 5u) { a5 = load_a(lid, 5u, kn / 4u, end4); }
+      if (AL > 6u) { a6 = load_a(lid, 6u, kn / 4u, end4); }
+      if (AL > 7u) { a7 = load_a(lid, 7u, kn / 4u, end4); }
+    }
+    let kb = phase * 64u;
+    let wb = frag * 16u * WP;
+    for (var ks = 0u; ks < 64u; ks += 16u) {
+      let l = subgroupMatrixLoad<subgroup_matrix_left<f16, 16, 16>, row_major>(&as_, kb + ks, WP);
+      let r = subgroupMatrixLoad<subgroup_matrix_right<f16, 16, 16>, col_major>(&ws_, wb + kb + ks, WP);
+      acc = subgroupMatrixMultiplyAccumulate(l, r, acc);
+    }
+    workgroupBarrier();
+  }
+
+  // the phases of each fragment meet in red; row r, tile column c of out
+  subgroupMatrixStore<row_major>(&red, sg * 256u, acc, 16u);
+  workgroupBarrier();
+  if (spare) { return; }
+  let base = split * params.split_stride;
+  for (var e = lid; e < ROWS * TN; e += 128u) {
+    let r = e / TN;
+    let c = e % TN;
+    let col = col_wg + c;
+    if (col < params.n) {
+      var s = 0.0;
+      for (var p = 0u; p < KPH; p++) { s += red[(p * CF + c / 16u) * 256u + r * 16u + c % 16u]; }
+#if BIAS
+      s += bias[params.col0 + col];
+#endif
+      out[base + r * params.ldo + params.col0 + col] = s;
+    }
+  }
+}

@@ -1,0 +1,47 @@
+// The subgroup-matrix kernels compile. llvmpipe has no subgroup matrices, so the parity suite
+// runs them only on the GPU machine; Dawn's null backend (no GPU, no execution) has the feature
+// and runs Tint's full validation, uniformity analysis included, when a pipeline is made. Its
+// workgroup memory limit is WebGPU's default 16 KiB, under what these kernels use on a GPU
+// (the device asks for the adapter's limit): such a shape must fail on that limit alone, after
+// its WGSL has been validated.
+
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { KernelCache } from '../../src/device/webgpu/kernels.ts';
+import { type GemvMmaShape, gemvMmaSharedBytes } from '../../src/device/webgpu/matmul.ts';
+
+describe('subgroup-matrix kernels compile (Dawn null backend)', () => {
+  let device: GPUDevice | undefined;
+  let kernels: KernelCache;
+  let gpu: GPU | undefined;
+  const errors: string[] = [];
+  beforeAll(async () => {
+    const { create, globals } = (await import('webgpu')) as any;
+    for (const [k, v] of Object.entries(globals as Record<string, unknown>)) if (!(k in globalThis)) (globalThis as any)[k] = v;
+    gpu = create(['backend=null', 'enable-dawn-features=allow_unsafe_apis']) as GPU;
+    const adapter = (await gpu.requestAdapter()) as GPUAdapter;
+    const feature = 'chromium-experimental-subgroup-matrix' as GPUFeatureName;
+    if (!adapter.features.has(feature)) return;
+    device = await adapter.requestDevice({ requiredFeatures: ['subgroups', 'shader-f16', feature] });
+    device.addEventListener('uncapturederror', (e: any) => errors.push(String(e.error?.message ?? e)));
+    kernels = new KernelCache(device);
+  });
+  afterAll(() => {
+    device?.destroy();
+    gpu = undefined;
+  });
+
+  const shapes: GemvMmaShape['CF'][] = [1, 2, 4];
+  it.each(shapes.flatMap((CF) => [1, 5, 16].flatMap((ROWS) => [[CF, ROWS, true], [CF, ROWS, false]] as const)))('matmul_gemv_mma: CF %i, %i rows, bias %s', async (CF, ROWS, bias) => {
+    if (!device) return;
+    errors.length = 0;
+    kernels.get('matmul_gemv_mma.wgsl', bias ? ['BIAS'] : [], { ROWS, CF });
+    await device.queue.onSubmittedWorkDone();
+    const limit = device.limits.maxComputeWorkgroupStorageSize;
+    const bytes = gemvMmaSharedBytes({ CF, splits: 1 });
+    if (bytes <= limit) expect(errors).toEqual([]);
+    else {
+      expect(errors.length).toBe(1);
+      expect(errors[0]).toMatch(new RegExp(`workgroup storage \\(${bytes} bytes\\) is larger than the maximum allowed \\(${limit} bytes\\)`));
+    }
+  });
+});
