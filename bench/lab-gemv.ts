@@ -15,7 +15,7 @@ import { execFileSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { createDevice, empty, f16BitsToF32, type Tensor, toArray } from '../src/device/index.ts';
 import type { WebGpuDevice } from '../src/device/webgpu/backend.ts';
-import { type GemvMmaShape, gemvMmaSharedBytes, gemvOrder, gemvRowsUnfit, matmulUnsupported, planGemvMma, planGemvRows } from '../src/device/webgpu/matmul.ts';
+import { type GemvMmaShape, gemvMmaUnfit, gemvOrder, gemvRowsUnfit, matmulUnsupported, planGemvMma, planGemvRows } from '../src/device/webgpu/matmul.ts';
 import { type Dispatch, grid, planOp } from '../src/device/webgpu/ops.ts';
 import { VARIANTS } from './lab-gemv-variants.ts';
 import { randF16 } from './lab-rand.ts';
@@ -157,11 +157,13 @@ for (const [N, K] of shapes) {
     // matmul_gemv_mma (the matrix units): 16, 32 or 64 columns per workgroup, k split 1-8 ways
     if (dev.info.features.subgroupMatrix) {
       for (const CF of [1, 2, 4] as GemvMmaShape['CF'][]) {
-        for (const splits of [1, 2, 4, 8]) {
-          const shape = { CF, splits };
-          if (gemvMmaSharedBytes(shape) > dev.gpu.limits.maxComputeWorkgroupStorageSize) continue;
-          const n = planGemvMma(dev, args(ws[0]), shape).length;
-          plans.push({ label: `mma c${16 * CF}${splits > 1 ? `-split${splits}` : ''}${n > 1 ? ' (+reduce)' : ''}`, mk: (w) => planGemvMma(dev, args(w), shape) });
+        for (const SUB of [1, 2] as GemvMmaShape['SUB'][]) {
+          for (const splits of [1, 2, 4, 8]) {
+            const shape = { CF, SUB, splits };
+            if (gemvMmaUnfit(dev, m, shape)) continue;
+            const n = planGemvMma(dev, args(ws[0]), shape).length;
+            plans.push({ label: `mma c${16 * CF}s${SUB}${splits > 1 ? `-split${splits}` : ''}${n > 1 ? ' (+reduce)' : ''}`, mk: (w) => planGemvMma(dev, args(w), shape) });
+          }
         }
       }
     }

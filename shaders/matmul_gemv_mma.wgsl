@@ -9,11 +9,11 @@
 //
 // A workgroup is four 32-wide subgroups over TN = 16 * CF columns (CF 1, 2 or 4 fragments of
 // 16): subgroup s takes fragment s % CF and k-phase s / CF, so the KPH = 4 / CF phases split
-// each workgroup step of KW = 64 * KPH along k, 64 (four multiplies) each. A step: every thread
-// copies 4 of the step's 16-byte chunks of w (TN x KW halves) and its share of a's ROWS x KW
-// f32 values (as f16) into workgroup memory, one barrier, the next step's loads are issued,
-// then each subgroup's four multiplies; at the end the phases' accumulators meet in workgroup
-// memory. Split k (grid = wgs_n column blocks x splits): as matmul_gemv_rows, split s sums k in
+// each workgroup step of KW = 64 * SUB * KPH along k, 64 * SUB (4 * SUB multiplies) each. A
+// step: every thread copies 4 * SUB of the step's 16-byte chunks of w (TN x KW halves; SUB sets
+// the bytes in flight) and its share of a's ROWS x KW f32 values (as f16) into workgroup memory,
+// one barrier, the next step's loads are issued, then each subgroup's multiplies; at the end
+// the phases' accumulators meet in workgroup memory. Split k (grid = wgs_n column blocks x splits): as matmul_gemv_rows, split s sums k in
 // [s * k_chunk, (s + 1) * k_chunk) into out + s * split_stride and matmul_splitk_reduce.wgsl
 // adds the splits (and the bias); k_chunk is a multiple of KW.
 //
@@ -37,12 +37,15 @@ struct Params { m: u32, n: u32, k: u32, ldo: u32, col0: u32, wgs_n: u32, k_chunk
 
 override ROWS: u32 = 16;
 override CF: u32 = 1;
+override SUB: u32 = 1;
 const KPH = 4u / CF;
-const KW = 64u * KPH;
+// k per phase per step: SUB times 64 (four multiplies each)
+const KSP = 64u * SUB;
+const KW = KSP * KPH;
 const TN = 16u * CF;
 // padded row length (halves) of both tiles: rows start 16 bytes apart from a bank's start
 const WP = KW + 8u;
-// a's f32 vec4s per step, and per thread (at most 8: 16 rows x 256 k / 4 / 128)
+// a's f32 vec4s per step, and per thread (at most 8, the planner's limit: rows x KW / 512)
 const A4 = ROWS * KW / 4u;
 const AL = (A4 + 127u) / 128u;
 // w's 16-byte chunks per tile row
@@ -58,7 +61,7 @@ fn rotated(v: vec4<u32>, rot: u32) -> vec4<u32> {
 }
 
 // the 8 halves of chunk v at ws_[d..d + 8): word s of the lanes' chunks at step s would put 8
-// lanes on one bank; starting at word rot = the chunk's column & 3 spreads them over all 32
+// lanes on one bank; starting at word rot (0..3, the chunk's column & 3) spreads them over all 32
 fn put_w(d: u32, v: vec4<u32>, rot: u32) {
   let r = rotated(v, rot);
   let o0 = d + 2u * (rot & 3u);
@@ -79,7 +82,7 @@ fn put_w(d: u32, v: vec4<u32>, rot: u32) {
   ws_[o3 + 1u] = h3.y;
 }
 
-// chunk j (0..3) of this thread in the step at k8 (k / 8): its w index, or none (zeros)
+// chunk j (0 .. 4 * SUB - 1) of this thread in the step at k8 (k / 8), or zeros past n or k
 fn load_w(lid: u32, j: u32, col_wg: u32, kv: u32, end8: u32, full: bool) -> vec4<u32> {
   let c = lid + 128u * j;
   let row = c / CPR;
@@ -91,7 +94,7 @@ fn load_w(lid: u32, j: u32, col_wg: u32, kv: u32, end8: u32, full: bool) -> vec4
 
 fn put_w_chunk(lid: u32, j: u32, v: vec4<u32>) {
   let c = lid + 128u * j;
-  put_w((c / CPR) * WP + (c % CPR) * 8u, v, c % CPR);
+  put_w((c / CPR) * WP + (c % CPR) * 8u, v, c & 3u);
 }
 
 // element j (0..AL-1) of this thread's share of a in the step at k4 (k / 4): [row, 4 columns]
@@ -144,6 +147,16 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, 
   var w1 = load_w(lid, 1u, col_wg, k0 / 8u, end8, full);
   var w2 = load_w(lid, 2u, col_wg, k0 / 8u, end8, full);
   var w3 = load_w(lid, 3u, col_wg, k0 / 8u, end8, full);
+  var w4 = vec4<u32>();
+  var w5 = vec4<u32>();
+  var w6 = vec4<u32>();
+  var w7 = vec4<u32>();
+  if (SUB > 1u) {
+    w4 = load_w(lid, 4u, col_wg, k0 / 8u, end8, full);
+    w5 = load_w(lid, 5u, col_wg, k0 / 8u, end8, full);
+    w6 = load_w(lid, 6u, col_wg, k0 / 8u, end8, full);
+    w7 = load_w(lid, 7u, col_wg, k0 / 8u, end8, full);
+  }
   var a0 = load_a(lid, 0u, k0 / 4u, end4);
   var a1 = vec4f();
   var a2 = vec4f();
@@ -165,6 +178,12 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, 
     put_w_chunk(lid, 1u, w1);
     put_w_chunk(lid, 2u, w2);
     put_w_chunk(lid, 3u, w3);
+    if (SUB > 1u) {
+      put_w_chunk(lid, 4u, w4);
+      put_w_chunk(lid, 5u, w5);
+      put_w_chunk(lid, 6u, w6);
+      put_w_chunk(lid, 7u, w7);
+    }
     put_a(lid, 0u, a0);
     if (AL > 1u) { put_a(lid, 1u, a1); }
     if (AL > 2u) { put_a(lid, 2u, a2); }
@@ -182,6 +201,12 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, 
       w1 = load_w(lid, 1u, col_wg, kn / 8u, end8, full);
       w2 = load_w(lid, 2u, col_wg, kn / 8u, end8, full);
       w3 = load_w(lid, 3u, col_wg, kn / 8u, end8, full);
+      if (SUB > 1u) {
+        w4 = load_w(lid, 4u, col_wg, kn / 8u, end8, full);
+        w5 = load_w(lid, 5u, col_wg, kn / 8u, end8, full);
+        w6 = load_w(lid, 6u, col_wg, kn / 8u, end8, full);
+        w7 = load_w(lid, 7u, col_wg, kn / 8u, end8, full);
+      }
       a0 = load_a(lid, 0u, kn / 4u, end4);
       if (AL > 1u) { a1 = load_a(lid, 1u, kn / 4u, end4); }
       if (AL > 2u) { a2 = load_a(lid, 2u, kn / 4u, end4); }
@@ -191,9 +216,9 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, 
       if (AL > 6u) { a6 = load_a(lid, 6u, kn / 4u, end4); }
       if (AL > 7u) { a7 = load_a(lid, 7u, kn / 4u, end4); }
     }
-    let kb = phase * 64u;
+    let kb = phase * KSP;
     let wb = frag * 16u * WP;
-    for (var ks = 0u; ks < 64u; ks += 16u) {
+    for (var ks = 0u; ks < KSP; ks += 16u) {
       let l = subgroupMatrixLoad<subgroup_matrix_left<f16, 16, 16>, row_major>(&as_, kb + ks, WP);
       let r = subgroupMatrixLoad<subgroup_matrix_right<f16, 16, 16>, col_major>(&ws_, wb + kb + ks, WP);
       acc = subgroupMatrixMultiplyAccumulate(l, r, acc);

@@ -30,14 +30,14 @@ describe('subgroup-matrix kernels compile (Dawn null backend)', () => {
     gpu = undefined;
   });
 
-  const shapes: GemvMmaShape['CF'][] = [1, 2, 4];
-  it.each(shapes.flatMap((CF) => [1, 5, 16].flatMap((ROWS) => [[CF, ROWS, true], [CF, ROWS, false]] as const)))('matmul_gemv_mma: CF %i, %i rows, bias %s', async (CF, ROWS, bias) => {
+  const shapes: [GemvMmaShape['CF'], GemvMmaShape['SUB']][] = [[1, 1], [2, 1], [4, 1], [2, 2], [4, 2]];
+  it.each(shapes.flatMap(([CF, SUB]) => [1, 5, 16].flatMap((ROWS) => [[CF, SUB, ROWS, true], [CF, SUB, ROWS, false]] as const)))('matmul_gemv_mma: CF %i, SUB %i, %i rows, bias %s', async (CF, SUB, ROWS, bias) => {
     if (!device) return;
     errors.length = 0;
-    kernels.get('matmul_gemv_mma.wgsl', bias ? ['BIAS'] : [], { ROWS, CF });
+    kernels.get('matmul_gemv_mma.wgsl', bias ? ['BIAS'] : [], { ROWS, CF, SUB });
     await device.queue.onSubmittedWorkDone();
     const limit = device.limits.maxComputeWorkgroupStorageSize;
-    const bytes = gemvMmaSharedBytes({ CF, splits: 1 });
+    const bytes = gemvMmaSharedBytes({ CF, SUB });
     if (bytes <= limit) expect(errors).toEqual([]);
     else {
       expect(errors.length).toBe(1);

@@ -83,9 +83,9 @@ export function matmulUnsupported(dev: WebGpuDevice, a: OpArgs['matmul'], kernel
     const unfit = gemvRowsUnfit(dev, m, gemvRowsShape(m, a.w.shape[0], k));
     if (unfit) return `gemv_rows: ${unfit}`;
   }
-  if (kernel === 'gemv_mma') {
-    const need = gemvMmaSharedBytes(gemvMmaShape(m, a.w.shape[0], k));
-    if (need > dev.gpu.limits.maxComputeWorkgroupStorageSize) return `gemv_mma: ${need} bytes of workgroup memory are over this adapter's ${dev.gpu.limits.maxComputeWorkgroupStorageSize}`;
+  if (kernel === 'gemv_mma' && m <= GEMV_MAX_ROWS) {
+    const unfit = gemvMmaUnfit(dev, m, gemvMmaShape(m, a.w.shape[0], k));
+    if (unfit) return `gemv_mma: ${unfit}`;
   }
   if (kernel === 'sgmat' || kernel === 'gemv_mma') {
     if (!f.subgroupMatrix) return `${kernel} needs subgroup matrices (f16 16x16x16, 32-wide subgroups) on this adapter`;
@@ -220,6 +220,8 @@ export function planGemvRows(dev: WebGpuDevice, args: OpArgs['matmul'], shape: G
  */
 export interface GemvMmaShape {
   CF: 1 | 2 | 4;
+  /** 64 * SUB of k per subgroup and step: 4 * SUB 16-byte loads of w per thread in flight */
+  SUB: 1 | 2;
   splits: number;
 }
 
@@ -230,19 +232,30 @@ const GEMV_MMA_MIN_WORKGROUPS = 256;
 
 export function gemvMmaShape(m: number, n: number, k: number): GemvMmaShape {
   const CF = 1;
+  const SUB = 1;
   const wgs = Math.ceil(n / (16 * CF));
   let splits = 1;
   while (wgs * splits < GEMV_MMA_MIN_WORKGROUPS && k / (splits * 2) >= 1024) splits *= 2;
-  return { CF, splits };
+  return { CF, SUB, splits };
 }
 
-/** k per workgroup step of matmul_gemv_mma: 64 per phase. */
-const gemvMmaStep = (CF: number) => 64 * (4 / CF);
+/** k per workgroup step of matmul_gemv_mma: 64 * SUB per phase, 4 / CF phases. */
+const gemvMmaStep = ({ CF, SUB }: Pick<GemvMmaShape, 'CF' | 'SUB'>) => 64 * SUB * (4 / CF);
 
 /** Workgroup memory of matmul_gemv_mma: the w and a tiles (f16, rows padded by 8) and the phases' sums. */
-export function gemvMmaSharedBytes({ CF }: GemvMmaShape): number {
-  const wp = gemvMmaStep(CF) + 8;
-  return 2 * (16 * CF * wp + 16 * wp) + 4 * 4 * 256;
+export function gemvMmaSharedBytes(shape: Pick<GemvMmaShape, 'CF' | 'SUB'>): number {
+  const wp = gemvMmaStep(shape) + 8;
+  return 2 * (16 * shape.CF * wp + 16 * wp) + 4 * 4 * 256;
+}
+
+/** Why matmul_gemv_mma cannot launch in this shape here, or undefined. */
+export function gemvMmaUnfit(dev: WebGpuDevice, m: number, shape: GemvMmaShape): string | undefined {
+  // the kernel keeps a's share of a step in at most 8 registers of 4 per thread
+  if ((m * gemvMmaStep(shape)) / 512 > 8) return `${m} rows x ${gemvMmaStep(shape)} k a step are more of a than 8 loads a thread`;
+  const need = gemvMmaSharedBytes(shape);
+  const limit = dev.gpu.limits.maxComputeWorkgroupStorageSize;
+  if (need > limit) return `${need} bytes of workgroup memory are over this adapter's ${limit}`;
+  return undefined;
 }
 
 /** gemv_mma dispatches for columns [n0, n0 + nb) of out: the kernel, and the reduce of the k-splits. */
@@ -250,13 +263,15 @@ export function planGemvMma(dev: WebGpuDevice, args: OpArgs['matmul'], shape: Ge
   const { a, w, bias, out } = args;
   const [m, k] = a.shape;
   const ldo = out.shape[1];
-  const { CF } = shape;
-  const step = gemvMmaStep(CF);
+  const { CF, SUB } = shape;
+  const unfit = gemvMmaUnfit(dev, m, shape);
+  if (unfit) throw new Error(`gemv_mma: ${unfit}`);
+  const step = gemvMmaStep(shape);
   const chunk = Math.ceil(k / Math.max(1, shape.splits) / step) * step;
   const splits = Math.ceil(k / chunk);
   const wgsN = Math.ceil(nb / (16 * CF));
   const file = 'matmul_gemv_mma.wgsl';
-  const overrides = { ROWS: m, CF };
+  const overrides = { ROWS: m, CF, SUB };
   const wb = rows(w, n0, nb);
   const params = { m, n: nb, k, wgs_n: wgsN, k_chunk: chunk };
   if (splits === 1) {

@@ -1,0 +1,49 @@
+// matmul_gemv_mma in launch shapes the planner may not choose (the ones bench/lab-gemv.ts
+// sweeps): 16, 32 or 64 columns per workgroup, one or two 64-deep sub-steps a phase, k split
+// over workgroups by a count that does not divide it, against the CPU reference. It needs
+// subgroup matrices: on the GPU machine only (llvmpipe has none; test/ops/wgsl-matrix.test.ts
+// compiles it on Dawn's null backend in CI).
+
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createDevice, fromArray, toArray } from '../../src/device/index.ts';
+import type { WebGpuDevice } from '../../src/device/webgpu/backend.ts';
+import { type GemvMmaShape, gemvMmaUnfit, planGemvMma } from '../../src/device/webgpu/matmul.ts';
+import { SEED, backendsUnderTest, host, normal, output, reference, relErr, rng } from './harness.ts';
+
+const SHAPES: GemvMmaShape[] = [
+  { CF: 1, SUB: 1, splits: 1 },
+  { CF: 2, SUB: 1, splits: 3 },
+  { CF: 4, SUB: 1, splits: 2 },
+  { CF: 2, SUB: 2, splits: 1 },
+  { CF: 4, SUB: 2, splits: 5 },
+];
+
+describe.runIf(backendsUnderTest().includes('webgpu'))('webgpu backend: matmul_gemv_mma launch shapes', () => {
+  let dev: WebGpuDevice;
+  beforeAll(async () => {
+    dev = (await createDevice('webgpu')) as WebGpuDevice;
+  });
+  afterAll(() => dev?.destroy());
+  const r = rng(SEED ^ 0x6d6d);
+
+  it.each(SHAPES.flatMap((s) => [1, 5, 16].map((m) => [`${16 * s.CF} columns, SUB ${s.SUB}, split ${s.splits}`, m, s] as const)))('%s, %i rows', async (_, m, shape) => {
+    if (!dev.info.features.subgroupMatrix || gemvMmaUnfit(dev, m, shape)) return;
+    // n: 64 whole fragments and 7 columns; k: 131 chunks of 8, so no step or split divides it
+    const [n, k] = [1031, 1048];
+    const withBias = m !== 5;
+    const a = normal(r, m * k);
+    const w = normal(r, n * k, 1 / Math.sqrt(k));
+    const bias = normal(r, n);
+    const ta = fromArray(dev, a, [m, k], 'f32');
+    const tw = fromArray(dev, w, [n, k], 'f16');
+    const tb = withBias ? fromArray(dev, bias, [n], 'f32') : undefined;
+    const to = fromArray(dev, new Float64Array(m * n).fill(NaN), [m, n], 'f32');
+    const s = dev.stream();
+    for (const d of planGemvMma(dev, { a: ta, w: tw, bias: tb, out: to }, shape)) s.dispatch(d);
+    await s.submit().done();
+    const want = await reference('matmul', { a: host(a, [m, k]), w: host(w, [n, k], 'f16'), bias: withBias ? host(bias, [n]) : undefined, out: output([m, n]) });
+    // a rounded to f16, as sgmat does
+    expect(relErr(await toArray(dev, to), want.out)).toBeLessThan(1e-2);
+    for (const t of [ta, tw, tb, to]) if (t) dev.free(t.buffer);
+  });
+});
