@@ -26,7 +26,7 @@ describe.runIf(backendsUnderTest().includes('webgpu'))('webgpu backend: matmul_g
   afterAll(() => dev?.destroy());
   const r = rng(SEED ^ 0x6d6d);
 
-  it.each(SHAPES.flatMap((s) => [1, 5, 16].map((m) => [`${16 * s.CF} columns, SUB ${s.SUB}, split ${s.splits}`, m, s] as const)))('%s, %i rows', async (_, m, shape, ctx) => {
+  it.for(SHAPES.flatMap((s) => [1, 5, 16].map((m) => [`${16 * s.CF} columns, SUB ${s.SUB}, split ${s.splits}`, m, s] as const)))('%s, %i rows', async ([, m, shape], ctx) => {
     if (!dev.info.features.subgroupMatrix) return ctx.skip('no subgroup matrices on this adapter');
     expect(gemvMmaUnfit(dev, m, shape)).toBeUndefined();
     // n: 64 whole fragments and 7 columns; k: 131 chunks of 8, so no step or split divides it
