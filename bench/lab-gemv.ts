@@ -167,6 +167,32 @@ for (const [N, K] of shapes) {
         }
       }
     }
+    // the lab's variant with matrix loads straight from storage (shaders/lab/gemv_mma_direct.wgsl)
+    if (dev.info.features.subgroupMatrix && N % 16 === 0) {
+      for (const U of [1, 2]) {
+        for (const splits of [1, 2, 4]) {
+          const step = 256 * U;
+          if (K % (64 * U)) continue;
+          const chunk = Math.ceil(K / splits / step) * step;
+          const sp = Math.ceil(K / chunk);
+          const wgsN = N / 16;
+          const mk = (w: Tensor): Dispatch[] => {
+            // asked for when the variant is planned: a later, larger request replaces the buffer
+            const a16 = dev.scratch('lab.mmad.a', [16, K], 'f16');
+            const part = dev.scratch('lab.mmad.part', [sp * m * N], 'f32');
+            const cast: Dispatch = { file: 'cast_f16.wgsl', flags: [], overrides: {}, tensors: { x: a, out: a16 }, params: { m, k4: K / 4, m_pad: 16 }, grid: grid(Math.ceil((16 * K) / 4 / 256)) };
+            const params = { m, n: N, k: K, wgs_n: wgsN, k_chunk: chunk };
+            if (sp === 1) return [cast, { file: 'lab/gemv_mma_direct.wgsl', flags: [], overrides: { ROWS: m, U }, tensors: { a: a16, w, out }, params: { ...params, ldo: N, col0: 0, split_stride: 0 }, grid: grid(wgsN) }];
+            return [
+              cast,
+              { file: 'lab/gemv_mma_direct.wgsl', flags: [], overrides: { ROWS: m, U }, tensors: { a: a16, w, out: part }, params: { ...params, ldo: N, col0: 0, split_stride: m * N }, grid: grid(wgsN * sp) },
+              { file: 'matmul_splitk_reduce.wgsl', flags: [], overrides: {}, tensors: { part, out }, params: { m, n: N, ldo: N, col0: 0, splits: sp }, grid: grid(Math.ceil((m * N) / 256)) },
+            ];
+          };
+          plans.push({ label: `mmad u${U}${sp > 1 ? `-split${sp} (+reduce)` : ''} (+cast)`, mk });
+        }
+      }
+    }
     const filtered = only ? plans.filter((p) => only.some((o) => p.label.includes(o))) : plans;
 
     // sampled float64 reference (against copy 0 of w), edges included

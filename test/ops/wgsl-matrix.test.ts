@@ -44,4 +44,12 @@ describe('subgroup-matrix kernels compile (Dawn null backend)', () => {
       expect(errors[0]).toMatch(new RegExp(`workgroup storage \\(${bytes} bytes\\) is larger than the maximum allowed \\(${limit} bytes\\)`));
     }
   });
+
+  it.each([1, 2].flatMap((U) => [1, 5, 16].map((ROWS) => [U, ROWS])))('lab/gemv_mma_direct: U %i, %i rows', async (U, ROWS) => {
+    if (!device) return;
+    errors.length = 0;
+    kernels.get('lab/gemv_mma_direct.wgsl', [], { ROWS, U });
+    await device.queue.onSubmittedWorkDone();
+    expect(errors).toEqual([]);
+  });
 });
