@@ -48,7 +48,7 @@ const info = dev.ctx.adapter.info as GPUAdapterInfo;
 // the GPU machine's tree has no .git: PARALLM_COMMIT names it there
 let commit = process.env.PARALLM_COMMIT ?? 'unknown';
 try {
-  commit = execFileSync('git', ['rev-parse', '--short', 'HEAD'], { stdio: ['ignore', 'pipe', 'ignore'] }).toString().trim();
+  commit = process.env.PARALLM_COMMIT ?? execFileSync('git', ['rev-parse', '--short', 'HEAD'], { stdio: ['ignore', 'pipe', 'ignore'] }).toString().trim();
 } catch {}
 say(`# npx tsx bench/lab-gemv.ts ${args.join(' ')}  (commit ${commit}, ${new Date().toISOString()})`);
 say(`# device: ${dev.info.name}, ${dev.info.description}; subgroups ${dev.info.features.subgroups} (sizes ${info.subgroupMinSize ?? '?'}-${info.subgroupMaxSize ?? '?'}), subgroup matrices ${dev.info.features.subgroupMatrix}, timestamps ${dev.info.features.timestamps}`);

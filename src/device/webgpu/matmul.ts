@@ -225,13 +225,27 @@ export interface GemvMmaShape {
   splits: number;
 }
 
-/** Rows from which PARALLM_GEMV=mma (the default) takes matmul_gemv_mma. */
-export const GEMV_MMA_MIN_ROWS = 5;
+/**
+ * Rows from which PARALLM_GEMV=mma (the default) takes matmul_gemv_mma. H100, lab-gemv at
+ * 3282d48 (bench/results/lab/gemv-mma-3282d48-*.txt), % of copy, gemv_rows against gemv_mma in
+ * the planner's shape, for 4096 x 4096 / 11008 x 4096 / 4096 x 11008 / 22016 x 4096: at 8 rows
+ * 54 / 66 / 58 / 70 against 46 / 64 / 53 / 73; at 16 rows 27 / 36 / 22 / 37 against 44 / 62 /
+ * 54 / 71. gemv_rows' time grows with the rows (its f32 FMAs), gemv_mma's does not: they
+ * cross between 8 and 10 rows.
+ */
+export const GEMV_MMA_MIN_ROWS = 9;
 /** Workgroups below which gemv_mma splits k, if the chunks stay >= 1024 deep. */
 const GEMV_MMA_MIN_WORKGROUPS = 256;
 
+/**
+ * The planner's gemv_mma shape, from the same lab: 64 columns per workgroup (one 64-deep phase a
+ * step, a's share of a step a quarter of the 16-column shape's), 4 loads of w in flight a
+ * thread (8 were no faster), and k split until 256 workgroups: 4 ways for 4096 columns, 2 for
+ * 11008, none for 22016, the fastest split at each. Its speed follows the workgroups per
+ * multiprocessor (unsplit: 18% of copy with 64, 45% with 172, 74% with 344), not the rows.
+ */
 export function gemvMmaShape(m: number, n: number, k: number): GemvMmaShape {
-  const CF = 1;
+  const CF = 4;
   const SUB = 1;
   const wgs = Math.ceil(n / (16 * CF));
   let splits = 1;
