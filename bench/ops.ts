@@ -6,7 +6,7 @@
 import { execSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { type Device, type OpArgs, type Tensor, type OpName, createDevice, empty, fromArray } from '../src/device/index.ts';
+import { type Device, type KvPool, type OpArgs, type Tensor, type OpName, createDevice, empty, fromArray, partLayout, poolParts } from '../src/device/index.ts';
 import { pickMatmul } from '../src/device/webgpu/ops.ts';
 import { pickMatmul as pickNativeMatmul } from '../src/device/native/ops.ts';
 import { ropeCosSin } from '../src/model/rope.ts';
@@ -358,10 +358,22 @@ async function attentionRows(dev: Device, quick: boolean, reps: number, trials: 
   const f = (x: number) => Math.round(x * 1000) / 1000;
   const bs = 16;
   const scale = 1 / Math.sqrt(HEAD);
+  // a pool over one binding's limit (256 sequences x 1,024 tokens is 2 GiB) in parts, as the
+  // engine's KV cache splits it (partLayout)
   const pool = (blocks: number) => {
-    const shape = [blocks, bs, HEADS, HEAD];
-    const n = blocks * bs * HEADS * HEAD;
-    return { keyCache: fromArray(dev, rand(n), shape, 'f16'), valueCache: fromArray(dev, rand(n, 0.5), shape, 'f16') };
+    const blockBytes = bs * HEADS * HEAD * 2;
+    const { parts, blocksPerPart } = partLayout(blocks, blockBytes, dev.info.maxBindingBytes);
+    const make = (scale: number) => {
+      const ts = Array.from({ length: parts }, (_, i) => {
+        const nb = Math.min(blocksPerPart, blocks - i * blocksPerPart);
+        return fromArray(dev, rand(nb * bs * HEADS * HEAD, scale), [nb, bs, HEADS, HEAD], 'f16');
+      });
+      return parts === 1 ? ts[0] : ts;
+    };
+    return { keyCache: make(1), valueCache: make(0.5) };
+  };
+  const freePool = (p: KvPool) => {
+    for (const t of poolParts(p)) dev.free(t.buffer);
   };
   const ctx = quick ? 256 : 1024;
   for (const b of quick ? [1, 16] : [1, 16, 64, 128, 256]) {
@@ -378,7 +390,9 @@ async function attentionRows(dev: Device, quick: boolean, reps: number, trials: 
     } catch (e) {
       console.error(`paged_attention at batch ${b}: ${(e as Error).message}`);
     }
-    for (const t of [cache.keyCache, cache.valueCache, tables, lens, q, out]) dev.free(t.buffer);
+    freePool(cache.keyCache);
+    freePool(cache.valueCache);
+    for (const t of [tables, lens, q, out]) dev.free(t.buffer);
   }
   // prefill: a chunked-prefill step of the throughput benchmark (8 prompts of 256 tokens, the
   // scheduler's 2,048-token budget) and single long prompts
@@ -398,7 +412,9 @@ async function attentionRows(dev: Device, quick: boolean, reps: number, trials: 
     } catch (e) {
       console.error(`prefill_attention at ${seqs} x ${T} tokens: ${(e as Error).message}`);
     }
-    for (const t of [cache.keyCache, cache.valueCache, tables, lens, starts, q, out]) dev.free(t.buffer);
+    freePool(cache.keyCache);
+    freePool(cache.valueCache);
+    for (const t of [tables, lens, starts, q, out]) dev.free(t.buffer);
   }
   return rows;
 }
