@@ -1,11 +1,13 @@
-// matmul_gemv_mma: out = a @ w^T (+ bias) for 1 to 16 rows of a (decode batches) on the matrix
+// matmul_gemv_mma: out = a @ w^T (+ bias) for 1 to 64 rows of a (decode batches) on the matrix
 // units through WGSL subgroup matrices, f16 x f16 -> f32, 16 x 16 x 16.
 //
 // matmul_gemv_rows multiplies on the f32 units: at 16 rows that is 16 FMAs a weight, and it
-// binds (17-37% of copy at 16 rows, perf-notes). Here the rows of a are the 16 rows of one
-// left matrix (rows past ROWS are zeros in workgroup memory) and the multiplies cost nothing
-// beside the weights' stream, which is what this kernel is about: every weight read once, in
-// 16-byte loads, with the next step's loads in flight while this one is multiplied.
+// binds (17-37% of copy at 16 rows, perf-notes). Here the rows of a are the rows of RT (1-4)
+// left matrices of 16 (rows past ROWS are zeros in workgroup memory), and the multiplies cost
+// little beside the weights' stream, which is what this kernel is about: every weight read
+// once, in 16-byte loads, with the next step's loads in flight while this one is multiplied.
+// matmul_sgmat's 128 x 128 tiles stream each weight once per 128 rows too, but at 17-64 rows
+// they are mostly padding and few (perf-notes).
 //
 // A workgroup is four 32-wide subgroups over TN = 16 * CF columns (CF 1, 2 or 4 fragments of
 // 16): subgroup s takes fragment s % CF and k-phase s / CF, so the KPH = 4 / CF phases split
@@ -17,7 +19,7 @@
 // [s * k_chunk, (s + 1) * k_chunk) into out + s * split_stride and matmul_splitk_reduce.wgsl
 // adds the splits (and the bias); k_chunk is a multiple of KW.
 //
-// a: [m, k] f32 (m == ROWS <= 16); w: [n, k] f16 as vec4<u32> (8 halves), k % 8 == 0; bias:
+// a: [m, k] f32 (m == ROWS <= 16 * RT); w: [n, k] f16 as vec4<u32> (8 halves), k % 8 == 0; bias:
 // [ldo] f32; out: [m, ldo] f32, columns [col0, col0 + n) written. Columns of w past n and k
 // past the chunk's end read as zeros.
 enable f16;
@@ -36,6 +38,7 @@ struct Params { m: u32, n: u32, k: u32, ldo: u32, col0: u32, wgs_n: u32, k_chunk
 @group(0) @binding(4) var<storage, read_write> out: array<f32>;
 
 override ROWS: u32 = 16;
+override RT: u32 = 1;
 override CF: u32 = 1;
 override SUB: u32 = 1;
 const KPH = 4u / CF;
@@ -52,7 +55,7 @@ const AL = (A4 + 127u) / 128u;
 const CPR = KW / 8u;
 
 var<workgroup> ws_: array<f16, TN * WP>;
-var<workgroup> as_: array<f16, 16u * WP>;
+var<workgroup> as_: array<f16, 16u * RT * WP>;
 var<workgroup> red: array<f32, 4u * 256u>;
 
 // v's words in the order rot, rot + 1, .. (mod 4), by selects (a dynamic index goes through memory)
@@ -124,7 +127,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, 
   let col_wg = (t % params.wgs_n) * TN;
   let k_begin = split * params.k_chunk;
   // a grid rounded up to a rectangle (plan.ts grid) has spare workgroups past the last split:
-  // they run no step and store nothing
+  // they run no step and store nothing (but meet the others' barriers)
   let spare = k_begin >= params.k;
   let k_end = min(params.k, k_begin + params.k_chunk);
   let end8 = k_end / 8u;
@@ -136,11 +139,14 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, 
   let wfull = col_wg + TN <= params.n;
 
   // rows of a past ROWS stay zero (workgroup memory starts zeroed; written here for clarity)
-  if (ROWS < 16u) {
-    for (var i = lid; i < (16u - ROWS) * WP; i += 128u) { as_[ROWS * WP + i] = f16(0.0); }
+  if (ROWS < 16u * RT) {
+    for (var i = lid; i < (16u * RT - ROWS) * WP; i += 128u) { as_[ROWS * WP + i] = f16(0.0); }
   }
 
-  var acc = subgroup_matrix_result<f32, 16, 16>();
+  var acc0 = subgroup_matrix_result<f32, 16, 16>();
+  var acc1 = subgroup_matrix_result<f32, 16, 16>();
+  var acc2 = subgroup_matrix_result<f32, 16, 16>();
+  var acc3 = subgroup_matrix_result<f32, 16, 16>();
   var k0 = k_begin;
   var full = wfull && k0 + KW <= k_end;
   var w0 = load_w(lid, 0u, col_wg, k0 / 8u, end8, full);
@@ -219,29 +225,53 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, 
     let kb = phase * KSP;
     let wb = frag * 16u * WP;
     for (var ks = 0u; ks < KSP; ks += 16u) {
-      let l = subgroupMatrixLoad<subgroup_matrix_left<f16, 16, 16>, row_major>(&as_, kb + ks, WP);
       let r = subgroupMatrixLoad<subgroup_matrix_right<f16, 16, 16>, col_major>(&ws_, wb + kb + ks, WP);
-      acc = subgroupMatrixMultiplyAccumulate(l, r, acc);
+      let l0 = subgroupMatrixLoad<subgroup_matrix_left<f16, 16, 16>, row_major>(&as_, kb + ks, WP);
+      acc0 = subgroupMatrixMultiplyAccumulate(l0, r, acc0);
+      if (RT > 1u) {
+        let l1 = subgroupMatrixLoad<subgroup_matrix_left<f16, 16, 16>, row_major>(&as_, 16u * WP + kb + ks, WP);
+        acc1 = subgroupMatrixMultiplyAccumulate(l1, r, acc1);
+      }
+      if (RT > 2u) {
+        let l2 = subgroupMatrixLoad<subgroup_matrix_left<f16, 16, 16>, row_major>(&as_, 32u * WP + kb + ks, WP);
+        acc2 = subgroupMatrixMultiplyAccumulate(l2, r, acc2);
+      }
+      if (RT > 3u) {
+        let l3 = subgroupMatrixLoad<subgroup_matrix_left<f16, 16, 16>, row_major>(&as_, 48u * WP + kb + ks, WP);
+        acc3 = subgroupMatrixMultiplyAccumulate(l3, r, acc3);
+      }
     }
     workgroupBarrier();
   }
 
-  // the phases of each fragment meet in red; row r, tile column c of out
+  // one row tile at a time, the phases of each fragment meet in red
+  let base = split * params.split_stride;
+  emit(acc0, 0u, sg, lid, col_wg, base, spare);
+  if (RT > 1u) { emit(acc1, 1u, sg, lid, col_wg, base, spare); }
+  if (RT > 2u) { emit(acc2, 2u, sg, lid, col_wg, base, spare); }
+  if (RT > 3u) { emit(acc3, 3u, sg, lid, col_wg, base, spare); }
+}
+
+// row tile t: every subgroup's accumulator into red, then rows 16 t .. 16 t + 15 of out (the
+// sum of the phases; bias where k is not split). Called by the whole workgroup (barriers).
+fn emit(acc: subgroup_matrix_result<f32, 16, 16>, t: u32, sg: u32, lid: u32, col_wg: u32, base: u32, spare: bool) {
   subgroupMatrixStore<row_major>(&red, sg * 256u, acc, 16u);
   workgroupBarrier();
-  if (spare) { return; }
-  let base = split * params.split_stride;
-  for (var e = lid; e < ROWS * TN; e += 128u) {
-    let r = e / TN;
-    let c = e % TN;
-    let col = col_wg + c;
-    if (col < params.n) {
-      var s = 0.0;
-      for (var p = 0u; p < KPH; p++) { s += red[(p * CF + c / 16u) * 256u + r * 16u + c % 16u]; }
+  if (!spare) {
+    for (var e = lid; e < 16u * TN; e += 128u) {
+      let r = e / TN;
+      let c = e % TN;
+      let row = 16u * t + r;
+      let col = col_wg + c;
+      if (row < ROWS && col < params.n) {
+        var s = 0.0;
+        for (var p = 0u; p < KPH; p++) { s += red[(p * CF + c / 16u) * 256u + r * 16u + c % 16u]; }
 #if BIAS
-      s += bias[params.col0 + col];
+        s += bias[params.col0 + col];
 #endif
-      out[base + r * params.ldo + params.col0 + col] = s;
+        out[base + row * params.ldo + params.col0 + col] = s;
+      }
     }
   }
+  workgroupBarrier();
 }

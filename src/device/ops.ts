@@ -162,14 +162,16 @@ export const MAX_TOP_LOGPROBS = 20;
 /**
  * Matmul variants: `gemv` for few rows (memory-bound decode; `gemv_sg` its subgroup version;
  * `gemv_rows` streams each weight once for all rows; `gemv_mma` streams them into the matrix
- * units, for up to 16 rows), `tiled` the portable prefill kernel,
+ * units, for up to GEMV_MMA_MAX_ROWS rows), `tiled` the portable prefill kernel,
  * `sgmat` prefill on the matrix units (subgroup matrices). A backend without a separate
  * kernel for a gemv variant runs its own gemv.
  */
 export type MatmulKernel = 'gemv' | 'gemv_sg' | 'gemv_rows' | 'gemv_mma' | 'tiled' | 'sgmat';
 export const MATMUL_KERNELS: MatmulKernel[] = ['gemv', 'gemv_sg', 'gemv_rows', 'gemv_mma', 'tiled', 'sgmat'];
-/** The kernels for at most GEMV_MAX_ROWS rows (a backend's own gemv where it has no such kernel). */
+/** The kernels for few rows (a backend's own gemv where it has no such kernel). */
 export const GEMV_KERNELS: readonly MatmulKernel[] = ['gemv', 'gemv_sg', 'gemv_rows', 'gemv_mma'];
+/** Rows up to which `gemv_mma` works (the other gemv kernels: GEMV_MAX_ROWS of the backend). */
+export const GEMV_MMA_MAX_ROWS = 64;
 
 const OK: Support = { ok: true };
 const no = (reason: string): Support => ({ ok: false, reason });

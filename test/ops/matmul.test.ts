@@ -40,6 +40,8 @@ const CASES: Record<MatmulKernel, Case[]> = {
     [1, 130, 40, 'f16', false], // one row, k shorter than a phase
     [3, 33, 136, 'f16', true],
     [16, 4099, 264, 'f16', false], // three columns past a whole number of workgroups
+    [40, 300, 520, 'f16', true], // three row tiles, the last partial
+    [64, 200, 1032, 'f16', false], // four whole row tiles
   ],
   tiled: [
     [1, 3, 5, 'f32', false],

@@ -7,7 +7,7 @@
 
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { KernelCache } from '../../src/device/webgpu/kernels.ts';
-import { type GemvMmaShape, gemvMmaSharedBytes } from '../../src/device/webgpu/matmul.ts';
+import { type GemvMmaShape, gemvMmaRowTiles, gemvMmaSharedBytes } from '../../src/device/webgpu/matmul.ts';
 
 describe('subgroup-matrix kernels compile (Dawn null backend)', () => {
   let device: GPUDevice | undefined;
@@ -31,13 +31,13 @@ describe('subgroup-matrix kernels compile (Dawn null backend)', () => {
   });
 
   const shapes: [GemvMmaShape['CF'], GemvMmaShape['SUB']][] = [[1, 1], [2, 1], [4, 1], [2, 2], [4, 2]];
-  it.each(shapes.flatMap(([CF, SUB]) => [1, 5, 16].flatMap((ROWS) => [[CF, SUB, ROWS, true], [CF, SUB, ROWS, false]] as const)))('matmul_gemv_mma: CF %i, SUB %i, %i rows, bias %s', async (CF, SUB, ROWS, bias) => {
+  it.each(shapes.flatMap(([CF, SUB]) => [1, 5, 16, 33, 64].flatMap((ROWS) => [[CF, SUB, ROWS, true], [CF, SUB, ROWS, false]] as const)))('matmul_gemv_mma: CF %i, SUB %i, %i rows, bias %s', async (CF, SUB, ROWS, bias) => {
     if (!device) return;
     errors.length = 0;
-    kernels.get('matmul_gemv_mma.wgsl', bias ? ['BIAS'] : [], { ROWS, CF, SUB });
+    kernels.get('matmul_gemv_mma.wgsl', bias ? ['BIAS'] : [], { ROWS, RT: gemvMmaRowTiles(ROWS), CF, SUB });
     await device.queue.onSubmittedWorkDone();
     const limit = device.limits.maxComputeWorkgroupStorageSize;
-    const bytes = gemvMmaSharedBytes({ CF, SUB });
+    const bytes = gemvMmaSharedBytes({ CF, SUB }, ROWS);
     if (bytes <= limit) expect(errors).toEqual([]);
     else {
       expect(errors.length).toBe(1);

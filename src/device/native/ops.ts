@@ -4,7 +4,7 @@
 // Launcher encodes named arguments by it and rejects a missing or unknown name.
 
 import type { Support, Tensor } from '../device.ts';
-import { GEMV_KERNELS, type MatmulKernel, type OpArgs, type OpName } from '../ops.ts';
+import { GEMV_KERNELS, GEMV_MMA_MAX_ROWS, type MatmulKernel, type OpArgs, type OpName } from '../ops.ts';
 import { byteSize, numel } from '../dtype.ts';
 import { type KvPool, poolParts } from '../kv-pool.ts';
 import type { NativeAddon } from './addon.ts';
@@ -121,7 +121,8 @@ export function supportsOp<K extends OpName>(blas: boolean, blasError: string, n
   if (name === 'matmul') {
     const m = a.a.shape[0];
     const kernel = pickMatmul(blas, a);
-    if (GEMV_KERNELS.includes(kernel) && m > GEMV_MAX_ROWS) return no(`matmul: ${kernel} takes at most ${GEMV_MAX_ROWS} rows, got ${m}`);
+    const most = kernel === 'gemv_mma' ? GEMV_MMA_MAX_ROWS : GEMV_MAX_ROWS;
+    if (GEMV_KERNELS.includes(kernel) && m > most) return no(`matmul: ${kernel} takes at most ${most} rows, got ${m}`);
     if (kernel === 'sgmat' && !blas) return no(`matmul: sgmat runs on the tensor cores through the vendor BLAS, which is not loaded: ${blasError}`);
   }
   if (a.keyCache && poolParts(a.keyCache).length > 1) return no(`${name}: a KV pool in ${poolParts(a.keyCache).length} parts (this backend keeps each pool in one allocation)`);
@@ -183,8 +184,9 @@ export function runOp<K extends OpName>(c: PlanContext, name: K, args: OpArgs[K]
       const kernel = pickMatmul(c.blas, m);
       const [rows, k] = m.a.shape;
       const base = { a: p(m.a), w: p(m.w), bias: p(m.bias), out: p(m.out), m: rows, n: m.w.shape[0], k, dtype: dt(m.w) };
-      if (GEMV_KERNELS.includes(kernel)) L.launch('matmul_gemv', base);
-      else if (kernel === 'tiled') L.launch('matmul_tiled', base);
+      // gemv_mma (WebGPU's matrix-unit gemv): the gemv kernel up to its rows, then BLAS (or tiled)
+      if (GEMV_KERNELS.includes(kernel) && rows <= GEMV_MAX_ROWS) L.launch('matmul_gemv', base);
+      else if (kernel === 'tiled' || !c.blas) L.launch('matmul_tiled', base);
       else L.launch('matmul_blas', { ...base, a16: m.w.dtype === 'f32' ? 0 : c.scratch('matmul.a16', byteSize([rows, k], 'f16')) });
       return;
     }

@@ -2,7 +2,7 @@
 // its launch shape, and the split of weights larger than one binding into row blocks.
 
 import type { Tensor } from '../device.ts';
-import { GEMV_KERNELS, type MatmulKernel, type OpArgs } from '../ops.ts';
+import { GEMV_KERNELS, GEMV_MMA_MAX_ROWS, type MatmulKernel, type OpArgs } from '../ops.ts';
 import { rows, tensorBytes } from '../tensor.ts';
 import type { WebGpuDevice } from './backend.ts';
 import { type Dispatch, grid, rowBlock, weightFlag } from './plan.ts';
@@ -77,13 +77,14 @@ export function matmulUnsupported(dev: WebGpuDevice, a: OpArgs['matmul'], kernel
   const [m, k] = a.a.shape;
   const f = dev.info.features;
   if (tensorBytes(a.w) / a.w.shape[0] > dev.info.maxBindingBytes) return 'a single weight row exceeds the binding limit';
-  if (GEMV_KERNELS.includes(kernel) && (k % 8 || m > GEMV_MAX_ROWS)) return `${kernel} needs k % 8 == 0 and at most ${GEMV_MAX_ROWS} rows`;
+  const most = kernel === 'gemv_mma' ? GEMV_MMA_MAX_ROWS : GEMV_MAX_ROWS;
+  if (GEMV_KERNELS.includes(kernel) && (k % 8 || m > most)) return `${kernel} needs k % 8 == 0 and at most ${most} rows`;
   if (kernel === 'gemv_sg' && !f.subgroups) return 'gemv_sg needs subgroups on this adapter';
   if (kernel === 'gemv_rows' && m <= GEMV_MAX_ROWS) {
     const unfit = gemvRowsUnfit(dev, m, gemvRowsShape(m, a.w.shape[0], k));
     if (unfit) return `gemv_rows: ${unfit}`;
   }
-  if (kernel === 'gemv_mma' && m <= GEMV_MAX_ROWS) {
+  if (kernel === 'gemv_mma' && m <= GEMV_MMA_MAX_ROWS) {
     const unfit = gemvMmaUnfit(dev, m, gemvMmaShape(m, a.w.shape[0], k));
     if (unfit) return `gemv_mma: ${unfit}`;
   }
@@ -256,17 +257,20 @@ export function gemvMmaShape(m: number, n: number, k: number): GemvMmaShape {
 /** k per workgroup step of matmul_gemv_mma: 64 * SUB per phase, 4 / CF phases. */
 const gemvMmaStep = ({ CF, SUB }: Pick<GemvMmaShape, 'CF' | 'SUB'>) => 64 * SUB * (4 / CF);
 
-/** Workgroup memory of matmul_gemv_mma: the w and a tiles (f16, rows padded by 8) and the phases' sums. */
-export function gemvMmaSharedBytes(shape: Pick<GemvMmaShape, 'CF' | 'SUB'>): number {
+/** Row tiles of 16 (left matrices) of matmul_gemv_mma at m rows. */
+export const gemvMmaRowTiles = (m: number) => Math.max(1, Math.ceil(m / 16));
+
+/** Workgroup memory of matmul_gemv_mma at m rows: the w and a tiles (f16, rows padded by 8) and the phases' sums. */
+export function gemvMmaSharedBytes(shape: Pick<GemvMmaShape, 'CF' | 'SUB'>, m = 16): number {
   const wp = gemvMmaStep(shape) + 8;
-  return 2 * (16 * shape.CF * wp + 16 * wp) + 4 * 4 * 256;
+  return 2 * (16 * shape.CF * wp + 16 * gemvMmaRowTiles(m) * wp) + 4 * 4 * 256;
 }
 
 /** Why matmul_gemv_mma cannot launch in this shape here, or undefined. */
 export function gemvMmaUnfit(dev: WebGpuDevice, m: number, shape: GemvMmaShape): string | undefined {
   // the kernel keeps a's share of a step in at most 8 registers of 4 per thread
   if ((m * gemvMmaStep(shape)) / 512 > 8) return `${m} rows x ${gemvMmaStep(shape)} k a step are more of a than 8 loads a thread`;
-  const need = gemvMmaSharedBytes(shape);
+  const need = gemvMmaSharedBytes(shape, m);
   const limit = dev.gpu.limits.maxComputeWorkgroupStorageSize;
   if (need > limit) return `${need} bytes of workgroup memory are over this adapter's ${limit}`;
   return undefined;
@@ -285,7 +289,7 @@ export function planGemvMma(dev: WebGpuDevice, args: OpArgs['matmul'], shape: Ge
   const splits = Math.ceil(k / chunk);
   const wgsN = Math.ceil(nb / (16 * CF));
   const file = 'matmul_gemv_mma.wgsl';
-  const overrides = { ROWS: m, CF, SUB };
+  const overrides = { ROWS: m, RT: gemvMmaRowTiles(m), CF, SUB };
   const wb = rows(w, n0, nb);
   const params = { m, n: nb, k, wgs_n: wgsN, k_chunk: chunk };
   if (splits === 1) {
