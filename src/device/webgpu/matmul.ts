@@ -19,7 +19,9 @@ export const GEMV_PREFERRED_ROWS = 8;
 /**
  * The kernels matmul tries for 1 to GEMV_MAX_ROWS rows, first the one PARALLM_GEMV names (read
  * once): `mma` (the default) matmul_gemv_mma.wgsl on the matrix units from GEMV_MMA_MIN_ROWS
- * rows where the adapter has subgroup matrices, else matmul_gemv_rows.wgsl; `rows`
+ * to GEMV_MMA_MAX_ROWS rows where the adapter has subgroup matrices (past 16 rows in place of
+ * matmul_sgmat: 1.2-1.7x faster at 24-64 rows on an H200, 3745832), else matmul_gemv_rows.wgsl
+ * up to 16 rows; `rows`
  * matmul_gemv_rows.wgsl at every row count, on every adapter (it reduces through workgroup
  * memory where there are no subgroups); `sg` the order before it (gemv_sg up to
  * GEMV_PREFERRED_ROWS rows, then the matrix units); `gemv` the portable kernel.
@@ -34,6 +36,8 @@ export function gemvChoice(v: string | undefined): GemvChoice {
 }
 
 export function gemvOrder(choice: GemvChoice, m: number): MatmulKernel[] {
+  const big: MatmulKernel[] = ['sgmat', 'tiled'];
+  if (m > GEMV_MAX_ROWS) return choice === 'mma' && m <= GEMV_MMA_MAX_ROWS ? ['gemv_mma', ...big] : big;
   const rows: MatmulKernel[] = ['gemv_rows', 'gemv_sg', 'gemv', 'sgmat', 'tiled'];
   if (choice === 'mma') return m >= GEMV_MMA_MIN_ROWS ? ['gemv_mma', ...rows] : rows;
   if (choice === 'rows') return rows;
@@ -99,7 +103,7 @@ export function matmulUnsupported(dev: WebGpuDevice, a: OpArgs['matmul'], kernel
 export function pickMatmul(dev: WebGpuDevice, a: OpArgs['matmul']): MatmulKernel {
   if (a.kernel) return a.kernel;
   const m = a.a.shape[0];
-  const order: MatmulKernel[] = m <= GEMV_MAX_ROWS ? gemvOrder(GEMV_CHOICE, m) : ['sgmat', 'tiled'];
+  const order: MatmulKernel[] = m <= GEMV_MMA_MAX_ROWS ? gemvOrder(GEMV_CHOICE, m) : ['sgmat', 'tiled'];
   return order.find((kn) => !matmulUnsupported(dev, a, kn)) ?? 'tiled';
 }
 
@@ -235,22 +239,27 @@ export interface GemvMmaShape {
  * cross between 8 and 10 rows.
  */
 export const GEMV_MMA_MIN_ROWS = 9;
-/** Workgroups below which gemv_mma splits k, if the chunks stay >= 1024 deep. */
-const GEMV_MMA_MIN_WORKGROUPS = 256;
+/**
+ * Workgroups below which gemv_mma splits k, if the chunks stay >= 1024 deep: 256 up to 16 rows,
+ * 512 past them (the H200 lab at 3745832: at 24-64 rows the fastest split of 11008 and 12288
+ * columns was 4, not 2; bench/results/lab/gemv-mma-rows-17-64-*.txt).
+ */
+const gemvMmaMinWorkgroups = (m: number) => (m > 16 ? 512 : 256);
 
 /**
- * The planner's gemv_mma shape, from the same lab: 64 columns per workgroup (one 64-deep phase a
- * step, a's share of a step a quarter of the 16-column shape's), 4 loads of w in flight a
- * thread (8 were no faster), and k split until 256 workgroups: 4 ways for 4096 columns, 2 for
- * 11008, none for 22016, the fastest split at each. Its speed follows the workgroups per
- * multiprocessor (unsplit: 18% of copy with 64, 45% with 172, 74% with 344), not the rows.
+ * The planner's gemv_mma shape, from the same labs: 64 columns per workgroup (one 64-deep phase
+ * a step, a's share of a step a quarter of the 16-column shape's), 4 loads of w in flight a
+ * thread (8 were no faster), and k split until gemvMmaMinWorkgroups: at 16 rows 4 ways for
+ * 4096 columns, 2 for 11008, none for 22016, the fastest split at each. Its speed follows the
+ * workgroups per multiprocessor (unsplit: 18% of copy with 64, 45% with 172, 74% with 344),
+ * not the rows.
  */
 export function gemvMmaShape(m: number, n: number, k: number): GemvMmaShape {
   const CF = 4;
   const SUB = 1;
   const wgs = Math.ceil(n / (16 * CF));
   let splits = 1;
-  while (wgs * splits < GEMV_MMA_MIN_WORKGROUPS && k / (splits * 2) >= 1024) splits *= 2;
+  while (wgs * splits < gemvMmaMinWorkgroups(m) && k / (splits * 2) >= 1024) splits *= 2;
   return { CF, SUB, splits };
 }
 
