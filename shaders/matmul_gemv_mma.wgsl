@@ -3,7 +3,7 @@
 //
 // matmul_gemv_rows multiplies on the f32 units: at 16 rows that is 16 FMAs a weight, and it
 // binds (17-37% of copy at 16 rows, perf-notes). Here the rows of a are the rows of RT (1-4)
-// left matrices of 16 (rows past ROWS are zeros in workgroup memory), and the multiplies cost
+// left matrices of 16 (rows past m are zeros in workgroup memory), and the multiplies cost
 // little beside the weights' stream, which is what this kernel is about: every weight read
 // once, in 16-byte loads, with the next step's loads in flight while this one is multiplied.
 // matmul_sgmat's 128 x 128 tiles stream each weight once per 128 rows too, but at 17-64 rows
@@ -13,13 +13,16 @@
 // 16): subgroup s takes fragment s % CF and k-phase s / CF, so the KPH = 4 / CF phases split
 // each workgroup step of KW = 64 * SUB * KPH along k, 64 * SUB (4 * SUB multiplies) each. A
 // step: every thread copies 4 * SUB of the step's 16-byte chunks of w (TN x KW halves; SUB sets
-// the bytes in flight) and its share of a's ROWS x KW f32 values (as f16) into workgroup memory,
-// one barrier, the next step's loads are issued, then each subgroup's multiplies; at the end
-// the phases' accumulators meet in workgroup memory. Split k (grid = wgs_n column blocks x splits): as matmul_gemv_rows, split s sums k in
-// [s * k_chunk, (s + 1) * k_chunk) into out + s * split_stride and matmul_splitk_reduce.wgsl
-// adds the splits (and the bias); k_chunk is a multiple of KW.
+// the bytes in flight) and its share of a's 16 RT x KW f32 values (as f16; zeros past row m,
+// whose loads are not made) into workgroup memory, one barrier, the next step's loads are
+// issued, then each subgroup's multiplies; at the end the phases' accumulators meet in
+// workgroup memory. Split k (grid = wgs_n column blocks x splits): as matmul_gemv_rows, split s
+// sums k in [s * k_chunk, (s + 1) * k_chunk) into out + s * split_stride and
+// matmul_splitk_reduce.wgsl adds the splits (and the bias); k_chunk is a multiple of KW.
 //
-// a: [m, k] f32 (m == ROWS <= 16 * RT); w: [n, k] f16 as vec4<u32> (8 halves), k % 8 == 0; bias:
+// The rows are a runtime parameter: one pipeline per RT serves 16 RT - 15 .. 16 RT rows.
+//
+// a: [m, k] f32 (m <= 16 * RT); w: [n, k] f16 as vec4<u32> (8 halves), k % 8 == 0; bias:
 // [ldo] f32; out: [m, ldo] f32, columns [col0, col0 + n) written. Columns of w past n and k
 // past the chunk's end read as zeros.
 enable f16;
@@ -37,7 +40,6 @@ struct Params { m: u32, n: u32, k: u32, ldo: u32, col0: u32, wgs_n: u32, k_chunk
 #endif
 @group(0) @binding(4) var<storage, read_write> out: array<f32>;
 
-override ROWS: u32 = 16;
 override RT: u32 = 1;
 override CF: u32 = 1;
 override SUB: u32 = 1;
@@ -49,8 +51,9 @@ const TN = 16u * CF;
 // padded row length (halves) of both tiles: rows start 16 bytes apart from a bank's start
 const WP = KW + 8u;
 // a's f32 vec4s per step, and per thread (at most 8, the planner's limit: rows x KW / 512)
-const A4 = ROWS * KW / 4u;
+const A4 = 16u * RT * KW / 4u;
 const AL = (A4 + 127u) / 128u;
+const_assert AL <= 8u;
 // w's 16-byte chunks per tile row
 const CPR = KW / 8u;
 
@@ -105,7 +108,7 @@ fn load_a(lid: u32, j: u32, kv4: u32, end4: u32) -> vec4f {
   let e = lid + 128u * j;
   let r = e / (KW / 4u);
   let c = e % (KW / 4u);
-  if (e < A4 && kv4 + c < end4) { return a[r * (params.k / 4u) + kv4 + c]; }
+  if (e < A4 && r < params.m && kv4 + c < end4) { return a[r * (params.k / 4u) + kv4 + c]; }
   return vec4f();
 }
 
@@ -137,11 +140,6 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, 
   let phase = sg / CF;
   // every column of the tile inside n: steps wholly inside k need no guard per chunk
   let wfull = col_wg + TN <= params.n;
-
-  // rows of a past ROWS stay zero (workgroup memory starts zeroed; written here for clarity)
-  if (ROWS < 16u * RT) {
-    for (var i = lid; i < (16u * RT - ROWS) * WP; i += 128u) { as_[ROWS * WP + i] = f16(0.0); }
-  }
 
   var acc0 = subgroup_matrix_result<f32, 16, 16>();
   var acc1 = subgroup_matrix_result<f32, 16, 16>();
@@ -263,7 +261,7 @@ fn emit(acc: subgroup_matrix_result<f32, 16, 16>, t: u32, sg: u32, lid: u32, col
       let c = e % TN;
       let row = 16u * t + r;
       let col = col_wg + c;
-      if (row < ROWS && col < params.n) {
+      if (row < params.m && col < params.n) {
         var s = 0.0;
         for (var p = 0u; p < KPH; p++) { s += red[(p * CF + c / 16u) * 256u + r * 16u + c % 16u]; }
 #if BIAS

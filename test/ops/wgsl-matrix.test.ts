@@ -7,7 +7,7 @@
 
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { KernelCache } from '../../src/device/webgpu/kernels.ts';
-import { type GemvMmaShape, gemvMmaRowTiles, gemvMmaSharedBytes } from '../../src/device/webgpu/matmul.ts';
+import { type GemvMmaShape, gemvMmaSharedBytes } from '../../src/device/webgpu/matmul.ts';
 
 describe('subgroup-matrix kernels compile (Dawn null backend)', () => {
   let device: GPUDevice | undefined;
@@ -30,19 +30,31 @@ describe('subgroup-matrix kernels compile (Dawn null backend)', () => {
     gpu = undefined;
   });
 
-  const shapes: [GemvMmaShape['CF'], GemvMmaShape['SUB']][] = [[1, 1], [2, 1], [4, 1], [2, 2], [4, 2]];
-  it.each(shapes.flatMap(([CF, SUB]) => [1, 5, 16, 33, 64].flatMap((ROWS) => [[CF, SUB, ROWS, true], [CF, SUB, ROWS, false]] as const)))('matmul_gemv_mma: CF %i, SUB %i, %i rows, bias %s', async (CF, SUB, ROWS, bias) => {
+  // every (CF, SUB, row tiles) whose share of a fits the kernel's 8 loads a thread
+  const shapes: [GemvMmaShape['CF'], GemvMmaShape['SUB'], number][] = [];
+  for (const [CF, SUB] of [[1, 1], [2, 1], [4, 1], [2, 2], [4, 2]] as const) {
+    for (const RT of [1, 2, 3, 4]) if ((16 * RT * 64 * SUB * (4 / CF)) / 512 <= 8) shapes.push([CF, SUB, RT]);
+  }
+  it.each(shapes.flatMap(([CF, SUB, RT]) => [[CF, SUB, RT, true], [CF, SUB, RT, false]] as const))('matmul_gemv_mma: CF %i, SUB %i, %i row tiles, bias %s', async (CF, SUB, RT, bias) => {
     if (!device) return;
     errors.length = 0;
-    kernels.get('matmul_gemv_mma.wgsl', bias ? ['BIAS'] : [], { ROWS, RT: gemvMmaRowTiles(ROWS), CF, SUB });
+    kernels.get('matmul_gemv_mma.wgsl', bias ? ['BIAS'] : [], { RT, CF, SUB });
     await device.queue.onSubmittedWorkDone();
     const limit = device.limits.maxComputeWorkgroupStorageSize;
-    const bytes = gemvMmaSharedBytes({ CF, SUB }, ROWS);
+    const bytes = gemvMmaSharedBytes({ CF, SUB }, 16 * RT);
     if (bytes <= limit) expect(errors).toEqual([]);
     else {
       expect(errors.length).toBe(1);
       expect(errors[0]).toMatch(new RegExp(`workgroup storage \\(${bytes} bytes\\) is larger than the maximum allowed \\(${limit} bytes\\)`));
     }
+  });
+
+  it('matmul_gemv_mma refuses to compile a shape whose share of a is over 8 loads a thread', async () => {
+    if (!device) return;
+    errors.length = 0;
+    kernels.get('matmul_gemv_mma.wgsl', [], { RT: 2, CF: 1, SUB: 1 });
+    await device.queue.onSubmittedWorkDone();
+    expect(errors.join('\n')).toMatch(/const_assert/);
   });
 
   it.each([1, 2].flatMap((U) => [1, 5, 16].map((ROWS) => [U, ROWS])))('lab/gemv_mma_direct: U %i, %i rows', async (U, ROWS) => {

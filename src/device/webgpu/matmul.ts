@@ -277,8 +277,9 @@ export function gemvMmaSharedBytes(shape: Pick<GemvMmaShape, 'CF' | 'SUB'>, m = 
 
 /** Why matmul_gemv_mma cannot launch in this shape here, or undefined. */
 export function gemvMmaUnfit(dev: WebGpuDevice, m: number, shape: GemvMmaShape): string | undefined {
-  // the kernel keeps a's share of a step in at most 8 registers of 4 per thread
-  if ((m * gemvMmaStep(shape)) / 512 > 8) return `${m} rows x ${gemvMmaStep(shape)} k a step are more of a than 8 loads a thread`;
+  // the kernel keeps a's share of a step (16 RT rows) in at most 8 registers of 4 per thread
+  const rows = 16 * gemvMmaRowTiles(m);
+  if ((rows * gemvMmaStep(shape)) / 512 > 8) return `${rows} rows x ${gemvMmaStep(shape)} k a step are more of a than 8 loads a thread`;
   const need = gemvMmaSharedBytes(shape, m);
   const limit = dev.gpu.limits.maxComputeWorkgroupStorageSize;
   if (need > limit) return `${need} bytes of workgroup memory are over this adapter's ${limit}`;
@@ -298,7 +299,8 @@ export function planGemvMma(dev: WebGpuDevice, args: OpArgs['matmul'], shape: Ge
   const splits = Math.ceil(k / chunk);
   const wgsN = Math.ceil(nb / (16 * CF));
   const file = 'matmul_gemv_mma.wgsl';
-  const overrides = { ROWS: m, RT: gemvMmaRowTiles(m), CF, SUB };
+  // the rows are a parameter: one pipeline per row tile count
+  const overrides = { RT: gemvMmaRowTiles(m), CF, SUB };
   const wb = rows(w, n0, nb);
   const params = { m, n: nb, k, wgs_n: wgsN, k_chunk: chunk };
   if (splits === 1) {
