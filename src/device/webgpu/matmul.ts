@@ -235,10 +235,13 @@ export interface GemvMmaShape {
  * 3282d48 (bench/results/lab/gemv-mma-3282d48-*.txt), % of copy, gemv_rows against gemv_mma in
  * the planner's shape, for 4096 x 4096 / 11008 x 4096 / 4096 x 11008 / 22016 x 4096: at 8 rows
  * 54 / 66 / 58 / 70 against 46 / 64 / 53 / 73; at 16 rows 27 / 36 / 22 / 37 against 44 / 62 /
- * 54 / 71. gemv_rows' time grows with the rows (its f32 FMAs), gemv_mma's does not: they
- * cross between 8 and 10 rows.
+ * 54 / 71. gemv_rows' time grows with the rows (its f32 FMAs, ~2.8 us a row at 4096 x 4096),
+ * gemv_mma's hardly does: interpolated, they cross at 8-10 rows on the H100 and at 9-11 on an
+ * H200 (94a7020: gemv_mma 27.3 / 51.2 us at 9 rows against gemv_rows' 17.8 / 43.2 at 8 for
+ * 4096 x 4096 / 11008 x 4096, +3.2 / +5.1 us a row). 10 is where both cards are within ~12%
+ * of the faster on the smallest layer and gemv_mma wins on the larger ones.
  */
-export const GEMV_MMA_MIN_ROWS = 9;
+export const GEMV_MMA_MIN_ROWS = 10;
 /**
  * Workgroups below which gemv_mma splits k, if the chunks stay >= 1024 deep: 256 up to 16 rows,
  * 512 past them (the H200 lab at 3745832: at 24-64 rows the fastest split of 11008 and 12288
