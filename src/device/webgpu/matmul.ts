@@ -17,14 +17,15 @@ export const GEMV_MAX_ROWS = 16;
 export const GEMV_PREFERRED_ROWS = 8;
 
 /**
- * The kernels matmul tries for 1 to GEMV_MAX_ROWS rows, first the one PARALLM_GEMV names (read
- * once): `mma` (the default) matmul_gemv_mma.wgsl on the matrix units from GEMV_MMA_MIN_ROWS
- * to GEMV_MMA_MAX_ROWS rows where the adapter has subgroup matrices (past 16 rows in place of
- * matmul_sgmat: 1.2-1.7x faster at 24-64 rows on an H200, 3745832), else matmul_gemv_rows.wgsl
- * up to 16 rows; `rows`
- * matmul_gemv_rows.wgsl at every row count, on every adapter (it reduces through workgroup
- * memory where there are no subgroups); `sg` the order before it (gemv_sg up to
- * GEMV_PREFERRED_ROWS rows, then the matrix units); `gemv` the portable kernel.
+ * The kernels matmul tries for 1 to GEMV_MMA_MAX_ROWS rows, first the one PARALLM_GEMV names
+ * (read once):
+ * - `mma` (the default): matmul_gemv_mma.wgsl on the matrix units from GEMV_MMA_MIN_ROWS to
+ *   GEMV_MMA_MAX_ROWS rows where the adapter has subgroup matrices (past 16 rows in place of
+ *   matmul_sgmat: 1.2-1.7x faster at 24-64 rows on an H200, 3745832), else as `rows`;
+ * - `rows`: matmul_gemv_rows.wgsl up to 16 rows, on every adapter (it reduces through workgroup
+ *   memory where there are no subgroups), then matmul_sgmat;
+ * - `sg`: the order before gemv_rows (gemv_sg up to GEMV_PREFERRED_ROWS rows, then the matrix
+ *   units); `gemv`: the portable kernel.
  */
 export type GemvChoice = 'mma' | 'rows' | 'sg' | 'gemv';
 const GEMV_CHOICE: GemvChoice = gemvChoice(process.env.PARALLM_GEMV);
@@ -95,7 +96,7 @@ export function matmulUnsupported(dev: WebGpuDevice, a: OpArgs['matmul'], kernel
   if (kernel === 'sgmat' || kernel === 'gemv_mma') {
     if (!f.subgroupMatrix) return `${kernel} needs subgroup matrices (f16 16x16x16, 32-wide subgroups) on this adapter`;
     if (a.w.dtype !== 'f16') return `${kernel} needs f16 weights, got ${a.w.dtype}`;
-    if (k % 8) return 'sgmat needs k a multiple of 8 (16-byte loads)';
+    if (k % 8) return `${kernel} needs k a multiple of 8 (16-byte loads)`;
   }
   return undefined;
 }
@@ -252,7 +253,7 @@ const gemvMmaMinWorkgroups = (m: number) => (m > 16 ? 512 : 256);
 /**
  * The planner's gemv_mma shape, from the same labs: 64 columns per workgroup (one 64-deep phase
  * a step, a's share of a step a quarter of the 16-column shape's), 4 loads of w in flight a
- * thread (8 were no faster), and k split until gemvMmaMinWorkgroups: at 16 rows 4 ways for
+ * thread (8 were faster unsplit, slower split), and k split until gemvMmaMinWorkgroups: at 16 rows 4 ways for
  * 4096 columns, 2 for 11008, none for 22016, the fastest split at each. Its speed follows the
  * workgroups per multiprocessor (unsplit: 18% of copy with 64, 45% with 172, 74% with 344),
  * not the rows.
