@@ -282,7 +282,11 @@ export class LlamaModel {
     });
     const greedy = (n: number): DeviceSampling => ({ temperature: new Float32Array(n), topK: new Int32Array(n), topP: new Float32Array(n).fill(1), draws: new Float32Array(n) });
     const cap = Math.max(1, Math.min(opts.maxTokens, cache.numBlocks * B, this.config.maxPositionEmbeddings));
-    const rowsList = [...new Set([...Array.from({ length: 16 }, (_, i) => i + 1), Math.max(1, Math.min(opts.maxRows, cap))])];
+    // decodes of 1-16 rows (the WebGPU gemv kernels are compiled per row count), of 32, 48 and
+    // 64 (matmul_gemv_mma's pipelines are per 16 rows up to 64: without these, the first steps
+    // of 17-64 sequences built them mid-run, ~100 ms each on an H200) and of the most rows
+    const most = Math.max(1, Math.min(opts.maxRows, cap));
+    const rowsList = [...new Set([...Array.from({ length: 16 }, (_, i) => i + 1), ...[32, 48, 64].filter((m) => m < most), most])];
     for (const m of rowsList) await this.sample(decodes(m), cache, greedy(m));
     // a step whose token is the one the step before sampled, still on the device (step overlap), with argmax
     await this.sample({ ...decodes(1), tokenIds: [-2], sampledBefore: this.ws.get('sampled', [1], 'i32') }, cache);

@@ -59,6 +59,17 @@ describe.each(backendsUnderTest())('%s backend: engine', (backend) => {
     expect(builds.count - before).toBe(0);
   });
 
+  // decodes of 17-64 rows: matmul_gemv_mma's pipelines per 16 rows, on an adapter with subgroup
+  // matrices (elsewhere these rows take kernels that do not depend on the row count)
+  it.skipIf(backend !== 'webgpu')('the warm-up built every kernel of decode batches of 17 to 64 sequences', async (ctx) => {
+    if (!alone.device.info.features.subgroupMatrix) return ctx.skip('no subgroup matrices: no kernel here is built per row count past 16');
+    const builds = (alone.device as unknown as { kernels: { builds: { count: number; keys: string[] } } }).kernels.builds;
+    const before = builds.count;
+    const prompts = Array.from({ length: 40 }, (_, i) => [1 + (i % 7), 2 + (i % 5)]);
+    await alone.generate(prompts, { temperature: 0, maxTokens: 3, ignoreEos: true });
+    expect(builds.keys.slice(before)).toEqual([]);
+  });
+
   it('greedy continuations of a batch equal HF transformers', async () => {
     const outs = await alone.generate(
       refs.map((r) => r.ids),
