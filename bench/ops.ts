@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { type Device, type KvPool, type OpArgs, type Tensor, type OpName, createDevice, empty, fromArray, partLayout, poolParts } from '../src/device/index.ts';
 import { pickMatmul } from '../src/device/webgpu/ops.ts';
 import { pickMatmul as pickNativeMatmul } from '../src/device/native/ops.ts';
+import { KvCache } from '../src/model/kv-cache.ts';
 import { ropeCosSin } from '../src/model/rope.ts';
 import type { WebGpuDevice } from '../src/device/webgpu/backend.ts';
 import { resultSlug } from './slug.ts';
@@ -120,9 +121,7 @@ async function time<K extends OpName>(dev: Device, name: K, make: (i: number) =>
   }
   do await run(reps, false);
   while (performance.now() - t0 < 150);
-  const medians = [await run(reps, true)];
-  if (REPEAT > 1) console.error(`repeat ${name}: ${medians.map((m) => (m * 1000).toFixed(1)).join(' ')} us`);
-  return medians[0];
+  return run(reps, true);
 }
 /** Warm-up: its shortest and longest run (ms), the streams without a 2% gain that end it, the streams kept in flight. */
 const WARM_MIN_MS = 300;
@@ -131,7 +130,7 @@ const WARM_WINDOW = 4;
 const IN_FLIGHT = 3;
 /** Each op's warm-up: how long, and its first and best trial (per launch), for the result's record. */
 const warmups: { op: string; ms: number; trials: number; firstUs: number; bestUs: number }[] = [];
-/** PARALLM_BENCH_REPEAT=N times each op N times in a row (stderr): an experiment on the timing itself. */
+/** PARALLM_BENCH_REPEAT=N times each op's trials N times in a row (stderr; not --quick): an experiment on the timing itself. */
 const REPEAT = Number(process.env.PARALLM_BENCH_REPEAT ?? 1);
 /** A timed trial's length (ms), and the most launches one may take to reach it. */
 const TRIAL_MS = 6;
@@ -359,10 +358,10 @@ async function attentionRows(dev: Device, quick: boolean, reps: number, trials: 
   const bs = 16;
   const scale = 1 / Math.sqrt(HEAD);
   // a pool over one binding's limit (256 sequences x 1,024 tokens is 2 GiB) in parts, as the
-  // engine's KV cache splits it (partLayout)
+  // engine's KV cache splits it (partLayout, by KvCache's largest part)
   const pool = (blocks: number) => {
     const blockBytes = bs * HEADS * HEAD * 2;
-    const { parts, blocksPerPart } = partLayout(blocks, blockBytes, dev.info.maxBindingBytes);
+    const { parts, blocksPerPart } = partLayout(blocks, blockBytes, KvCache.maxPartBytes(dev));
     const make = (scale: number) => {
       const ts = Array.from({ length: parts }, (_, i) => {
         const nb = Math.min(blocksPerPart, blocks - i * blocksPerPart);

@@ -61,32 +61,7 @@ var<workgroup> ws_: array<f16, TN * WP>;
 var<workgroup> as_: array<f16, 16u * RT * WP>;
 var<workgroup> red: array<f32, 4u * 256u>;
 
-// v's words in the order rot, rot + 1, .. (mod 4), by selects (a dynamic index goes through memory)
-fn rotated(v: vec4<u32>, rot: u32) -> vec4<u32> {
-  return select(select(v, v.yzwx, rot == 1u), select(v.zwxy, v.wxyz, rot == 3u), rot >= 2u);
-}
-
-// the 8 halves of chunk v at ws_[d..d + 8): word s of the lanes' chunks at step s would put 8
-// lanes on one bank; starting at word rot (0..3, the chunk's column & 3) spreads them over all 32
-fn put_w(d: u32, v: vec4<u32>, rot: u32) {
-  let r = rotated(v, rot);
-  let o0 = d + 2u * (rot & 3u);
-  let h0 = bitcast<vec2<f16>>(r.x);
-  ws_[o0] = h0.x;
-  ws_[o0 + 1u] = h0.y;
-  let o1 = d + 2u * ((rot + 1u) & 3u);
-  let h1 = bitcast<vec2<f16>>(r.y);
-  ws_[o1] = h1.x;
-  ws_[o1 + 1u] = h1.y;
-  let o2 = d + 2u * ((rot + 2u) & 3u);
-  let h2 = bitcast<vec2<f16>>(r.z);
-  ws_[o2] = h2.x;
-  ws_[o2 + 1u] = h2.y;
-  let o3 = d + 2u * ((rot + 3u) & 3u);
-  let h3 = bitcast<vec2<f16>>(r.w);
-  ws_[o3] = h3.x;
-  ws_[o3 + 1u] = h3.y;
-}
+#include "lib/f16_tiles.wgsl"
 
 // chunk j (0 .. 4 * SUB - 1) of this thread in the step at k8 (k / 8), or zeros past n or k
 fn load_w(lid: u32, j: u32, col_wg: u32, kv: u32, end8: u32, full: bool) -> vec4<u32> {
@@ -112,7 +87,9 @@ fn load_a(lid: u32, j: u32, kv4: u32, end4: u32) -> vec4f {
   return vec4f();
 }
 
-fn put_a(lid: u32, j: u32, v: vec4f) {
+// element j of this thread's share of a, as f16, into as_ (lib/f16_tiles.wgsl's put_a
+// stages chunks that are f16 already)
+fn put_a_share(lid: u32, j: u32, v: vec4f) {
   let e = lid + 128u * j;
   if (e < A4) {
     let d = (e / (KW / 4u)) * WP + (e % (KW / 4u)) * 4u;
@@ -188,14 +165,14 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, 
       put_w_chunk(lid, 6u, w6);
       put_w_chunk(lid, 7u, w7);
     }
-    put_a(lid, 0u, a0);
-    if (AL > 1u) { put_a(lid, 1u, a1); }
-    if (AL > 2u) { put_a(lid, 2u, a2); }
-    if (AL > 3u) { put_a(lid, 3u, a3); }
-    if (AL > 4u) { put_a(lid, 4u, a4); }
-    if (AL > 5u) { put_a(lid, 5u, a5); }
-    if (AL > 6u) { put_a(lid, 6u, a6); }
-    if (AL > 7u) { put_a(lid, 7u, a7); }
+    put_a_share(lid, 0u, a0);
+    if (AL > 1u) { put_a_share(lid, 1u, a1); }
+    if (AL > 2u) { put_a_share(lid, 2u, a2); }
+    if (AL > 3u) { put_a_share(lid, 3u, a3); }
+    if (AL > 4u) { put_a_share(lid, 4u, a4); }
+    if (AL > 5u) { put_a_share(lid, 5u, a5); }
+    if (AL > 6u) { put_a_share(lid, 6u, a6); }
+    if (AL > 7u) { put_a_share(lid, 7u, a7); }
     workgroupBarrier();
     // the next step's loads are in flight while this one is multiplied
     let kn = k0 + KW;

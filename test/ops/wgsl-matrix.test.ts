@@ -61,6 +61,18 @@ describe('subgroup-matrix kernels compile (Dawn null backend)', () => {
     }
   });
 
+  // it includes the same staging helpers (lib/f16_tiles.wgsl); 24 KiB of tiles, over the null adapter's limit
+  it.for([[], ['BIAS']])('matmul_sgmat, flags [%s]', async (flags, ctx) => {
+    if (!device) return ctx.skip('no subgroup matrices on the null adapter');
+    const errors = await compile('matmul_sgmat.wgsl', flags, {});
+    const limit = device.limits.maxComputeWorkgroupStorageSize;
+    if (limit >= 24 * 1024) expect(errors).toEqual([]);
+    else {
+      expect(errors.length).toBe(1);
+      expect(errors[0]).toMatch(/workgroup storage \(\d+ bytes\) is larger than the maximum allowed/);
+    }
+  });
+
   it('matmul_gemv_mma refuses to compile a shape whose share of a is over 8 loads a thread', async (ctx) => {
     if (!device) return ctx.skip('no subgroup matrices on the null adapter');
     expect((await compile('matmul_gemv_mma.wgsl', [], { RT: 2, CF: 1, SUB: 1 })).join('\n')).toMatch(/const_assert/);

@@ -89,7 +89,7 @@ export function matmulUnsupported(dev: WebGpuDevice, a: OpArgs['matmul'], kernel
     const unfit = gemvRowsUnfit(dev, m, gemvRowsShape(m, a.w.shape[0], k));
     if (unfit) return `gemv_rows: ${unfit}`;
   }
-  if (kernel === 'gemv_mma' && m <= GEMV_MMA_MAX_ROWS) {
+  if (kernel === 'gemv_mma') {
     const unfit = gemvMmaUnfit(dev, m, gemvMmaShape(m, a.w.shape[0], k));
     if (unfit) return `gemv_mma: ${unfit}`;
   }
