@@ -41,6 +41,9 @@ struct alignas(16) uint4 {
 struct alignas(8) float2 {
   float x, y;
 };
+struct alignas(8) uint2 {
+  unsigned x, y;
+};
 inline uint4 make_uint4(unsigned x, unsigned y, unsigned z, unsigned w) { return uint4{x, y, z, w}; }
 struct __half {
   uint16_t bits;
@@ -51,6 +54,7 @@ inline float __half2float(__half h) {
   memcpy(&f, &h.bits, 2);
   return static_cast<float>(f);
 }
+inline unsigned short __half_as_ushort(__half h) { return h.bits; }
 inline __half __float2half_rn(float x) {
   const _Float16 f = static_cast<_Float16>(x);  // round to nearest even
   __half h;

@@ -23,13 +23,14 @@ struct EmbeddingArgs {
 };
 void embedding(const EmbeddingArgs& a, gpuStream_t stream);
 
-// x, out, residual: [n, hidden] f32 (out may alias x; residual may be null); weight: [hidden] dtype
+// x, residual: [n, hidden] f32 (residual may be null); weight: [hidden] dtype; out: [n, hidden]
+// out_dtype (f32, which may alias x; or f16 | bf16, rounded from f32: a BLAS gemm's activations)
 struct RmsNormArgs {
   const float* x;
   const void* weight;
-  float* out;
+  void* out;
   float* residual;
-  int n, hidden, dtype;
+  int n, hidden, dtype, out_dtype;
   float eps;
 };
 void rms_norm(const RmsNormArgs& a, gpuStream_t stream);
@@ -43,15 +44,15 @@ struct RopeArgs {
 };
 void rope(const RopeArgs& a, gpuStream_t stream);
 
-// x: [n, 2 * inter] f32; out: [n, inter] f32
+// x: [n, 2 * inter] f32; out: [n, inter] out_dtype (f32 | f16 | bf16, as rms_norm's out)
 struct SiluAndMulArgs {
   const float* x;
-  float* out;
-  int n, inter;
+  void* out;
+  int n, inter, out_dtype;
 };
 void silu_and_mul(const SiluAndMulArgs& a, gpuStream_t stream);
 
-// a: [m, k] f32; w: [n, k] dtype; bias: [n] f32 or null; out: [m, n] f32
+// a: [m, k] f32 (matmul_blas: or w's 16-bit type, its launch says); w: [n, k] dtype; bias: [n] f32 or null; out: [m, n] f32
 struct MatmulArgs {
   const float* a;
   const void* w;

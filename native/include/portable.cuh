@@ -166,6 +166,22 @@ __device__ __forceinline__ float key_value(unsigned k) {
   return __uint_as_float((k & 0x80000000u) ? (k & 0x7fffffffu) : ~k);
 }
 
+// Four consecutive values of an activation row, rounded to O: one 16-byte store for f32 (p
+// 16-byte aligned), one 8-byte store for the 16-bit types (p 8-byte aligned).
+__device__ __forceinline__ unsigned bits_of(__half h) { return __half_as_ushort(h); }
+__device__ __forceinline__ unsigned bits_of(bf16_t h) { return h.bits; }
+template <typename O>
+__device__ __forceinline__ void store4(O* p, float4 v) {
+  if constexpr (sizeof(O) == 4) {
+    *reinterpret_cast<float4*>(p) = v;
+  } else {
+    uint2 u;
+    u.x = bits_of(from_f32<O>(v.x)) | (bits_of(from_f32<O>(v.y)) << 16);
+    u.y = bits_of(from_f32<O>(v.z)) | (bits_of(from_f32<O>(v.w)) << 16);
+    *reinterpret_cast<uint2*>(p) = u;
+  }
+}
+
 // Runs `...` with T bound to the storage type of a DType code (float, __half, bf16_t).
 #define PARALLM_DISPATCH_DTYPE(dtype, T, ...) \
   switch (dtype) {                            \

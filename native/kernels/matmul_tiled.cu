@@ -79,8 +79,22 @@ __global__ void cast_f32_kernel(const float* x, T* out, int64_t count) {
   if (g < count) out[g] = from_f32<T>(x[g]);
 }
 
+// four values a thread: a 16-byte load and an 8-byte store
+template <typename T>
+__global__ void cast_f32_vec4_kernel(const float4* x, T* out, int64_t count4) {
+  const int64_t g = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (g < count4) store4(out + 4 * g, x[g]);
+}
+
 void cast_f32(const float* x, void* out, int64_t count, int dtype, gpuStream_t stream) {
   if (count == 0) return;
+  if (count % 4 == 0 && aligned16(x) && reinterpret_cast<uintptr_t>(out) % 8 == 0) {
+    const unsigned blocks4 = grid_for(count / 4, 256);
+    const float4* x4 = reinterpret_cast<const float4*>(x);
+    if (dtype == kBF16) cast_f32_vec4_kernel<bf16_t><<<blocks4, 256, 0, stream>>>(x4, static_cast<bf16_t*>(out), count / 4);
+    else cast_f32_vec4_kernel<__half><<<blocks4, 256, 0, stream>>>(x4, static_cast<__half*>(out), count / 4);
+    return;
+  }
   const unsigned blocks = grid_for(count, 256);
   if (dtype == kBF16) {
     cast_f32_kernel<bf16_t><<<blocks, 256, 0, stream>>>(x, static_cast<bf16_t*>(out), count);

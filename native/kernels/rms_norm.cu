@@ -1,6 +1,8 @@
 // rms_norm: RMSNorm with the optional fused residual add (shaders/rms_norm.wgsl).
 // with residual: residual <- x + residual; out <- residual * rsqrt(mean(residual^2) + eps) * weight
-// x, out, residual: [n, hidden] f32 (out may alias x); weight: [hidden] f32 | f16 | bf16.
+// x, residual: [n, hidden] f32; weight: [hidden] f32 | f16 | bf16; out: [n, hidden] f32 (may alias
+// x), or f16 | bf16 (O), rounded from the f32 result: the activations of a BLAS gemm, which would
+// otherwise be cast by a kernel of their own before it (matmul_blas).
 // One block per row. No __restrict__: out and x may be one tensor. Each thread reads its own
 // elements before it writes them, so aliasing is safe without a second buffer.
 #include "ops.h"
@@ -8,8 +10,8 @@
 
 namespace parallm {
 
-template <typename T>
-__global__ void __launch_bounds__(1024) rms_norm_kernel(const float* x, const T* weight, float* out, float* residual, int hidden, float eps) {
+template <typename T, typename O>
+__global__ void __launch_bounds__(1024) rms_norm_kernel(const float* x, const T* weight, O* out, float* residual, int hidden, float eps) {
   __shared__ float red[kMaxWarps];
   const int64_t base = static_cast<int64_t>(blockIdx.x) * hidden;
   float ss = 0.f;
@@ -24,7 +26,7 @@ __global__ void __launch_bounds__(1024) rms_norm_kernel(const float* x, const T*
   ss = block_sum(ss, red);
   const float scale = 1.f / sqrtf(ss / static_cast<float>(hidden) + eps);
   const float* src = residual ? residual : x;
-  for (int j = threadIdx.x; j < hidden; j += blockDim.x) out[base + j] = src[base + j] * scale * to_f32(weight[j]);
+  for (int j = threadIdx.x; j < hidden; j += blockDim.x) out[base + j] = from_f32<O>(src[base + j] * scale * to_f32(weight[j]));
 }
 
 // Rows of up to 256 x 4 x kRmsVec values that split into float4s: the row stays in registers
@@ -32,8 +34,8 @@ __global__ void __launch_bounds__(1024) rms_norm_kernel(const float* x, const T*
 constexpr int kRmsThreads = 256;
 constexpr int kRmsVec = 8;
 
-template <typename T>
-__global__ void __launch_bounds__(kRmsThreads) rms_norm_vec4_kernel(const float* x, const T* weight, float* out, float* residual, int hidden, float eps) {
+template <typename T, typename O>
+__global__ void __launch_bounds__(kRmsThreads) rms_norm_vec4_kernel(const float* x, const T* weight, O* out, float* residual, int hidden, float eps) {
   __shared__ float red[kMaxWarps];
   const int64_t base = static_cast<int64_t>(blockIdx.x) * hidden;
   const int h4 = hidden / 4;
@@ -57,7 +59,6 @@ __global__ void __launch_bounds__(kRmsThreads) rms_norm_vec4_kernel(const float*
   }
   ss = block_sum(ss, red);
   const float scale = 1.f / sqrtf(ss / static_cast<float>(hidden) + eps);
-  float4* o4 = reinterpret_cast<float4*>(out + base);
 #pragma unroll
   for (int u = 0; u < kRmsVec; u++) {
     const int j = threadIdx.x + u * kRmsThreads;
@@ -68,7 +69,7 @@ __global__ void __launch_bounds__(kRmsThreads) rms_norm_vec4_kernel(const float*
       o.y = a.y * scale * to_f32(weight[4 * j + 1]);
       o.z = a.z * scale * to_f32(weight[4 * j + 2]);
       o.w = a.w * scale * to_f32(weight[4 * j + 3]);
-      o4[j] = o;
+      store4(out + base + 4 * j, o);
     }
   }
 }
@@ -76,11 +77,11 @@ __global__ void __launch_bounds__(kRmsThreads) rms_norm_vec4_kernel(const float*
 void rms_norm(const RmsNormArgs& a, gpuStream_t stream) {
   if (a.n == 0) return;
   if (a.hidden % 4 == 0 && a.hidden <= 4 * kRmsThreads * kRmsVec && aligned16(a.x, a.out, a.residual)) {
-    PARALLM_DISPATCH_DTYPE(a.dtype, T, rms_norm_vec4_kernel<T><<<a.n, kRmsThreads, 0, stream>>>(a.x, static_cast<const T*>(a.weight), a.out, a.residual, a.hidden, a.eps));
+    PARALLM_DISPATCH_DTYPE(a.dtype, T, PARALLM_DISPATCH_DTYPE(a.out_dtype, O, rms_norm_vec4_kernel<T, O><<<a.n, kRmsThreads, 0, stream>>>(a.x, static_cast<const T*>(a.weight), static_cast<O*>(a.out), a.residual, a.hidden, a.eps)));
     return;
   }
   const int threads = a.hidden >= 2048 ? 1024 : 256;
-  PARALLM_DISPATCH_DTYPE(a.dtype, T, rms_norm_kernel<T><<<a.n, threads, 0, stream>>>(a.x, static_cast<const T*>(a.weight), a.out, a.residual, a.hidden, a.eps));
+  PARALLM_DISPATCH_DTYPE(a.dtype, T, PARALLM_DISPATCH_DTYPE(a.out_dtype, O, rms_norm_kernel<T, O><<<a.n, threads, 0, stream>>>(a.x, static_cast<const T*>(a.weight), static_cast<O*>(a.out), a.residual, a.hidden, a.eps)));
 }
 
 }  // namespace parallm

@@ -1,5 +1,6 @@
 // silu_and_mul: out = silu(x[:, :inter]) * x[:, inter:] (shaders/silu_and_mul.wgsl).
-// x: [n, 2 * inter] f32; out: [n, inter] f32. One thread per output element.
+// x: [n, 2 * inter] f32; out: [n, inter] f32, or f16 | bf16 (O) for a BLAS gemm's activations, as
+// rms_norm's. One thread per output element.
 #include "ops.h"
 #include "portable.cuh"
 
@@ -9,16 +10,18 @@ __device__ __forceinline__ float silu_mul(float gate, float up) { return gate / 
 
 // Rows along grid y (strided past 65535), columns along x: no 64-bit division per element.
 // Where inter is a multiple of 4, each thread takes 4 columns with 16-byte loads and stores.
-__global__ void silu_and_mul_kernel(const float* x, float* out, int n, int inter) {
+template <typename O>
+__global__ void silu_and_mul_kernel(const float* x, O* out, int n, int inter) {
   const int j = blockIdx.x * blockDim.x + threadIdx.x;
   if (j >= inter) return;
   for (int row = blockIdx.y; row < n; row += gridDim.y) {
     const float* xr = x + static_cast<int64_t>(row) * 2 * inter;
-    out[static_cast<int64_t>(row) * inter + j] = silu_mul(xr[j], xr[inter + j]);
+    out[static_cast<int64_t>(row) * inter + j] = from_f32<O>(silu_mul(xr[j], xr[inter + j]));
   }
 }
 
-__global__ void silu_and_mul_vec4_kernel(const float* x, float* out, int n, int inter) {
+template <typename O>
+__global__ void silu_and_mul_vec4_kernel(const float* x, O* out, int n, int inter) {
   const int j = blockIdx.x * blockDim.x + threadIdx.x;  // a float4 of columns
   if (j >= inter / 4) return;
   for (int row = blockIdx.y; row < n; row += gridDim.y) {
@@ -26,7 +29,7 @@ __global__ void silu_and_mul_vec4_kernel(const float* x, float* out, int n, int 
     const float4 g = xr[j], u = xr[inter / 4 + j];
     float4 o;
     o.x = silu_mul(g.x, u.x), o.y = silu_mul(g.y, u.y), o.z = silu_mul(g.z, u.z), o.w = silu_mul(g.w, u.w);
-    reinterpret_cast<float4*>(out + static_cast<int64_t>(row) * inter)[j] = o;
+    store4(out + static_cast<int64_t>(row) * inter + 4 * j, o);
   }
 }
 
@@ -35,9 +38,9 @@ void silu_and_mul(const SiluAndMulArgs& a, gpuStream_t stream) {
   const unsigned rows = grid_rows(a.n);
   const bool vec = a.inter % 4 == 0 && aligned16(a.x, a.out);
   if (vec) {
-    silu_and_mul_vec4_kernel<<<dim3(grid_for(a.inter / 4, 256), rows), 256, 0, stream>>>(a.x, a.out, a.n, a.inter);
+    PARALLM_DISPATCH_DTYPE(a.out_dtype, O, silu_and_mul_vec4_kernel<O><<<dim3(grid_for(a.inter / 4, 256), rows), 256, 0, stream>>>(a.x, static_cast<O*>(a.out), a.n, a.inter));
   } else {
-    silu_and_mul_kernel<<<dim3(grid_for(a.inter, 256), rows), 256, 0, stream>>>(a.x, a.out, a.n, a.inter);
+    PARALLM_DISPATCH_DTYPE(a.out_dtype, O, silu_and_mul_kernel<O><<<dim3(grid_for(a.inter, 256), rows), 256, 0, stream>>>(a.x, static_cast<O*>(a.out), a.n, a.inter));
   }
 }
 

@@ -49,12 +49,12 @@ struct Layout {
 };
 const Layout kLayouts[kOpCount] = {
     {"embedding", "ids table out n hidden vocab dtype"},
-    {"rms_norm", "x weight out residual n hidden dtype eps"},
+    {"rms_norm", "x weight out residual n hidden dtype out_dtype eps"},
     {"rope", "x positions cos_sin n width num_heads head_size half_rot max_pos interleaved"},
-    {"silu_and_mul", "x out n inter"},
+    {"silu_and_mul", "x out n inter out_dtype"},
     {"matmul_gemv", "a w bias out m n k dtype"},
     {"matmul_tiled", "a w bias out m n k dtype"},
-    {"matmul_blas", "a w bias out m n k dtype a16"},
+    {"matmul_blas", "a w bias out m n k dtype a_dtype a16"},
     {"softmax", "x out n v"},
     {"argmax", "x out n v"},
     {"sample", "logits temperature top_k top_p min_p draws out n v"},
@@ -216,8 +216,8 @@ static void run_launch(Napi::Env env, int op, const double* args, size_t n) {
     }
     case kOpRmsNorm: {
       RmsNormArgs a;
-      a.x = r.ptr<const float>(), a.weight = r.ptr<const void>(), a.out = r.ptr<float>(), a.residual = r.ptr<float>();
-      a.n = r.i32(), a.hidden = r.i32(), a.dtype = r.i32(), a.eps = r.f32();
+      a.x = r.ptr<const float>(), a.weight = r.ptr<const void>(), a.out = r.ptr<void>(), a.residual = r.ptr<float>();
+      a.n = r.i32(), a.hidden = r.i32(), a.dtype = r.i32(), a.out_dtype = r.i32(), a.eps = r.f32();
       r.done();
       rms_norm(a, s);
       break;
@@ -232,7 +232,7 @@ static void run_launch(Napi::Env env, int op, const double* args, size_t n) {
     }
     case kOpSiluAndMul: {
       SiluAndMulArgs a;
-      a.x = r.ptr<const float>(), a.out = r.ptr<float>(), a.n = r.i32(), a.inter = r.i32();
+      a.x = r.ptr<const float>(), a.out = r.ptr<void>(), a.n = r.i32(), a.inter = r.i32(), a.out_dtype = r.i32();
       r.done();
       silu_and_mul(a, s);
       break;
@@ -251,13 +251,16 @@ static void run_launch(Napi::Env env, int op, const double* args, size_t n) {
         r.done();
         matmul_tiled(a, s);
       } else {
-        // the activations in w's type (a scratch of m * k values, given as a16; unused for f32)
+        // a's type: f32, or w's 16-bit type (written so by its producer: no cast here)
+        const int a_dtype = r.i32();
+        // the activations in w's type (a scratch of m * k values, given as a16; unused for f32 w or 16-bit a)
         void* a16 = r.ptr<void>();
         r.done();
         if (!ctx.blas.loaded()) throw Napi::Error::New(env, "native: matmul_blas without a BLAS library: " + ctx.blas.error());
+        if (a_dtype != kF32 && a_dtype != a.dtype) throw Napi::Error::New(env, "native: matmul_blas takes 16-bit activations only of the weights' type");
         if (a.m == 0 || a.n == 0) break;
         const void* act = a.a;
-        if (a.dtype != kF32) {
+        if (a.dtype != kF32 && a_dtype == kF32) {
           cast_f32(a.a, a16, static_cast<int64_t>(a.m) * a.k, a.dtype, s);
           act = a16;
         }

@@ -33,6 +33,12 @@ export interface DeviceFeatures {
   subgroupMatrix: boolean;
   /** GPU-side timestamps for stream timing. */
   timestamps: boolean;
+  /**
+   * The matmuls run faster on activations already in the weights' 16-bit type, which rms_norm and
+   * silu_and_mul can then write (the native backend with a BLAS library: no cast kernel before
+   * each product). A preference, not a capability: the cpu backend takes 16-bit activations too.
+   */
+  activations16?: boolean;
 }
 
 export interface DeviceInfo {

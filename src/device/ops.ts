@@ -15,7 +15,9 @@ export interface OpArgs {
   /**
    * RMSNorm with an optional fused residual add (vLLM's fused_add_rms_norm):
    * with residual: residual <- x + residual; out <- norm(residual) * weight.
-   * x, out, residual: [n, h] f32 (out may alias x); weight: [h] f32|f16|bf16
+   * x, residual: [n, h] f32; weight: [h] f32|f16|bf16; out: [n, h] f32 (may alias x), or f16|bf16
+   * where the backend takes 16-bit activations (out rounded from f32: the input of a matmul whose
+   * a is 16-bit, with no cast of its own; see matmul)
    */
   rms_norm: { x: Tensor; weight: Tensor; out: Tensor; residual?: Tensor; eps: number };
   /**
@@ -28,10 +30,12 @@ export interface OpArgs {
    * cosSin: [maxPos, rot] f32, cos in [:, :rot/2], sin in [:, rot/2:], rot <= headSize
    */
   rope: { x: Tensor; positions: Tensor; cosSin: Tensor; numHeads: number; headSize: number; interleaved?: boolean };
-  /** out = silu(x[:, :i]) * x[:, i:]. x: [n, 2i] f32, out: [n, i] f32 */
+  /** out = silu(x[:, :i]) * x[:, i:]. x: [n, 2i] f32, out: [n, i] f32, or f16|bf16 as rms_norm's out */
   silu_and_mul: { x: Tensor; out: Tensor };
   /**
-   * out = a @ w^T (+ bias). a: [m, k] f32; w: [n, k] f32|f16|bf16 (HF Linear layout); bias: [n] f32; out: [m, n] f32.
+   * out = a @ w^T (+ bias). a: [m, k] f32, or of w's 16-bit type where the backend takes 16-bit
+   * activations (the native backend with a BLAS library: its f32 a is cast to w's type first, a
+   * kernel of its own); w: [n, k] f32|f16|bf16 (HF Linear layout); bias: [n] f32; out: [m, n] f32.
    * `kernel` forces a variant (benchmarks and tests); by default the backend picks by m and features.
    */
   matmul: { a: Tensor; w: Tensor; bias?: Tensor; out: Tensor; kernel?: MatmulKernel };
@@ -215,7 +219,8 @@ function check(name: OpName, a: any): string | undefined {
       return (
         expect('x', a.x, F, [undefined, undefined]) ??
         expect('weight', a.weight, W, [h]) ??
-        expect('out', a.out, F, [n, h]) ??
+        expect('out', a.out, W, [n, h]) ??
+        (a.out.dtype !== 'f32' && (overlap(a.out, a.x) || (a.residual && overlap(a.out, a.residual))) ? 'a 16-bit out must not alias x or residual' : undefined) ??
         (a.residual ? expect('residual', a.residual, F, [n, h]) : undefined) ??
         (a.eps > 0 ? undefined : `eps must be > 0, got ${a.eps}`)
       );
@@ -233,14 +238,15 @@ function check(name: OpName, a: any): string | undefined {
     case 'silu_and_mul': {
       const [n, w] = a.x?.shape ?? [];
       if (w % 2) return `x width must be even, got ${w}`;
-      return expect('x', a.x, F, [undefined, undefined]) ?? expect('out', a.out, F, [n, w / 2]);
+      return expect('x', a.x, F, [undefined, undefined]) ?? expect('out', a.out, W, [n, w / 2]);
     }
     case 'matmul': {
       const [m, k] = a.a?.shape ?? [];
       const n = a.w?.shape[0];
       return (
-        expect('a', a.a, F, [undefined, undefined]) ??
+        expect('a', a.a, W, [undefined, undefined]) ??
         expect('w', a.w, W, [undefined, k]) ??
+        (a.a.dtype !== 'f32' && a.a.dtype !== a.w.dtype ? `a 16-bit a must be of w's type, got a ${shapeStr(a.a)} and w ${shapeStr(a.w)}` : undefined) ??
         (a.bias ? expect('bias', a.bias, F, [n]) : undefined) ??
         expect('out', a.out, F, [m, n])
       );

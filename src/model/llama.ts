@@ -4,6 +4,7 @@
 // last token of each sequence, or ids sampled on the device.
 
 import type { CommandStream, Device, Tensor } from '../device/device.ts';
+import type { DType } from '../device/dtype.ts';
 import { alignedRows, fromArray, rows } from '../device/tensor.ts';
 import type { ModelConfig } from './config.ts';
 import type { KvCache } from './kv-cache.ts';
@@ -151,6 +152,38 @@ export class LlamaModel {
   }
 
   /**
+   * The type of the matmuls' activations in a step of T tokens: the weights' 16-bit type where
+   * the device prefers it (features.activations16: the native backend with a BLAS library, whose
+   * BLAS call otherwise casts f32 activations in a kernel of its own first, 4-27% of the matmul's
+   * time on an H100, docs/perf-notes.md) and takes it at these shapes, else f32.
+   * PARALLM_ACTIVATIONS=f32 keeps f32 everywhere (A/B runs).
+   */
+  private activationDtype(T: number, residual: Tensor, qkv: Tensor, gu: Tensor, hOut: Tensor): DType {
+    const L = this.weights.layers[0];
+    const wdt = this.qkv[0].dtype;
+    if (!this.device.info.features.activations16 || wdt === 'f32' || process.env.PARALLM_ACTIVATIONS === 'f32' || T === 0) return 'f32';
+    if (this.gateUp[0].dtype !== wdt || L.downProj.dtype !== wdt) return 'f32';
+    const known = this.adtByRows.get(T);
+    if (known) return known;
+    const c = this.config;
+    const probe = (shape: number[]): Tensor => ({ buffer: residual.buffer, offset: 0, shape, dtype: wdt });
+    const xn = probe([T, c.hiddenSize]);
+    const act = probe([T, c.intermediateSize]);
+    const d = this.device;
+    const ok =
+      d.supports('rms_norm', { x: hOut, residual, weight: L.inputNorm, out: { ...xn, buffer: qkv.buffer }, eps: c.rmsNormEps }).ok &&
+      d.supports('matmul', { a: xn, w: this.qkv[0], bias: this.qkvBias[0], out: qkv }).ok &&
+      d.supports('matmul', { a: xn, w: this.gateUp[0], out: gu }).ok &&
+      d.supports('silu_and_mul', { x: gu, out: act }).ok &&
+      d.supports('matmul', { a: act, w: L.downProj, out: hOut }).ok;
+    const adt: DType = ok ? wdt : 'f32';
+    if (this.adtByRows.size > 4096) this.adtByRows.clear();
+    this.adtByRows.set(T, adt);
+    return adt;
+  }
+  private readonly adtByRows = new Map<number, DType>();
+
+  /**
    * Records the whole forward pass of a step into `s`; returns the logits tensor [rows, vocab]
    * of the tokens `logitRows` (indices into the step's tokens; default: each sequence's last).
    */
@@ -189,13 +222,16 @@ export class LlamaModel {
     const blockTables = ws.upload(s, 'block_tables', [S, maxBlocks], tables);
 
     const residual = ws.get('residual', [T, H], 'f32');
-    const xn = ws.get('xn', [T, H], 'f32');
     const qkv = ws.get('qkv', [T, qw + 2 * kvw], 'f32');
     const q = ws.get('q', [T, qw], 'f32');
     const attn = ws.get('attn', [T, qw], 'f32');
     const hOut = ws.get('h_out', [T, H], 'f32');
     const gu = ws.get('gate_up', [T, 2 * I], 'f32');
-    const act = ws.get('act', [T, I], 'f32');
+    // the norms' and silu_and_mul's outputs feed only matmuls: in the weights' 16-bit type where
+    // the device takes that (native with a BLAS library), which spares a cast kernel before each
+    const adt = this.activationDtype(T, residual, qkv, gu, hOut);
+    const xn = ws.get('xn', [T, H], adt);
+    const act = ws.get('act', [T, I], adt);
 
     s.op('embedding', { ids: inp.ids, table: w.embedTokens, out: residual });
     const decodeOnly = step.seqs.every((x) => x.queryLen === 1);

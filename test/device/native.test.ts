@@ -109,13 +109,17 @@ function cacheArgs(dtype: DType = 'f16') {
 }
 
 /** Valid arguments of each op (shapes checkOp accepts), with variants where the planner branches. */
-function cases(): [OpName, unknown][] {
+function cases(blas = true): [OpName, unknown][] {
   return [
     ['embedding', { ids: t([3], 'i32'), table: t([50, 64], 'bf16'), out: t([3, 64]) }],
     ['rms_norm', { x: t([3, 64]), weight: t([64], 'f16'), out: t([3, 64]), residual: t([3, 64]), eps: 1e-5 }],
     ['rms_norm', { x: t([3, 64]), weight: t([64]), out: t([3, 64]), eps: 1e-5 }],
+    ['rms_norm', { x: t([3, 64]), weight: t([64], 'bf16'), out: t([3, 64], 'bf16'), residual: t([3, 64]), eps: 1e-5 }],
     ['rope', { x: t([3, 256]), positions: t([3], 'i32'), cosSin: t([100, 64]), numHeads: 4, headSize: 64, interleaved: true }],
     ['silu_and_mul', { x: t([3, 128]), out: t([3, 64]) }],
+    ['silu_and_mul', { x: t([3, 128]), out: t([3, 64], 'f16') }],
+    // 16-bit activations go to the vendor BLAS only
+    ...(blas ? [['matmul', { a: t([40, 64], 'f16'), w: t([32, 64], 'f16'), out: t([40, 32]) }] as [OpName, unknown]] : []),
     ...(['gemv', 'gemv_sg', 'tiled', 'sgmat', undefined] as const).flatMap((kernel) =>
       (['f32', 'f16'] as const).map((w): [OpName, unknown] => ['matmul', { a: t([kernel === 'gemv' || kernel === 'gemv_sg' ? 4 : 40, 64]), w: t([32, 64], w), bias: t([32]), out: t([kernel === 'gemv' || kernel === 'gemv_sg' ? 4 : 40, 32]), kernel }]),
     ),
@@ -145,7 +149,7 @@ describe.skipIf(!existsSync(DEFAULT_ADDON_PATH))('native planner against the bui
     const recorder = { ...addon, layouts: () => addon.layouts(), launch: (op: number) => launched.push(names[op]) } as NativeAddon;
     for (const blas of [true, false]) {
       const ctx: PlanContext = { launcher: new Launcher(recorder), blas, ptr: (x) => x.buffer.id * 2 ** 32 + x.offset, scratch: () => 2 ** 40 };
-      for (const [name, args] of cases()) {
+      for (const [name, args] of cases(blas)) {
         expect(checkOp(name, args as OpArgs[typeof name]), `${name} case`).toEqual({ ok: true });
         runOp(ctx, name, args as OpArgs[typeof name]);
       }

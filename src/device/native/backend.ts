@@ -64,7 +64,7 @@ export class NativeDevice implements Device {
       name: g.name,
       description: `${g.vendor} ${g.vendor === 'CUDA' ? `sm_${g.major}${g.minor}` : `gfx arch ${g.major}.${g.minor}`}, driver ${g.driverVersion}, runtime ${g.runtimeVersion}; ` +
         (g.blasLoaded ? `BLAS ${g.blasPath}` : `no BLAS (${g.blasError})`),
-      features: { f16: true, subgroups: true, subgroupMatrix: g.blasLoaded, timestamps: true },
+      features: { f16: true, subgroups: true, subgroupMatrix: g.blasLoaded, timestamps: true, activations16: g.blasLoaded },
       // no bindings here: a kernel takes any pointer; the largest tensor is the memory itself
       maxBindingBytes: g.totalBytes,
       maxBufferBytes: g.totalBytes,

@@ -26,6 +26,10 @@ export function supportsOp<K extends OpName>(dev: WebGpuDevice, name: K, args: O
   if (name === 'embedding' && tensorBytes(a.table) / a.table.shape[0] > dev.info.maxBindingBytes) return no('embedding: a single table row exceeds the binding limit');
   if (name === 'rms_norm' && a.weight.dtype !== 'f32' && a.x.shape[1] % 2) return no('rms_norm: 16-bit weights need an even hidden size');
   if (name === 'copy' && a.x.shape[0] % 4) return no('copy: length must be a multiple of 4');
+  // 16-bit activations are the native backend's (they spare its cast before cuBLAS); the WGSL
+  // kernels take and write f32 activations, and matmul_sgmat casts and pads its own copy of a
+  if ((name === 'rms_norm' || name === 'silu_and_mul') && a.out.dtype !== 'f32') return no(`${name}: the WGSL kernel writes f32 activations, not ${a.out.dtype}`);
+  if (name === 'matmul' && a.a.dtype !== 'f32') return no(`matmul: the WGSL kernels take f32 activations, not ${a.a.dtype}`);
   const attention = attentionUnsupported(dev, name, args);
   if (attention) return no(attention);
   if (name === 'matmul') {
