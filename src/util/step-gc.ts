@@ -1,0 +1,42 @@
+// Garbage collection at a moment the engine chooses (an experiment, off by default).
+//
+// On the WebGPU backend V8's full collections (~50 ms of marking plus ~50 ms of native time right
+// after, every 1-2 s of a 7B run, docs/perf-notes.md session 8) stall the host at moments of
+// V8's choosing; with one step queued ahead (~70 ms of GPU work) the GPU then runs dry. Here the
+// engine collects right after a launch, while two steps are queued, once the heap has grown by
+// PARALLM_STEP_GC_MB since the last collection. 0 or unset: off.
+
+import { getHeapStatistics, setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
+
+export interface StepGc {
+  /** collects if the heap grew past the threshold; returns the ms it took (0 when it did not) */
+  maybeCollect(): number;
+  collections: number;
+  ms: number;
+}
+
+export function stepGcFromEnv(v = process.env.PARALLM_STEP_GC_MB): StepGc | undefined {
+  if (v === undefined || v === '' || v === '0') return undefined;
+  const mb = Number(v);
+  if (!(mb > 0)) throw new Error(`PARALLM_STEP_GC_MB=${v}: expected a number of MB > 0`);
+  setFlagsFromString('--expose-gc');
+  const gc = runInNewContext('gc') as (opts?: unknown) => void;
+  const threshold = mb * 2 ** 20;
+  let base = getHeapStatistics().used_heap_size;
+  const s: StepGc = {
+    collections: 0,
+    ms: 0,
+    maybeCollect() {
+      if (getHeapStatistics().used_heap_size - base < threshold) return 0;
+      const t = performance.now();
+      gc();
+      const ms = performance.now() - t;
+      base = getHeapStatistics().used_heap_size;
+      s.collections++;
+      s.ms += ms;
+      return ms;
+    },
+  };
+  return s;
+}
