@@ -132,9 +132,9 @@ export async function runThroughput(o: ThroughputOptions): Promise<Record<string
   // whether the later step was launched while the earlier one was in flight, with the largest
   // gaps and the host's phases around them
   if (s.gpuGaps?.length) result.gpuGapsMs = gapSummary(s.gpuGaps);
-  // PARALLM_STEP_GC_MB: the collections the engine made at step boundaries
+  // the collections the engine made at step boundaries (src/util/step-gc.ts: WebGPU by default)
   const sg = llm.engine.stepGc;
-  if (sg) result.stepGc = { thresholdMb: Number(process.env.PARALLM_STEP_GC_MB), collections: sg.collections, ms: round(sg.ms) };
+  if (sg) result.stepGc = { thresholdMb: sg.thresholdMb, collections: sg.collections, ms: round(sg.ms) };
   // webgpu: the host's recording and submitting, and the pipelines compiled during the run (the
   // host blocks on each while the GPU may idle)
   const host = diag.hostStats;

@@ -2,7 +2,7 @@
 // parameters, an optional AbortSignal), the scheduler forms each step's batch, the runner runs
 // it on the device, and every request's stream receives its outputs as tokens arrive.
 
-import { type StepGc, stepGcFromEnv } from '../util/step-gc.ts';
+import { STEP_GC_WEBGPU_MB, type StepGc, stepGcFromEnv } from '../util/step-gc.ts';
 import type { Tokenizer } from '../tokenizer/tokenizer.ts';
 import { IncrementalDetokenizer } from '../tokenizer/detokenizer.ts';
 import type { BlockManager } from './block-manager.ts';
@@ -121,7 +121,7 @@ export class LLMEngine {
   private requests = new Map<string, Request>();
   private inflight?: StepInFlight;
   readonly overlapSteps: boolean;
-  /** collections at step boundaries (an experiment, src/util/step-gc.ts), with their count and time */
+  /** collections at step boundaries (src/util/step-gc.ts; on for WebGPU), with their count and time */
   readonly stepGc?: StepGc;
   private seqState = new Map<Sequence, SeqState>();
   private nextId = 0;
@@ -144,7 +144,7 @@ export class LLMEngine {
     options: EngineOptions = {},
   ) {
     this.overlapSteps = options.overlapSteps ?? true;
-    this.stepGc = stepGcFromEnv();
+    this.stepGc = stepGcFromEnv(process.env.PARALLM_STEP_GC_MB ?? (runner.device.info.backend === 'webgpu' ? String(STEP_GC_WEBGPU_MB) : undefined));
   }
 
   /** Queues a request; its stream yields outputs as they arrive. An AbortSignal frees its blocks at once. */
@@ -288,7 +288,7 @@ export class LLMEngine {
     const launched = this.runner.launch(out.scheduled, samples, promptLp, prev?.launched.sampled);
     const launchedAt = performance.now();
     this.inflight = undefined;
-    // two steps queued on the device: a full collection now costs the GPU nothing (PARALLM_STEP_GC_MB)
+    // two steps queued on the device: a full collection now costs the GPU nothing (step-gc.ts)
     if (prev) this.stepGc?.maybeCollect();
     if (prev) {
       this.stats.overlappedSteps++;

@@ -35,6 +35,31 @@ describe('gaps between steps on the device', () => {
     }
   });
 
+  it('the engine collects garbage at step boundaries on webgpu by default, and not on cpu (src/util/step-gc.ts)', async () => {
+    const saved = process.env.PARALLM_STEP_GC_MB;
+    delete process.env.PARALLM_STEP_GC_MB;
+    const cpu = await LLM.create({ model: DIR, backend: 'cpu', numGpuBlocks: 64, blockSize: 4 });
+    const gpu = await LLM.create({ model: DIR, backend: 'webgpu', numGpuBlocks: 64, blockSize: 4 });
+    try {
+      expect(cpu.engine.stepGc).toBeUndefined();
+      expect(gpu.engine.stepGc?.thresholdMb).toBe(16);
+      // a run whose heap grows past the threshold between launches collects at least once
+      const g = gpu.engine.stepGc!;
+      const keep: number[][] = [];
+      const prompts = [[1, 2, 3, 4, 5], [9, 8, 7]];
+      const out = gpu.engine.addRequest(prompts[0], { temperature: 0, maxTokens: 6, ignoreEos: true });
+      gpu.engine.addRequest(prompts[1], { temperature: 0, maxTokens: 6, ignoreEos: true });
+      for (let i = 0; i < 3000; i++) keep.push(Array.from({ length: 1000 }, (_, j) => j + i + 0.5));
+      for await (const _ of out) void _;
+      expect(g.collections).toBeGreaterThanOrEqual(1);
+      expect(keep.length).toBe(3000);
+    } finally {
+      await cpu.close();
+      await gpu.close();
+      if (saved !== undefined) process.env.PARALLM_STEP_GC_MB = saved;
+    }
+  });
+
   it('an untimed run records none', async () => {
     const llm = await LLM.create({ model: DIR, backend: 'cpu', numGpuBlocks: 128, blockSize: 4 });
     try {
