@@ -29,6 +29,9 @@ export async function compareKernels(opts: CompareOptions): Promise<void> {
   const rb = typeof results[b] === 'object' ? (results[b] as BenchResult) : undefined;
   const any = ra ?? rb;
   if (!any) throw new Error(`kernels compare: neither ${a} nor ${b} ran`);
+  // the GPU's name as the vendor's runtime gives it (native: "NVIDIA H100 80GB HBM3") where that
+  // backend ran; Dawn's adapter info reads "nvidia nvidia-h100-80gb-hbm3"
+  const gpu = [ra, rb].find((r) => r?.device.backend === 'native')?.gpu ?? any.gpu;
 
   const key = (r: { op: string; shape: string }) => `${r.op} | ${r.shape}`;
   const rowsB = new Map((rb?.rows ?? []).map((r) => [key(r), r]));
@@ -49,13 +52,13 @@ export async function compareKernels(opts: CompareOptions): Promise<void> {
     return { op, shape, [a]: x, [b]: y, ratio };
   });
   const ceil = (r?: BenchResult) => (r ? `copy ${r.ceilings.copyGBps} GB/s, matmul ${r.ceilings.matmulTflops} TFLOP/s (${r.ceilings.matmulKernel})` : 'did not run');
-  console.log(`\n${any.gpu}, commit ${any.commit}`);
+  console.log(`\n${gpu}, commit ${any.commit}`);
   console.log(`${a}: ${ra ? ra.device.description : results[a]}; ceilings ${ceil(ra)}`);
   console.log(`${b}: ${rb ? rb.device.description : results[b]}; ceilings ${ceil(rb)}\n`);
   console.log(lines.join('\n'));
   mkdirSync(opts.out, { recursive: true });
-  const slug = any.gpu.toLowerCase().replace(/[^a-z0-9]+/g, '-').replace(/^-|-$/g, '');
+  const slug = gpu.toLowerCase().replace(/[^a-z0-9]+/g, '-').replace(/^-|-$/g, '');
   const file = join(opts.out, `kernels-${slug}-${any.date}.json`);
-  writeFileSync(file, JSON.stringify({ gpu: any.gpu, date: any.date, commit: any.commit, backends: { [a]: ra ?? results[a], [b]: rb ?? results[b] }, table }, null, 2) + '\n');
+  writeFileSync(file, JSON.stringify({ gpu, date: any.date, commit: any.commit, backends: { [a]: ra ?? results[a], [b]: rb ?? results[b] }, table }, null, 2) + '\n');
   console.log(`\nwritten to ${file}`);
 }
