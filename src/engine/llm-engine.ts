@@ -288,9 +288,9 @@ export class LLMEngine {
     const launched = this.runner.launch(out.scheduled, samples, promptLp, prev?.launched.sampled);
     const launchedAt = performance.now();
     this.inflight = undefined;
-    // two steps queued on the device: a full collection now costs the GPU nothing (step-gc.ts)
-    if (prev) this.stepGc?.maybeCollect();
     if (prev) {
+      // two steps queued on the device: a full collection now costs the GPU nothing (step-gc.ts)
+      this.stepGc?.maybeCollect();
       this.stats.overlappedSteps++;
       try {
         await this.complete(prev);

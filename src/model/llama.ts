@@ -57,6 +57,9 @@ export interface LlamaModelOptions {
   splitDecodeRows?: number;
 }
 
+/** PARALLM_ACTIVATIONS=f32 keeps f32 activations everywhere (A/B runs; see LlamaModel.activationDtype). */
+const F32_ACTIVATIONS = process.env.PARALLM_ACTIVATIONS === 'f32';
+
 export class LlamaModel {
   private readonly ws: Workspace;
   /** see LlamaModelOptions.splitDecodeRows (settable: tests run a step both ways) */
@@ -155,33 +158,26 @@ export class LlamaModel {
    * The type of the matmuls' activations in a step of T tokens: the weights' 16-bit type where
    * the device prefers it (features.activations16: the native backend with a BLAS library, whose
    * BLAS call otherwise casts f32 activations in a kernel of its own first, 4-27% of the matmul's
-   * time on an H100, docs/perf-notes.md) and takes it at these shapes, else f32.
-   * PARALLM_ACTIVATIONS=f32 keeps f32 everywhere (A/B runs).
+   * time on an H100, docs/perf-notes.md) and its `supports` takes it at these shapes, else f32.
+   * `spare` lends its buffer to the probes: none of the probed ops' other tensors use it.
    */
-  private activationDtype(T: number, residual: Tensor, qkv: Tensor, gu: Tensor, hOut: Tensor): DType {
-    const L = this.weights.layers[0];
+  private activationDtype(T: number, spare: Tensor, residual: Tensor, qkv: Tensor, gu: Tensor, hOut: Tensor): DType {
     const wdt = this.qkv[0].dtype;
-    if (!this.device.info.features.activations16 || wdt === 'f32' || process.env.PARALLM_ACTIVATIONS === 'f32' || T === 0) return 'f32';
-    if (this.gateUp[0].dtype !== wdt || L.downProj.dtype !== wdt) return 'f32';
-    const known = this.adtByRows.get(T);
-    if (known) return known;
+    if (!this.device.info.features.activations16 || wdt === 'f32' || F32_ACTIVATIONS) return 'f32';
+    const L = this.weights.layers[0];
     const c = this.config;
-    const probe = (shape: number[]): Tensor => ({ buffer: residual.buffer, offset: 0, shape, dtype: wdt });
+    const probe = (shape: number[]): Tensor => ({ buffer: spare.buffer, offset: 0, shape, dtype: wdt });
     const xn = probe([T, c.hiddenSize]);
     const act = probe([T, c.intermediateSize]);
     const d = this.device;
     const ok =
-      d.supports('rms_norm', { x: hOut, residual, weight: L.inputNorm, out: { ...xn, buffer: qkv.buffer }, eps: c.rmsNormEps }).ok &&
+      d.supports('rms_norm', { x: hOut, residual, weight: L.inputNorm, out: xn, eps: c.rmsNormEps }).ok &&
       d.supports('matmul', { a: xn, w: this.qkv[0], bias: this.qkvBias[0], out: qkv }).ok &&
       d.supports('matmul', { a: xn, w: this.gateUp[0], out: gu }).ok &&
       d.supports('silu_and_mul', { x: gu, out: act }).ok &&
       d.supports('matmul', { a: act, w: L.downProj, out: hOut }).ok;
-    const adt: DType = ok ? wdt : 'f32';
-    if (this.adtByRows.size > 4096) this.adtByRows.clear();
-    this.adtByRows.set(T, adt);
-    return adt;
+    return ok ? wdt : 'f32';
   }
-  private readonly adtByRows = new Map<number, DType>();
 
   /**
    * Records the whole forward pass of a step into `s`; returns the logits tensor [rows, vocab]
@@ -229,7 +225,7 @@ export class LlamaModel {
     const gu = ws.get('gate_up', [T, 2 * I], 'f32');
     // the norms' and silu_and_mul's outputs feed only matmuls: in the weights' 16-bit type where
     // the device takes that (native with a BLAS library), which spares a cast kernel before each
-    const adt = this.activationDtype(T, residual, qkv, gu, hOut);
+    const adt = this.activationDtype(T, attn, residual, qkv, gu, hOut);
     const xn = ws.get('xn', [T, H], adt);
     const act = ws.get('act', [T, I], adt);
 

@@ -23,7 +23,8 @@ export interface StepGc {
   thresholdMb: number;
 }
 
-export function stepGcFromEnv(v = process.env.PARALLM_STEP_GC_MB): StepGc | undefined {
+/** A StepGc for the setting v (PARALLM_STEP_GC_MB's value or the engine's default), or undefined when off. */
+export function stepGcFromEnv(v: string | undefined): StepGc | undefined {
   if (v === undefined || v === '' || v === '0') return undefined;
   const mb = Number(v);
   if (!(mb > 0)) throw new Error(`PARALLM_STEP_GC_MB=${v}: expected a number of MB > 0`);

@@ -116,7 +116,7 @@ export function pickMatmul(blas: boolean, a: OpArgs['matmul']): MatmulKernel {
 }
 
 /** The addon kernel that runs a matmul of `rows` rows picked as `kernel` (gemv_mma is WebGPU's: the gemv kernel up to its rows). */
-function blasKernel(blas: boolean, kernel: MatmulKernel, rows: number): 'matmul_gemv' | 'matmul_tiled' | 'blas' {
+function addonKernel(blas: boolean, kernel: MatmulKernel, rows: number): 'matmul_gemv' | 'matmul_tiled' | 'blas' {
   if (GEMV_KERNELS.includes(kernel) && rows <= GEMV_MAX_ROWS) return 'matmul_gemv';
   return kernel === 'tiled' || !blas ? 'matmul_tiled' : 'blas';
 }
@@ -130,7 +130,8 @@ export function supportsOp<K extends OpName>(blas: boolean, blasError: string, n
     const most = kernel === 'gemv_mma' ? GEMV_MMA_MAX_ROWS : GEMV_MAX_ROWS;
     if (GEMV_KERNELS.includes(kernel) && m > most) return no(`matmul: ${kernel} takes at most ${most} rows, got ${m}`);
     if (kernel === 'sgmat' && !blas) return no(`matmul: sgmat runs on the tensor cores through the vendor BLAS, which is not loaded: ${blasError}`);
-    if (a.a.dtype !== 'f32' && blasKernel(blas, kernel, m) !== 'blas') return no(`matmul: 16-bit activations go to the vendor BLAS only, and these arguments pick ${blasKernel(blas, kernel, m)}`);
+    const runs = addonKernel(blas, kernel, m);
+    if (a.a.dtype !== 'f32' && runs !== 'blas') return no(`matmul: 16-bit activations go to the vendor BLAS only, and these arguments pick ${runs}`);
   }
   if (a.keyCache && poolParts(a.keyCache).length > 1) return no(`${name}: a KV pool in ${poolParts(a.keyCache).length} parts (this backend keeps each pool in one allocation)`);
   if (name === 'paged_attention' || name === 'prefill_attention') {
@@ -191,8 +192,7 @@ export function runOp<K extends OpName>(c: PlanContext, name: K, args: OpArgs[K]
       const kernel = pickMatmul(c.blas, m);
       const [rows, k] = m.a.shape;
       const base = { a: p(m.a), w: p(m.w), bias: p(m.bias), out: p(m.out), m: rows, n: m.w.shape[0], k, dtype: dt(m.w) };
-      const which = blasKernel(c.blas, kernel, rows);
-      if (m.a.dtype !== 'f32' && which !== 'blas') throw new Error(`native: matmul of ${m.a.dtype} activations through ${which}, which takes f32 (supports() says so)`);
+      const which = addonKernel(c.blas, kernel, rows);
       if (which !== 'blas') L.launch(which, base);
       // f32 activations by 16-bit weights are cast into a scratch first; 16-bit ones go as they are
       else L.launch('matmul_blas', { ...base, a_dtype: dt(m.a), a16: m.w.dtype === 'f32' || m.a.dtype !== 'f32' ? 0 : c.scratch('matmul.a16', byteSize([rows, k], 'f16')) });
