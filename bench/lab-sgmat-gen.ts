@@ -65,6 +65,11 @@ export interface SgVariant {
   /** warp specialization: this many extra subgroups only load and stage (two workgroup buffers,
    * one barrier a slice) while the sgr x sgc subgroups only multiply */
   ws?: number;
+  /** operand layout in memory: 'rows' (default) a and w row-major; 'tiled' both stored as
+   * [rows / T][k / BK][T][BK] (T = TM for a, TN for w), so that one k-slice of a tile is one
+   * contiguous block and a subgroup's 16-byte loads cover 512 contiguous bytes (4 whole 128-byte
+   * lines) in place of 8 rows x 64 bytes; k % BK == 0. bench/lab-sgmat.ts uploads tiled copies */
+  layout?: 'rows' | 'tiled';
   /** two lines for the lab's report */
   about: string;
 }
@@ -76,6 +81,11 @@ export const smemBytes = (v: SgVariant) => {
 };
 
 export const VARIANTS: SgVariant[] = [
+  { name: 'sgmat_v5_t', sgr: 2, sgc: 2, wm: 4, wn: 4, bk: 32, prefetch: true, uncond: true, layout: 'tiled', about: 'sgmat_v4_u on tiled operands: a slice of a tile is one contiguous block' },
+  { name: 'sgmat_v5_t_loadonly', sgr: 2, sgc: 2, wm: 4, wn: 4, bk: 32, prefetch: true, uncond: true, layout: 'tiled', ablate: 'loadonly', about: 'ablation of sgmat_v5_t: the global loads and barriers only' },
+  { name: 'sgmat_v5_t_nomma', sgr: 2, sgc: 2, wm: 4, wn: 4, bk: 32, prefetch: true, uncond: true, layout: 'tiled', ablate: 'nomma', about: 'ablation of sgmat_v5_t: staging only' },
+  { name: 'sgmat_v5_256x128_t', sgr: 4, sgc: 2, wm: 4, wn: 4, bk: 32, prefetch: true, uncond: true, layout: 'tiled', about: 'sgmat_v4_256x128_u on tiled operands' },
+  { name: 'sgmat_v5_128x256_t', sgr: 2, sgc: 4, wm: 4, wn: 4, bk: 32, prefetch: true, uncond: true, layout: 'tiled', about: 'sgmat_v4_128x256_u on tiled operands' },
   { name: 'sgmat_v4_u', sgr: 2, sgc: 2, wm: 4, wn: 4, bk: 32, prefetch: true, uncond: true, about: 'sgmat_v3_128 with unguarded loads on interior slices' },
   { name: 'sgmat_v4_u_nomma', sgr: 2, sgc: 2, wm: 4, wn: 4, bk: 32, prefetch: true, uncond: true, ablate: 'nomma', about: 'ablation of sgmat_v4_u: staging only' },
   { name: 'sgmat_v4_d2', sgr: 2, sgc: 2, wm: 4, wn: 4, bk: 32, prefetch: true, uncond: true, depth: 2, about: 'sgmat_v4_u with two k-slices in registers ahead of workgroup memory' },
@@ -131,6 +141,7 @@ export function generate(v: SgVariant): string {
   const depth = v.depth ?? 1;
   if (depth > 1 && (!v.prefetch || v.double)) throw new Error(`${v.name}: depth 2 is a register prefetch of a single buffer`);
   if (v.ws && (!v.prefetch || v.double)) throw new Error(`${v.name}: warp specialization prefetches into registers and has its own two buffers`);
+  if (v.layout === 'tiled' && v.bk !== 32) throw new Error(`${v.name}: the tiled layout is written for BK 32 (a subgroup's 8 rows x 4 chunks are then 512 contiguous bytes)`);
   if (!Number.isInteger(na) || !Number.isInteger(nw)) throw new Error(`${v.name}: tile rows x chunks not a multiple of the threads`);
   const L: string[] = [];
   const ind = (n: number) => '  '.repeat(n);
@@ -221,9 +232,13 @@ ${v.group ? `  let tiles_m = params.tiles / params.tiles_n;
   };
   for (let i = 0; i < na; i++) slot('a', i);
   for (let i = 0; i < nw; i++) slot('w', i);
-  for (let i = 0; i < na; i++) L.push(`  let ap${i} = (tr + arow${i}) * k8 + acv${i};`);
+  // tiled: the slice at chunk kv of tile row r is at tile_base + kv * T + r * V (kv a multiple of V)
+  const tiled = v.layout === 'tiled';
+  for (let i = 0; i < na; i++) L.push(tiled ? `  let ap${i} = tr * k8 + arow${i} * ${V}u + acv${i};` : `  let ap${i} = (tr + arow${i}) * k8 + acv${i};`);
   for (let i = 0; i < nw; i++) L.push(`  let wok${i} = tc + wrow${i} < params.n;`);
-  for (let i = 0; i < nw; i++) L.push(`  let wp${i} = (tc + wrow${i}) * k8 + wcv${i};`);
+  for (let i = 0; i < nw; i++) L.push(tiled ? `  let wp${i} = tc * k8 + wrow${i} * ${V}u + wcv${i};` : `  let wp${i} = (tc + wrow${i}) * k8 + wcv${i};`);
+  const aAt = (kv: string) => (tiled ? `${kv} * TM` : kv);
+  const wAt = (kv: string) => (tiled ? `${kv} * TN` : kv);
   for (const [i, j] of accs) L.push(`  var acc${i}${j} = subgroup_matrix_result<f32, 16, 16>();`);
   for (const r of depth > 1 ? ['v', 'x'] : ['v']) {
     for (let i = 0; i < na; i++) L.push(`  var ${r}a${i} = vec4<u32>();`);
@@ -233,13 +248,13 @@ ${v.group ? `  let tiles_m = params.tiles / params.tiles_n;
   // the slice at chunk kvExpr into registers r (v: the next slice to stage; x: the one after it)
   const loads = (d: number, kvExpr: string, r = 'v') => {
     const guarded = (dd: number) => {
-      for (let i = 0; i < na; i++) L.push(`${ind(dd)}${r}a${i} = vec4<u32>(); if (${kvExpr} + acv${i} < end8) { ${r}a${i} = a[ap${i} + ${kvExpr}]; }`);
-      for (let i = 0; i < nw; i++) L.push(`${ind(dd)}${r}w${i} = vec4<u32>(); if (wok${i} && ${kvExpr} + wcv${i} < end8) { ${r}w${i} = w[wp${i} + ${kvExpr}]; }`);
+      for (let i = 0; i < na; i++) L.push(`${ind(dd)}${r}a${i} = vec4<u32>(); if (${kvExpr} + acv${i} < end8) { ${r}a${i} = a[ap${i} + ${aAt(kvExpr)}]; }`);
+      for (let i = 0; i < nw; i++) L.push(`${ind(dd)}${r}w${i} = vec4<u32>(); if (wok${i} && ${kvExpr} + wcv${i} < end8) { ${r}w${i} = w[wp${i} + ${wAt(kvExpr)}]; }`);
     };
     if (!v.uncond) return guarded(d);
     L.push(`${ind(d)}if (wfull && ${kvExpr} + ${V}u <= end8) {`);
-    for (let i = 0; i < na; i++) L.push(`${ind(d + 1)}${r}a${i} = a[ap${i} + ${kvExpr}];`);
-    for (let i = 0; i < nw; i++) L.push(`${ind(d + 1)}${r}w${i} = w[wp${i} + ${kvExpr}];`);
+    for (let i = 0; i < na; i++) L.push(`${ind(d + 1)}${r}a${i} = a[ap${i} + ${aAt(kvExpr)}];`);
+    for (let i = 0; i < nw; i++) L.push(`${ind(d + 1)}${r}w${i} = w[wp${i} + ${wAt(kvExpr)}];`);
     L.push(`${ind(d)}} else {`);
     guarded(d + 1);
     L.push(`${ind(d)}}`);

@@ -64,6 +64,18 @@ if (!dev.info.features.subgroupMatrix) {
   process.exit(1);
 }
 
+/** bits [rows, k] row-major as [rows / t][k / bk][t][bk] (the generator's 'tiled' layout); rows % t == 0, k % bk == 0 */
+function tileBits(bits: Uint16Array, rows: number, k: number, t: number, bk = 32): Uint16Array {
+  const out = new Uint16Array(rows * k);
+  const kb = k / bk;
+  for (let r = 0; r < rows; r++) {
+    const rt = Math.floor(r / t);
+    const ri = r % t;
+    for (let b = 0; b < kb; b++) out.set(bits.subarray(r * k + b * bk, r * k + b * bk + bk), ((rt * kb + b) * t + ri) * bk);
+  }
+  return out;
+}
+
 function upload(bits: Uint16Array, shape: number[]): Tensor {
   const t = empty(dev, shape, 'f16');
   dev.upload(t, bits);
@@ -121,6 +133,8 @@ function splitsFor(tiles: number, k: number, bk: number, minWg = MIN_WG, maxSpli
 interface Plan {
   label: string;
   mk: (w: Tensor) => Dispatch[];
+  /** the w copies it runs on, if not the row-major ones (a tiled variant's) */
+  ws?: Tensor[];
   /** a timing ablation: its output is wrong by design */
   ablation?: boolean;
 }
@@ -138,6 +152,7 @@ for (const [N, K] of shapes) {
   for (const m of ms_) {
     const mPad = Math.ceil(m / 256) * 256; // a multiple of every variant's TM
     const a = upload(aBits.subarray(0, mPad * K).map((x, i) => (i < m * K ? x : 0)), [mPad, K]);
+    const a0 = a;
     const out = empty(dev, [mPad, N], 'f32');
     // split-k partials: [splits, rows, N] per plan that splits
     const parts: Tensor[] = [];
@@ -146,6 +161,17 @@ for (const [N, K] of shapes) {
       return parts[parts.length - 1];
     };
     const flops = 2 * m * N * K;
+    // tiled copies of a and w for the 'tiled' variants, per tile height (made on first use)
+    const tiledA = new Map<number, Tensor>();
+    const tiledW = new Map<number, Tensor[]>();
+    const aTiled = (t: number) => {
+      if (!tiledA.has(t)) tiledA.set(t, upload(tileBits(aBits.subarray(0, mPad * K).map((x, i) => (i < m * K ? x : 0)), mPad, K, t), [mPad, K]));
+      return tiledA.get(t)!;
+    };
+    const wTiled = (t: number) => {
+      if (!tiledW.has(t)) tiledW.set(t, wBits.map((b) => upload(tileBits(b, N, K, t), [N, K])));
+      return tiledW.get(t)!;
+    };
     const plans: Plan[] = [];
     // the op's kernel, launched as planMatmul does (a padded to SG_TILE_M rows; split k by
     // sgmatSplits), and the 64 x 128 kernel it replaced, launched as the planner launched it
@@ -187,7 +213,10 @@ for (const [N, K] of shapes) {
       const p = { m: mp, n: N, k: K, ldo: N, col0: 0, tiles_n: tilesN, tiles };
       const file = `lab/${v.name}.wgsl`;
       const part = splits > 1 ? partOf(splits, mp) : out;
+      const tiled = v.layout === 'tiled';
+      const a = tiled ? aTiled(tm) : a0;
       plans.push({
+        ws: tiled ? wTiled(tn) : undefined,
         ablation: !!v.ablate,
         label: `${v.name} ${tm}x${tn}${splits > 1 ? ` split ${splits}` : ''}`,
         mk: (w) =>
@@ -212,11 +241,12 @@ for (const [N, K] of shapes) {
       const ablation = !!pl.ablation;
       const label = `${pl.label.padEnd(34)} m=${String(m).padEnd(5)} ${N}x${K}`;
       try {
-        const { ms, firstMs } = await timeIt((i) => pl.mk(ws[i % copies]));
+        const wsOf = pl.ws ?? ws;
+        const { ms, firstMs } = await timeIt((i) => pl.mk(wsOf[i % copies]));
         // the checked launch: out filled with NaN first, then one launch on copy 0
         dev.upload(out, nanBits);
         const s = dev.stream() as any;
-        for (const d of pl.mk(ws[0])) s.dispatch(d);
+        for (const d of pl.mk(wsOf[0])) s.dispatch(d);
         await s.submit().done();
         const y = (await toArray(dev, out)) as Float32Array;
         let unwritten = 0;
@@ -236,6 +266,8 @@ for (const [N, K] of shapes) {
       console.log(lines[lines.length - 1]);
     }
     dev.free(a.buffer);
+    for (const t of tiledA.values()) dev.free(t.buffer);
+    for (const c of tiledW.values()) for (const t of c) dev.free(t.buffer);
     dev.free(out.buffer);
     for (const t of parts) dev.free(t.buffer);
   }
