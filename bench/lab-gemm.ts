@@ -19,7 +19,13 @@ const rand = (n: number) => Float32Array.from({ length: n }, () => Math.random()
 
 for (const [n, k] of shapes) {
   const copies = Math.max(2, Math.ceil((256 * 2 ** 20) / (n * k * 2)));
-  const ws: Tensor[] = Array.from({ length: copies }, () => fromArray(dev, rand(n * k).map((x) => x * 0.02), [n, k], 'f16'));
+  // the weights as the model holds them: packed where the device packs (Device.packWeight)
+  const ws: Tensor[] = Array.from({ length: copies }, () => {
+    const t = fromArray(dev, rand(n * k).map((x) => x * 0.02), [n, k], 'f16');
+    const p = dev.packWeight?.(t) ?? t;
+    if (p !== t) dev.free(t.buffer);
+    return p;
+  });
   for (const m of rows) {
     const a = fromArray(dev, rand(m * k), [m, k], 'f32');
     const out = empty(dev, [m, n], 'f32');

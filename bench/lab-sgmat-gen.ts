@@ -68,8 +68,9 @@ export interface SgVariant {
   /** operand layout in memory: 'rows' (default) a and w row-major; 'tiled' both stored as
    * [rows / T][k / BK][T][BK] (T = TM for a, TN for w), so that one k-slice of a tile is one
    * contiguous block and a subgroup's 16-byte loads cover 512 contiguous bytes (4 whole 128-byte
-   * lines) in place of 8 rows x 64 bytes; k % BK == 0. bench/lab-sgmat.ts uploads tiled copies */
-  layout?: 'rows' | 'tiled';
+   * lines) in place of 8 rows x 64 bytes; k % BK == 0. bench/lab-sgmat.ts uploads tiled copies.
+   * 'tiled-a' / 'tiled-w': only that operand tiled */
+  layout?: 'rows' | 'tiled' | 'tiled-a' | 'tiled-w';
   /** two lines for the lab's report */
   about: string;
 }
@@ -84,6 +85,8 @@ export const VARIANTS: SgVariant[] = [
   { name: 'sgmat_v5_t', sgr: 2, sgc: 2, wm: 4, wn: 4, bk: 32, prefetch: true, uncond: true, layout: 'tiled', about: 'sgmat_v4_u on tiled operands: a slice of a tile is one contiguous block' },
   { name: 'sgmat_v5_t_loadonly', sgr: 2, sgc: 2, wm: 4, wn: 4, bk: 32, prefetch: true, uncond: true, layout: 'tiled', ablate: 'loadonly', about: 'ablation of sgmat_v5_t: the global loads and barriers only' },
   { name: 'sgmat_v5_t_nomma', sgr: 2, sgc: 2, wm: 4, wn: 4, bk: 32, prefetch: true, uncond: true, layout: 'tiled', ablate: 'nomma', about: 'ablation of sgmat_v5_t: staging only' },
+  { name: 'sgmat_v5_ta', sgr: 2, sgc: 2, wm: 4, wn: 4, bk: 32, prefetch: true, uncond: true, layout: 'tiled-a', about: 'sgmat_v4_u with a tiled, w row-major' },
+  { name: 'sgmat_v5_tw', sgr: 2, sgc: 2, wm: 4, wn: 4, bk: 32, prefetch: true, uncond: true, layout: 'tiled-w', about: 'sgmat_v4_u with w tiled, a row-major' },
   { name: 'sgmat_v5_256x128_t', sgr: 4, sgc: 2, wm: 4, wn: 4, bk: 32, prefetch: true, uncond: true, layout: 'tiled', about: 'sgmat_v4_256x128_u on tiled operands' },
   { name: 'sgmat_v5_128x256_t', sgr: 2, sgc: 4, wm: 4, wn: 4, bk: 32, prefetch: true, uncond: true, layout: 'tiled', about: 'sgmat_v4_128x256_u on tiled operands' },
   { name: 'sgmat_v4_u', sgr: 2, sgc: 2, wm: 4, wn: 4, bk: 32, prefetch: true, uncond: true, about: 'sgmat_v3_128 with unguarded loads on interior slices' },
@@ -141,7 +144,7 @@ export function generate(v: SgVariant): string {
   const depth = v.depth ?? 1;
   if (depth > 1 && (!v.prefetch || v.double)) throw new Error(`${v.name}: depth 2 is a register prefetch of a single buffer`);
   if (v.ws && (!v.prefetch || v.double)) throw new Error(`${v.name}: warp specialization prefetches into registers and has its own two buffers`);
-  if (v.layout === 'tiled' && v.bk !== 32) throw new Error(`${v.name}: the tiled layout is written for BK 32 (a subgroup's 8 rows x 4 chunks are then 512 contiguous bytes)`);
+  if (v.layout && v.layout !== 'rows' && v.bk !== 32) throw new Error(`${v.name}: the tiled layout is written for BK 32 (a subgroup's 8 rows x 4 chunks are then 512 contiguous bytes)`);
   if (!Number.isInteger(na) || !Number.isInteger(nw)) throw new Error(`${v.name}: tile rows x chunks not a multiple of the threads`);
   const L: string[] = [];
   const ind = (n: number) => '  '.repeat(n);
@@ -233,12 +236,13 @@ ${v.group ? `  let tiles_m = params.tiles / params.tiles_n;
   for (let i = 0; i < na; i++) slot('a', i);
   for (let i = 0; i < nw; i++) slot('w', i);
   // tiled: the slice at chunk kv of tile row r is at tile_base + kv * T + r * V (kv a multiple of V)
-  const tiled = v.layout === 'tiled';
-  for (let i = 0; i < na; i++) L.push(tiled ? `  let ap${i} = tr * k8 + arow${i} * ${V}u + acv${i};` : `  let ap${i} = (tr + arow${i}) * k8 + acv${i};`);
+  const tiledA = v.layout === 'tiled' || v.layout === 'tiled-a';
+  const tiledW = v.layout === 'tiled' || v.layout === 'tiled-w';
+  for (let i = 0; i < na; i++) L.push(tiledA ? `  let ap${i} = tr * k8 + arow${i} * ${V}u + acv${i};` : `  let ap${i} = (tr + arow${i}) * k8 + acv${i};`);
   for (let i = 0; i < nw; i++) L.push(`  let wok${i} = tc + wrow${i} < params.n;`);
-  for (let i = 0; i < nw; i++) L.push(tiled ? `  let wp${i} = tc * k8 + wrow${i} * ${V}u + wcv${i};` : `  let wp${i} = (tc + wrow${i}) * k8 + wcv${i};`);
-  const aAt = (kv: string) => (tiled ? `${kv} * TM` : kv);
-  const wAt = (kv: string) => (tiled ? `${kv} * TN` : kv);
+  for (let i = 0; i < nw; i++) L.push(tiledW ? `  let wp${i} = tc * k8 + wrow${i} * ${V}u + wcv${i};` : `  let wp${i} = (tc + wrow${i}) * k8 + wcv${i};`);
+  const aAt = (kv: string) => (tiledA ? `${kv} * TM` : kv);
+  const wAt = (kv: string) => (tiledW ? `${kv} * TN` : kv);
   for (const [i, j] of accs) L.push(`  var acc${i}${j} = subgroup_matrix_result<f32, 16, 16>();`);
   for (const r of depth > 1 ? ['v', 'x'] : ['v']) {
     for (let i = 0; i < na; i++) L.push(`  var ${r}a${i} = vec4<u32>();`);

@@ -213,10 +213,9 @@ for (const [N, K] of shapes) {
       const p = { m: mp, n: N, k: K, ldo: N, col0: 0, tiles_n: tilesN, tiles };
       const file = `lab/${v.name}.wgsl`;
       const part = splits > 1 ? partOf(splits, mp) : out;
-      const tiled = v.layout === 'tiled';
-      const a = tiled ? aTiled(tm) : a0;
+      const a = v.layout === 'tiled' || v.layout === 'tiled-a' ? aTiled(tm) : a0;
       plans.push({
-        ws: tiled ? wTiled(tn) : undefined,
+        ws: v.layout === 'tiled' || v.layout === 'tiled-w' ? wTiled(tn) : undefined,
         ablation: !!v.ablate,
         label: `${v.name} ${tm}x${tn}${splits > 1 ? ` split ${splits}` : ''}`,
         mk: (w) =>

@@ -136,9 +136,17 @@ const REPEAT = Number(process.env.PARALLM_BENCH_REPEAT ?? 1);
 const TRIAL_MS = 6;
 const MAX_REPS = 1000;
 
-/** The matmul kernel a backend picks for these arguments (for the tables). */
+/** An f16 matmul weight as the model holds it: in the layout the device packs it into (Device.packWeight). */
+function weight(dev: Device, values: ArrayLike<number>, n: number, k: number): Tensor {
+  const t = fromArray(dev, values, [n, k], 'f16');
+  const p = dev.packWeight?.(t) ?? t;
+  if (p !== t) dev.free(t.buffer);
+  return p;
+}
+
+/** The matmul kernel a backend picks for these arguments (for the tables), with ' (tiled w)' for a packed weight. */
 function matmulKernel(dev: Device, args: OpArgs['matmul']): string {
-  if (dev.info.backend === 'webgpu') return pickMatmul(dev as WebGpuDevice, args);
+  if (dev.info.backend === 'webgpu') return pickMatmul(dev as WebGpuDevice, args) + (args.w.layout ? ` (${args.w.layout} w)` : '');
   if (dev.info.backend === 'native') {
     const k = pickNativeMatmul(dev.info.features.subgroupMatrix, args);
     return k === 'sgmat' ? 'blas' : k;
@@ -186,7 +194,7 @@ export async function runOpsBench(opts: BenchOptions): Promise<BenchResult> {
   // ceiling 2: a large matmul with f16 weights on the fastest kernel this device has
   const mm = quick ? 512 : 4096;
   const ma = fromArray(dev, rand(mm * mm), [mm, mm], 'f32');
-  const mw = fromArray(dev, rand(mm * mm, 0.02), [mm, mm], 'f16');
+  const mw = weight(dev, rand(mm * mm, 0.02), mm, mm);
   const mo = empty(dev, [mm, mm], 'f32');
   const mmArgs = { a: ma, w: mw, out: mo };
   const mmKernel = matmulKernel(dev, mmArgs);
@@ -261,7 +269,7 @@ export async function runOpsBench(opts: BenchOptions): Promise<BenchResult> {
     const wBytes = n * k * 2;
     // rotate through enough copies of w that they do not all fit in cache (~256 MiB in all)
     const copies = quick ? 1 : Math.max(2, Math.ceil((256 * 2 ** 20) / wBytes));
-    const ws = Array.from({ length: copies }, () => fromArray(dev, rand(n * k, 0.02), [n, k], 'f16'));
+    const ws = Array.from({ length: copies }, () => weight(dev, rand(n * k, 0.02), n, k));
     for (const m of !want('decode') ? [] : quick ? [1, 16] : [1, 2, 4, 8, 16]) {
       const a = fromArray(dev, rand(m * k), [m, k], 'f32');
       const out = empty(dev, [m, n], 'f32');

@@ -69,7 +69,7 @@ fn load_w(lid: u32, j: u32, col_wg: u32, kv: u32, end8: u32, full: bool) -> vec4
   let row = c / CPR;
   let cc = c % CPR;
   let col = col_wg + row;
-  if (full || (col < params.n && kv + cc < end8)) { return w[col * (params.k / 8u) + kv + cc]; }
+  if (full || (col < params.n && kv + cc < end8)) { return w[w_chunk(col, kv + cc, params.k / 8u)]; }
   return vec4<u32>();
 }
 

@@ -95,10 +95,10 @@ fn widen2(u: u32) -> vec2f {
 
 fn load_q(col: u32, ch: u32, chunks: u32) -> Wq {
   let last = params.n - 1u;
-  let u0 = w[min(col, last) * chunks + ch];
-  let u1 = w[min(col + 1u, last) * chunks + ch];
-  let u2 = w[min(col + 2u, last) * chunks + ch];
-  let u3 = w[min(col + 3u, last) * chunks + ch];
+  let u0 = w[w_chunk(min(col, last), ch, chunks)];
+  let u1 = w[w_chunk(min(col + 1u, last), ch, chunks)];
+  let u2 = w[w_chunk(min(col + 2u, last), ch, chunks)];
+  let u3 = w[w_chunk(min(col + 3u, last), ch, chunks)];
   let lo = mat4x4f(vec4f(widen2(u0.x), widen2(u0.y)), vec4f(widen2(u1.x), widen2(u1.y)), vec4f(widen2(u2.x), widen2(u2.y)), vec4f(widen2(u3.x), widen2(u3.y)));
   let hi = mat4x4f(vec4f(widen2(u0.z), widen2(u0.w)), vec4f(widen2(u1.z), widen2(u1.w)), vec4f(widen2(u2.z), widen2(u2.w)), vec4f(widen2(u3.z), widen2(u3.w)));
   return Wq(transpose(lo), transpose(hi));

@@ -46,7 +46,7 @@ fn load_w(col: u32, ch: u32, chunks: u32) -> array<vec4f, 2> {
 }
 #else
 fn load_w(col: u32, ch: u32, chunks: u32) -> vec4u {
-  return w[col * chunks + ch];
+  return w[w_chunk(col, ch, chunks)];
 }
 #endif
 

@@ -16,12 +16,24 @@ export interface DeviceBuffer {
   readonly device: Device;
 }
 
-/** A contiguous, row-major view into a buffer. `offset` is in bytes. */
+/**
+ * A packed layout of a matmul weight that a backend made for its own kernels
+ * (`Device.packWeight`). 'tiled' (webgpu): f16 [n, k] stored as tiles of WEIGHT_TILE_ROWS rows,
+ * each tile as k / WEIGHT_TILE_K slices of [WEIGHT_TILE_ROWS][WEIGHT_TILE_K] halves, rows past n
+ * zero (the buffer holds n rounded up to whole tiles).
+ */
+export type WeightLayout = 'tiled';
+export const WEIGHT_TILE_ROWS = 128;
+export const WEIGHT_TILE_K = 32;
+
+/** A contiguous, row-major view into a buffer (or a packed weight, see `layout`). `offset` is in bytes. */
 export interface Tensor {
   readonly buffer: DeviceBuffer;
   readonly offset: number;
   readonly shape: readonly number[];
   readonly dtype: DType;
+  /** Set only on a weight that `Device.packWeight` packed: only matmul's `w` on that device reads it. */
+  readonly layout?: WeightLayout;
 }
 
 export interface DeviceFeatures {
@@ -115,6 +127,12 @@ export interface Device {
   download(src: Tensor): Promise<Uint8Array>;
 
   supports<K extends OpName>(name: K, args: OpArgs[K]): Support;
+  /**
+   * A matmul weight [n, k] in the layout this device's matmuls read fastest: a new tensor (w's
+   * buffer then freed, w must not be used again) or w itself. Only matmul's `w` may be a packed
+   * tensor, on the device that packed it. Optional: a device without it reads row-major weights.
+   */
+  packWeight?(w: Tensor): Tensor;
   stream(options?: StreamOptions): CommandStream;
   /** Waits until all submitted work has finished. */
   sync(): Promise<void>;

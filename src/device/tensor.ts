@@ -1,6 +1,6 @@
 // Tensor helpers over any Device: allocate, view, fill from host arrays, read back.
 
-import type { Device, Tensor } from './device.ts';
+import { type Device, type Tensor, WEIGHT_TILE_ROWS } from './device.ts';
 import { DTYPE_BYTES, type DType, byteSize, decode, encode, numel } from './dtype.ts';
 
 /** A fresh tensor in its own buffer. */
@@ -19,6 +19,7 @@ export function fromArray(device: Device, values: ArrayLike<number>, shape: read
 
 /** A view of `shape` starting `elementOffset` elements into t (contiguous, same dtype). */
 export function view(t: Tensor, elementOffset: number, shape: readonly number[]): Tensor {
+  if (t.layout) throw new RangeError(`view: a packed (${t.layout}) weight has no element views; take whole tiles of rows with rows()`);
   const offset = t.offset + elementOffset * DTYPE_BYTES[t.dtype];
   if (offset + byteSize(shape, t.dtype) > t.offset + byteSize(t.shape, t.dtype)) {
     throw new RangeError(`view [${shape}] at ${elementOffset} is outside [${t.shape}]`);
@@ -36,6 +37,14 @@ export function alignedRows(rowBytes: number, alignment: number): number {
 /** Rows [start, start + count) of a tensor's first dimension. */
 export function rows(t: Tensor, start: number, count: number): Tensor {
   const rowElems = numel(t.shape.slice(1));
+  if (t.layout) {
+    // whole tiles: the block's tiles are contiguous, its last one padded as the whole tensor's
+    const n = t.shape[0];
+    if (start % WEIGHT_TILE_ROWS || (count % WEIGHT_TILE_ROWS && start + count !== n) || start < 0 || start + count > n) {
+      throw new RangeError(`rows: rows [${start}, ${start + count}) of a packed (${t.layout}) [${t.shape}] weight are not whole tiles of ${WEIGHT_TILE_ROWS}`);
+    }
+    return { buffer: t.buffer, offset: t.offset + start * rowElems * DTYPE_BYTES[t.dtype], shape: [count, ...t.shape.slice(1)], dtype: t.dtype, layout: t.layout };
+  }
   return view(t, start * rowElems, [count, ...t.shape.slice(1)]);
 }
 
@@ -55,4 +64,10 @@ export function pad4(bytes: Uint8Array): Uint8Array {
 
 export function tensorBytes(t: Tensor): number {
   return byteSize(t.shape, t.dtype);
+}
+
+/** Bytes a tensor occupies in its buffer: tensorBytes, or a packed weight's rows rounded up to whole tiles. */
+export function storedBytes(t: Tensor): number {
+  if (!t.layout) return tensorBytes(t);
+  return byteSize([Math.ceil(t.shape[0] / WEIGHT_TILE_ROWS) * WEIGHT_TILE_ROWS, ...t.shape.slice(1)], t.dtype);
 }

@@ -3,7 +3,7 @@
 // dispatch of the step into one command stream, submits once, and returns the logits of the
 // last token of each sequence, or ids sampled on the device.
 
-import type { CommandStream, Device, Tensor } from '../device/device.ts';
+import { type CommandStream, type Device, type Tensor, WEIGHT_TILE_ROWS } from '../device/device.ts';
 import type { DType } from '../device/dtype.ts';
 import { alignedRows, fromArray, rows } from '../device/tensor.ts';
 import type { ModelConfig } from './config.ts';
@@ -100,6 +100,46 @@ export class LlamaModel {
       [this.gateUp[i], views] = this.stack([l.gateProj, l.upProj], 'gate_up');
       [l.gateProj, l.upProj] = views;
     }
+    // The matmul weights in the layout the device's matmuls read fastest (Device.packWeight; the
+    // webgpu backend tiles them where it has subgroup matrices), the stacks with their views.
+    if (device.packWeight) {
+      for (const [i, l] of weights.layers.entries()) {
+        let views: Tensor[];
+        [this.qkv[i], views] = this.packStack(this.qkv[i], [l.qProj, l.kProj, l.vProj]);
+        [l.qProj, l.kProj, l.vProj] = views;
+        [this.gateUp[i], views] = this.packStack(this.gateUp[i], [l.gateProj, l.upProj]);
+        [l.gateProj, l.upProj] = views;
+        l.oProj = this.packOwn(l.oProj);
+        l.downProj = this.packOwn(l.downProj);
+      }
+      if (weights.lmHead !== weights.embedTokens) weights.lmHead = this.packOwn(weights.lmHead);
+    }
+  }
+
+  /** A loaded weight packed by the device, its row-major buffer freed (or the weight itself). */
+  private packOwn(w: Tensor): Tensor {
+    const p = this.device.packWeight!(w);
+    if (p !== w) this.device.free(w.buffer);
+    return p;
+  }
+
+  /**
+   * A stack packed by the device, with its parts' views taken again in the packed tensor, where
+   * every part starts on a whole tile of rows (a packed weight has no other row views); else the
+   * stack and its views as they were.
+   */
+  private packStack(t: Tensor, views: Tensor[]): [Tensor, Tensor[]] {
+    const starts: number[] = [];
+    let at = 0;
+    for (const v of views) {
+      starts.push(at);
+      at += v.shape[0];
+    }
+    if (starts.some((s) => s % WEIGHT_TILE_ROWS)) return [t, views];
+    const p = this.device.packWeight!(t);
+    if (p === t) return [t, views];
+    this.ws.replacePersistent(t.buffer, p.buffer);
+    return [p, views.map((v, j) => rows(p, starts[j], v.shape[0]))];
   }
 
   /** `parts` one after another along dim 0 in one new tensor (the parts freed), and their views in it. */

@@ -35,6 +35,14 @@ export class Workspace {
     return { buffer: b, offset: 0, shape, dtype };
   }
 
+  /** `now` takes the place of the persistent buffer `old`, which is freed. */
+  replacePersistent(old: DeviceBuffer, now: DeviceBuffer): void {
+    const i = this.owned.indexOf(old);
+    if (i < 0) throw new Error(`replacePersistent: ${old.label} is not a persistent buffer of this workspace`);
+    this.owned[i] = now;
+    this.device.free(old);
+  }
+
   /** Writes host values into the named tensor within the stream and returns the tensor. */
   upload(s: CommandStream, name: string, shape: number[], values: ArrayLike<number>, dtype: DType = 'i32'): Tensor {
     const t = this.get(name, shape, dtype);

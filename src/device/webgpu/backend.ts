@@ -3,14 +3,15 @@
 // ./ops.ts that turns an op into dispatches of the kernels in shaders/.
 
 import type { Completion, CommandStream, Device, DeviceBuffer, DeviceInfo, MemoryInfo, StreamOptions, Support, Tensor } from '../device.ts';
-import { TensorTooLargeError, UnsupportedError } from '../device.ts';
+import { TensorTooLargeError, UnsupportedError, WEIGHT_TILE_K, WEIGHT_TILE_ROWS } from '../device.ts';
 import { type DType, byteSize } from '../dtype.ts';
 import { type OpArgs, type OpName, checkOp } from '../ops.ts';
-import { pad4, tensorBytes } from '../tensor.ts';
+import { pad4, rows, storedBytes, tensorBytes } from '../tensor.ts';
 import { type AdapterChoice, type GpuContext, openGpu } from './adapter.ts';
 import { type Kernel, KernelCache, RW_ALL } from './kernels.ts';
 import { maxPoolParts } from './attention.ts';
 import { type Dispatch, planOp, supportsOp } from './ops.ts';
+import { grid, rowBlock } from './plan.ts';
 import { DispatchProfile, PROFILE_MAX_DISPATCHES, profileKey } from './profile.ts';
 
 interface GpuBuffer extends DeviceBuffer {
@@ -117,6 +118,34 @@ export class WebGpuDevice implements Device {
   supports<K extends OpName>(name: K, args: OpArgs[K]): Support {
     const c = checkOp(name, args);
     return c.ok ? supportsOp(this, name, args) : c;
+  }
+
+  /**
+   * Matmul weights tiled (`tileWeight`) where the adapter has subgroup matrices, the kernels that
+   * read the layout fastest: matmul_sgmat's staging loads then cover 512 contiguous bytes a
+   * subgroup (+13-17% on the H200 lab for w alone, docs/perf-notes.md). Only there: past 64 rows
+   * no other kernel reads the layout. PARALLM_TILED_WEIGHTS=0 keeps them row-major (A/B runs).
+   */
+  packWeight(w: Tensor): Tensor {
+    const want = process.env.PARALLM_TILED_WEIGHTS !== '0' && this.info.features.subgroupMatrix;
+    return want && canTile(w) ? this.tileWeight(w) : w;
+  }
+
+  /** w [n, k] f16 (k % 32 == 0) as a new tensor in the tiled layout (Tensor.layout); w is left as it was. */
+  tileWeight(w: Tensor): Tensor {
+    if (!canTile(w)) throw new UnsupportedError(`webgpu: cannot tile [${w.shape}] ${w.dtype}${w.layout ? ` (already ${w.layout})` : ''}: a tiled weight is a 2-D f16 row-major tensor with k % ${WEIGHT_TILE_K} == 0`);
+    const [n, k] = w.shape;
+    const nPad = Math.ceil(n / WEIGHT_TILE_ROWS) * WEIGHT_TILE_ROWS;
+    const out: Tensor = { buffer: this.alloc(nPad * k * 2, `${w.buffer.label} (tiled)`), offset: 0, shape: [n, k], dtype: 'f16', layout: 'tiled' };
+    const block = rowBlock(this, out);
+    const s = this.stream();
+    for (let n0 = 0; n0 < n; n0 += block) {
+      const nb = Math.min(block, n - n0);
+      const total = (Math.ceil(nb / WEIGHT_TILE_ROWS) * WEIGHT_TILE_ROWS * k) / 8;
+      s.dispatch({ file: 'tile_weight.wgsl', flags: [], overrides: {}, tensors: { w: rows(w, n0, nb), out: rows(out, n0, nb) }, params: { n: nb, chunks: k / 8, total }, grid: grid(Math.ceil(total / 256)) });
+    }
+    s.submit();
+    return out;
   }
 
   stream(options: StreamOptions = {}): WebGpuStream {
@@ -242,7 +271,7 @@ export class WebGpuDevice implements Device {
     if (t.offset % this.info.bindingAlignment) {
       throw new UnsupportedError(`webgpu: ${what} starts at byte ${t.offset}, not a multiple of ${this.info.bindingAlignment}`);
     }
-    const size = Math.min(b.size - t.offset, Math.ceil(tensorBytes(t) / 16) * 16);
+    const size = Math.min(b.size - t.offset, Math.ceil(storedBytes(t) / 16) * 16);
     if (size > this.info.maxBindingBytes) {
       throw new TensorTooLargeError(`webgpu: ${what} [${t.shape}] ${t.dtype} is ${size} bytes, over this adapter's binding limit of ${this.info.maxBindingBytes}`);
     }
@@ -527,3 +556,8 @@ function sharedBuffers(d: Dispatch): Set<number> {
 let nextGpuBufferKey = 1;
 /** PARALLM_WEBGPU_WIDE_BINDINGS=0 binds every tensor to its own bytes only (A/B runs). */
 const WIDE_BINDINGS = process.env.PARALLM_WEBGPU_WIDE_BINDINGS !== '0';
+
+/** A weight the tiled layout can hold: 2-D f16, row-major, k a multiple of the tile's k-slice. */
+function canTile(w: Tensor): boolean {
+  return !w.layout && w.dtype === 'f16' && w.shape.length === 2 && w.shape[1] % WEIGHT_TILE_K === 0 && w.shape[0] > 0;
+}

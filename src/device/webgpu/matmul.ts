@@ -5,7 +5,7 @@ import type { Tensor } from '../device.ts';
 import { GEMV_KERNELS, GEMV_MMA_MAX_ROWS, type MatmulKernel, type OpArgs } from '../ops.ts';
 import { rows, tensorBytes } from '../tensor.ts';
 import type { WebGpuDevice } from './backend.ts';
-import { type Dispatch, grid, rowBlock, weightFlag } from './plan.ts';
+import { type Dispatch, grid, rowBlock, weightFlags } from './plan.ts';
 
 /** Rows of a up to which the gemv kernels work. */
 export const GEMV_MAX_ROWS = 16;
@@ -82,6 +82,7 @@ export function matmulUnsupported(dev: WebGpuDevice, a: OpArgs['matmul'], kernel
   const [m, k] = a.a.shape;
   const f = dev.info.features;
   if (tensorBytes(a.w) / a.w.shape[0] > dev.info.maxBindingBytes) return 'a single weight row exceeds the binding limit';
+  if (a.w.layout && (kernel === 'gemv' || kernel === 'tiled')) return `${kernel} reads row-major weights only, and w is packed (${a.w.layout})`;
   const most = kernel === 'gemv_mma' ? GEMV_MMA_MAX_ROWS : GEMV_MAX_ROWS;
   if (GEMV_KERNELS.includes(kernel) && (k % 8 || m > most)) return `${kernel} needs k % 8 == 0 and at most ${most} rows`;
   if (kernel === 'gemv_sg' && !f.subgroups) return 'gemv_sg needs subgroups on this adapter';
@@ -203,7 +204,7 @@ export function planGemvRows(dev: WebGpuDevice, args: OpArgs['matmul'], shape: G
   const wgsN = Math.ceil(nb / (4 * SLOTS));
   const file = 'matmul_gemv_rows.wgsl';
   const overrides: Record<string, number> = { ROWS: m, G, SLOTS, KS, U, ...(stage ? { KC: per * 8 } : {}) };
-  const flags = [weightFlag(w), ...(gemvRowsSubgroups(dev, G) ? ['SUBGROUPS'] : []), ...(stage ? ['STAGE_A'] : [])];
+  const flags = [...weightFlags(w), ...(gemvRowsSubgroups(dev, G) ? ['SUBGROUPS'] : []), ...(stage ? ['STAGE_A'] : [])];
   const wb = rows(w, n0, nb);
   const params = { m, n: nb, k, wgs_n: wgsN, k_chunk: per * 8 };
   if (splits === 1) {
@@ -305,16 +306,17 @@ export function planGemvMma(dev: WebGpuDevice, args: OpArgs['matmul'], shape: Ge
   const file = 'matmul_gemv_mma.wgsl';
   // the rows are a parameter: one pipeline per row tile count
   const overrides = { RT: gemvMmaRowTiles(m), CF, SUB };
+  const wf = w.layout ? ['W_TILED'] : [];
   const wb = rows(w, n0, nb);
   const params = { m, n: nb, k, wgs_n: wgsN, k_chunk: chunk };
   if (splits === 1) {
     const tensors: Record<string, Tensor> = { a, w: wb, out, ...(bias ? { bias } : {}) };
-    return [{ file, flags: bias ? ['BIAS'] : [], overrides, tensors, params: { ...params, ldo, col0: n0, split_stride: 0 }, grid: grid(wgsN) }];
+    return [{ file, flags: [...wf, ...(bias ? ['BIAS'] : [])], overrides, tensors, params: { ...params, ldo, col0: n0, split_stride: 0 }, grid: grid(wgsN) }];
   }
   const part = dev.scratch('gemv_mma.part', [splits * m * nb], 'f32');
   const rtensors: Record<string, Tensor> = { part, out, ...(bias ? { bias } : {}) };
   return [
-    { file, flags: [], overrides, tensors: { a, w: wb, out: part }, params: { ...params, ldo: nb, col0: 0, split_stride: m * nb }, grid: grid(wgsN * splits) },
+    { file, flags: wf, overrides, tensors: { a, w: wb, out: part }, params: { ...params, ldo: nb, col0: 0, split_stride: m * nb }, grid: grid(wgsN * splits) },
     { file: 'matmul_splitk_reduce.wgsl', flags: bias ? ['BIAS'] : [], overrides: {}, tensors: rtensors, params: { m, n: nb, ldo, col0: n0, splits }, grid: grid(Math.ceil((m * nb) / 256)) },
   ];
 }
@@ -331,15 +333,19 @@ export function planMatmul(dev: WebGpuDevice, args: OpArgs['matmul']): Dispatch[
   const block = rowBlock(dev, w);
   const plans: Dispatch[] = [];
   let a16: Tensor | undefined;
+  // matmul_sgmat's operands in the tiled layout: its a (the cast's copy) wherever k allows, its w
+  // where the device packed it (WebGpuDevice.packWeight)
+  const sgFlags = [...(k % SG_BK === 0 ? ['A_TILED'] : []), ...(w.layout ? ['W_TILED'] : [])];
   if (kernel === 'sgmat') {
     // f16 copy of a, padded to whole tiles of rows with zeros (the kernel reads every tile row)
     const mPad = Math.ceil(m / SG_TILE_M) * SG_TILE_M;
     a16 = dev.scratch('sgmat.a', [mPad, k], 'f16');
-    plans.push({ file: 'cast_f16.wgsl', flags: [], overrides: {}, tensors: { x: a, out: a16 }, params: { m, k4: k / 4, m_pad: mPad }, grid: grid(Math.ceil((mPad * k) / 4 / 256)) });
+    const castFlags = k % SG_BK === 0 ? ['TILED'] : [];
+    plans.push({ file: 'cast_f16.wgsl', flags: castFlags, overrides: {}, tensors: { x: a, out: a16 }, params: { m, k4: k / 4, m_pad: mPad }, grid: grid(Math.ceil((mPad * k) / 4 / 256)) });
   }
   for (let n0 = 0; n0 < n; n0 += block) {
     const nb = Math.min(block, n - n0);
-    const flags = [weightFlag(w), ...(bias ? ['BIAS'] : [])];
+    const flags = [...weightFlags(w), ...(bias ? ['BIAS'] : [])];
     const tensors: Record<string, Tensor> = { a, w: rows(w, n0, nb), out, ...(bias ? { bias } : {}) };
     const params = { m, n: nb, k, ldo: n, col0: n0 };
     if (kernel === 'gemv') {
@@ -360,11 +366,11 @@ export function planMatmul(dev: WebGpuDevice, args: OpArgs['matmul']): Dispatch[
       // Dawn sizes a binding that subgroupMatrixStore writes for at least one 16x16 f32 matrix
       // (1 KiB): a smaller out goes through the split-k scratch, padded to that, and the reduce
       if (splits === 1 && tensorBytes(out) >= SG_MIN_OUT_BYTES) {
-        plans.push({ file: 'matmul_sgmat.wgsl', flags, overrides: {}, tensors: { ...tensors, a: a16! }, params: { ...params, tiles_n: tilesN, tiles, k_chunk: k, split_stride: 0 }, grid: grid(tiles) });
+        plans.push({ file: 'matmul_sgmat.wgsl', flags: [...sgFlags, ...(bias ? ['BIAS'] : [])], overrides: {}, tensors: { ...tensors, a: a16! }, params: { ...params, tiles_n: tilesN, tiles, k_chunk: k, split_stride: 0 }, grid: grid(tiles) });
       } else {
         const part = dev.scratch('sgmat.part', [Math.max(splits * m * nb, SG_MIN_OUT_BYTES / 4)], 'f32');
         const sgParams = { m, n: nb, k, ldo: nb, col0: 0, tiles_n: tilesN, tiles, k_chunk: chunk, split_stride: m * nb };
-        plans.push({ file: 'matmul_sgmat.wgsl', flags: [], overrides: {}, tensors: { a: a16!, w: rows(w, n0, nb), out: part }, params: sgParams, grid: grid(tiles * splits) });
+        plans.push({ file: 'matmul_sgmat.wgsl', flags: sgFlags, overrides: {}, tensors: { a: a16!, w: rows(w, n0, nb), out: part }, params: sgParams, grid: grid(tiles * splits) });
         const rflags = bias ? ['BIAS'] : [];
         const rtensors: Record<string, Tensor> = { part, out, ...(bias ? { bias } : {}) };
         plans.push({ file: 'matmul_splitk_reduce.wgsl', flags: rflags, overrides: {}, tensors: rtensors, params: { m, n: nb, ldo: n, col0: n0, splits }, grid: grid(Math.ceil((m * nb) / 256)) });

@@ -1,6 +1,6 @@
 // Shared pieces of the webgpu op planners: the Dispatch record, grids, row blocks.
 
-import { type Tensor, TensorTooLargeError } from '../device.ts';
+import { type Tensor, TensorTooLargeError, WEIGHT_TILE_ROWS } from '../device.ts';
 import { alignedRows, tensorBytes } from '../tensor.ts';
 import type { WebGpuDevice } from './backend.ts';
 
@@ -31,13 +31,21 @@ export function weightFlag(t: Tensor): string {
   return t.dtype === 'f32' ? 'W_F32' : t.dtype === 'bf16' ? 'W_BF16' : 'W_F16';
 }
 
+/** The flags a kernel that reads matmul weight t needs: its dtype's, and W_TILED for a packed one. */
+export function weightFlags(t: Tensor): string[] {
+  return t.layout === 'tiled' ? [weightFlag(t), 'W_TILED'] : [weightFlag(t)];
+}
+
 /** Rows per block of a 2-D tensor split so that each block fits one binding and starts aligned. */
 export function rowBlock(dev: WebGpuDevice, t: Tensor): number {
   const n = t.shape[0];
   const rowBytes = tensorBytes(t) / n;
   let block = Math.min(n, Math.floor(dev.info.maxBindingBytes / rowBytes));
+  // a packed weight's blocks are whole tiles, and its last tile is bound whole (padded)
+  const tiled = t.layout === 'tiled';
+  if (tiled && Math.ceil(block / WEIGHT_TILE_ROWS) * WEIGHT_TILE_ROWS * rowBytes > dev.info.maxBindingBytes) block = Math.floor(block / WEIGHT_TILE_ROWS) * WEIGHT_TILE_ROWS;
   if (block < n) {
-    const step = alignedRows(rowBytes, dev.info.bindingAlignment);
+    const step = tiled ? WEIGHT_TILE_ROWS : alignedRows(rowBytes, dev.info.bindingAlignment);
     block = Math.floor(block / step) * step;
     if (block === 0) throw new TensorTooLargeError(`cannot split [${t.shape}] ${t.dtype} into aligned row blocks under ${dev.info.maxBindingBytes} bytes`);
   }
