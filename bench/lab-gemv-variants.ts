@@ -14,6 +14,11 @@ export const VARIANTS: { name: string; shape: GemvRowsShape }[] = [
   { name: 'g8s4k8u2', shape: { G: 8, SLOTS: 4, KS: 8, U: 2, splits: 1, stage: false } },
   { name: 'g8s2k8u2', shape: { G: 8, SLOTS: 2, KS: 8, U: 2, splits: 1, stage: false } },
   { name: 'g4s8k4u2', shape: { G: 4, SLOTS: 8, KS: 4, U: 2, splits: 1, stage: false } },
+  // 4 lanes along k: one quad's 16-byte loads cover a tiled weight's 64-byte run of each column
+  { name: 'g4s4k8u2', shape: { G: 4, SLOTS: 4, KS: 8, U: 2, splits: 1, stage: false } },
+  { name: 'g4s8k8u2', shape: { G: 4, SLOTS: 8, KS: 8, U: 2, splits: 1, stage: false } },
+  { name: 'g4s16k4u2', shape: { G: 4, SLOTS: 16, KS: 4, U: 2, splits: 1, stage: false } },
+  { name: 'g4s2k16u2', shape: { G: 4, SLOTS: 2, KS: 16, U: 2, splits: 1, stage: false } },
   { name: 'g16s2k4u2', shape: { G: 16, SLOTS: 2, KS: 4, U: 2, splits: 1, stage: false } },
   { name: 'g32s1k4u2', shape: { G: 32, SLOTS: 1, KS: 4, U: 2, splits: 1, stage: false } },
   { name: 'g8s4k4u2-stage', shape: { G: 8, SLOTS: 4, KS: 4, U: 2, splits: 1, stage: true } },

@@ -27,7 +27,7 @@ const quick = args.includes('--quick') || smoke;
 const outFile = opt('out');
 const only = opt('only')?.split(',');
 const ms_ = opt('m')?.split(',').map(Number) ?? (smoke ? [1, 3, 16] : [1, 2, 4, 8, 16]);
-const shapes: [number, number][] = (opt('shapes')?.split(',') ?? (smoke ? ['200x264'] : ['4096x4096', '11008x4096', '4096x11008', '12288x4096', '22016x4096', '32000x4096'])).map(
+const shapes: [number, number][] = (opt('shapes')?.split(',') ?? (smoke ? ['200x288'] : ['4096x4096', '11008x4096', '4096x11008', '12288x4096', '22016x4096', '32000x4096'])).map(
   (s) => s.split('x').map(Number) as [number, number],
 );
 const WARM_MS = smoke ? 0 : quick ? 100 : 300;
@@ -110,6 +110,8 @@ let copyGBps: number;
 interface Plan {
   label: string;
   mk: (w: Tensor) => Dispatch[];
+  /** runs on the tiled copies of the weights (WebGpuDevice.tileWeight), labelled '[tiled w]' */
+  tiled?: boolean;
 }
 
 let failures = 0;
@@ -123,6 +125,9 @@ for (const [N, K] of shapes) {
     dev.upload(t, wBits);
     return t;
   });
+  // the same weights in the tiled layout the device packs them into where it has subgroup
+  // matrices (k % 32 == 0): the planner and the gemv_rows variants run on both
+  const wts = K % 32 === 0 && !args.includes('--no-tiled') ? ws.map((w) => dev.tileWeight(w)) : [];
   // the copy reference reads from the weight copies (as f32) and writes to a ring of its own
   const mMax = Math.max(...ms_);
   const halfMax = Math.ceil((wBytes + mMax * K * 4) / 2 / 16) * 16;
@@ -143,6 +148,7 @@ for (const [N, K] of shapes) {
       return d.file === 'matmul_gemv_rows.wgsl' ? `${name} g${o.G}s${o.SLOTS}k${o.KS}u${o.U}` : name;
     });
     plans.push({ label: `planner: ${kernels.join('+')}`, mk: (w) => planOp(dev, 'matmul', args(w)) });
+    if (wts.length) plans.push({ label: `planner: ${kernels.join('+')}`, mk: (w) => planOp(dev, 'matmul', args(w)), tiled: true });
     const before = gemvOrder('sg', m).find((kn) => !matmulUnsupported(dev, args(ws[0]), kn));
     if (before) plans.push({ label: `main: ${before}`, mk: (w) => planOp(dev, 'matmul', { ...args(w), kernel: before }) });
     for (const v of VARIANTS) {
@@ -153,6 +159,7 @@ for (const [N, K] of shapes) {
       }
       const n = planGemvRows(dev, args(ws[0]), v.shape).length;
       plans.push({ label: `rows ${v.name}${n > 1 ? ' (+reduce)' : ''}`, mk: (w) => planGemvRows(dev, args(w), v.shape) });
+      if (wts.length) plans.push({ label: `rows ${v.name}${n > 1 ? ' (+reduce)' : ''}`, mk: (w) => planGemvRows(dev, args(w), v.shape), tiled: true });
     }
     // matmul_gemv_mma (the matrix units): 16, 32 or 64 columns per workgroup, k split 1-8 ways
     if (dev.info.features.subgroupMatrix) {
@@ -206,9 +213,9 @@ for (const [N, K] of shapes) {
     const nan = new Uint32Array(m * N).fill(0x7fc00000);
     const key = `m=${m} ${N}x${K}`;
     for (const p of filtered) {
-      const label = `${p.label.padEnd(30)} m=${String(m).padEnd(3)} ${N}x${K}`;
+      const label = `${(p.label + (p.tiled ? ' [tiled w]' : '')).padEnd(30)} m=${String(m).padEnd(3)} ${N}x${K}`;
       try {
-        const plan = ws.map((w) => p.mk(w));
+        const plan = (p.tiled ? wts : ws).map((w) => p.mk(w));
         const ms = await timeIt((i) => plan[i % copies]);
         dev.upload(out, nan);
         const s = dev.stream();
@@ -225,7 +232,7 @@ for (const [N, K] of shapes) {
         const bad = err > 1e-2 || unwritten > 0;
         if (bad) failures++;
         const gbps = bytes / ms / 1e6;
-        if (!bad && gbps > (best.get(key)?.gbps ?? 0)) best.set(key, { label: p.label, gbps });
+        if (!bad && gbps > (best.get(key)?.gbps ?? 0)) best.set(key, { label: p.label + (p.tiled ? ' [tiled w]' : ''), gbps });
         say(`${label}  ${ms.toFixed(4)} ms  ${gb(gbps)} GB/s  ${((100 * gbps) / copyGBps).toFixed(0).padStart(3)}% of copy  relErr ${err.toExponential(1)}  unwritten ${unwritten}${bad ? '  FAIL' : ''}`);
       } catch (e) {
         failures++;
@@ -248,7 +255,7 @@ for (const [N, K] of shapes) {
     dev.free(out.buffer);
     flush();
   }
-  for (const t of [...ws, ...dsts]) dev.free(t.buffer);
+  for (const t of [...ws, ...wts, ...dsts]) dev.free(t.buffer);
 }
 
 say('\n# fastest correct variant per case');
