@@ -136,12 +136,16 @@ const REPEAT = Number(process.env.PARALLM_BENCH_REPEAT ?? 1);
 const TRIAL_MS = 6;
 const MAX_REPS = 1000;
 
-/** An f16 matmul weight as the model holds it: in the layout the device packs it into (Device.packWeight). */
-function weight(dev: Device, values: ArrayLike<number>, n: number, k: number): Tensor {
+/**
+ * An f16 matmul weight as the model holds it, in the layout the device packs it into
+ * (Device.packWeight), and the buffers to free after its cases. The row-major original is freed
+ * with it, not before: on an H200 the first case timed after freeing ~270 MB of buffers ran at
+ * 40% of its speed for ~0.5 s (0.064 against 0.026 ms, bfea2bb), past the warm-up.
+ */
+function weight(dev: Device, values: ArrayLike<number>, n: number, k: number): [Tensor, Tensor[]] {
   const t = fromArray(dev, values, [n, k], 'f16');
   const p = dev.packWeight?.(t) ?? t;
-  if (p !== t) dev.free(t.buffer);
-  return p;
+  return [p, p === t ? [t] : [p, t]];
 }
 
 /** The matmul kernel a backend picks for these arguments (for the tables), with ' (tiled w)' for a packed weight. */
@@ -194,13 +198,13 @@ export async function runOpsBench(opts: BenchOptions): Promise<BenchResult> {
   // ceiling 2: a large matmul with f16 weights on the fastest kernel this device has
   const mm = quick ? 512 : 4096;
   const ma = fromArray(dev, rand(mm * mm), [mm, mm], 'f32');
-  const mw = weight(dev, rand(mm * mm, 0.02), mm, mm);
+  const [mw, mwAll] = weight(dev, rand(mm * mm, 0.02), mm, mm);
   const mo = empty(dev, [mm, mm], 'f32');
   const mmArgs = { a: ma, w: mw, out: mo };
   const mmKernel = matmulKernel(dev, mmArgs);
   const mmMs = await time(dev, 'matmul', () => mmArgs, quick ? 1 : 5, trials);
   const mmTflops = (2 * mm ** 3) / (mmMs * 1e9);
-  for (const t of [ma, mw, mo]) dev.free(t.buffer);
+  for (const t of [ma, mo, ...mwAll]) dev.free(t.buffer);
 
   const mem = (op: string, shape: string, ms: number, bytes: number, kernel?: string): Row => ({
     op,
@@ -269,7 +273,8 @@ export async function runOpsBench(opts: BenchOptions): Promise<BenchResult> {
     const wBytes = n * k * 2;
     // rotate through enough copies of w that they do not all fit in cache (~256 MiB in all)
     const copies = quick ? 1 : Math.max(2, Math.ceil((256 * 2 ** 20) / wBytes));
-    const ws = Array.from({ length: copies }, () => weight(dev, rand(n * k, 0.02), n, k));
+    const made = Array.from({ length: copies }, () => weight(dev, rand(n * k, 0.02), n, k));
+    const ws = made.map(([w]) => w);
     for (const m of !want('decode') ? [] : quick ? [1, 16] : [1, 2, 4, 8, 16]) {
       const a = fromArray(dev, rand(m * k), [m, k], 'f32');
       const out = empty(dev, [m, n], 'f32');
@@ -293,7 +298,7 @@ export async function runOpsBench(opts: BenchOptions): Promise<BenchResult> {
       dev.free(a.buffer);
       dev.free(out.buffer);
     }
-    for (const w of ws) dev.free(w.buffer);
+    for (const t of made.flatMap(([, all]) => all)) dev.free(t.buffer);
   }
 
   // logits-side ops: one pass over [n, V] would be the floor; sampling makes ~67 passes by design
