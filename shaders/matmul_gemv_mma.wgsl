@@ -24,7 +24,7 @@
 //
 // a: [m, k] f32 (m <= 16 * RT); w: [n, k] f16 as vec4<u32> (8 halves), k % 8 == 0; bias:
 // [ldo] f32; out: [m, ldo] f32, columns [col0, col0 + n) written. Columns of w past n and k
-// past the chunk's end read as zeros.
+// past the chunk's end read as zeros. W_TILED: w in the tiled layout (lib/common.wgsl w_chunk).
 enable f16;
 enable subgroups;
 enable chromium_experimental_subgroup_matrix;

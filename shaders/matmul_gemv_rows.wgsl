@@ -26,6 +26,7 @@
 //
 // a: [m, k] f32 (m == ROWS <= 16); w: [n, k] f16 | bf16 | f32 with k % 8 == 0; bias: [ldo] f32;
 // out: [m, ldo] f32, columns [col0, col0 + n) written (w may be a row block of a larger weight).
+// W_TILED: w f16 in the webgpu backend's tiled layout (lib/common.wgsl w_chunk; k % 32 == 0).
 
 #if SUBGROUPS
 enable subgroups;

@@ -7,7 +7,8 @@
 // layer with few output columns still puts enough warps on every SM. Each lane keeps U
 // 16-byte weight loads of each column in flight before it uses them.
 // a: [m, k] f32 (m == ROWS <= 16); w: [n, k] f16 | bf16 | f32 with k % 8 == 0; bias: [ldo] f32;
-// out: [m, ldo] f32, columns [col0, col0 + n) written.
+// out: [m, ldo] f32, columns [col0, col0 + n) written. W_TILED: w f16 in the tiled layout
+// (lib/common.wgsl w_chunk).
 
 enable subgroups;
 

@@ -18,6 +18,8 @@
 // f16; both bound as vec4<u32> (8 halves), so k % 8 == 0; k past the last whole BK and rows of w
 // past n read as zeros. bias: [ldo] f32; out: [m, ldo] f32, columns [col0, col0 + n); rows past
 // m and columns past n are never written (tiles that cross them store through workgroup memory).
+// A_TILED / W_TILED: a / w in the tiled layout (tiles of 128 rows, each k / 32 slices of
+// [128][32] halves: cast_f16.wgsl TILED, tile_weight.wgsl), k % 32 == 0.
 // Split k: where the tiles alone are too few to fill the GPU (decode batches of a
 // few hundred rows), workgroup t works on k-chunk t / tiles and writes its partial product to
 // out + chunk * split_stride (out is then a [splits, m, n] scratch) and
