@@ -32,7 +32,10 @@ export interface Tensor {
   readonly offset: number;
   readonly shape: readonly number[];
   readonly dtype: DType;
-  /** Set only on a weight that `Device.packWeight` packed: only matmul's `w` on that device reads it. */
+  /**
+   * Set only on a weight that `Device.packWeight` packed: only matmul's `w` on that device reads it,
+   * and its bytes (download) are in that layout.
+   */
   readonly layout?: WeightLayout;
 }
 
