@@ -107,8 +107,8 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, 
   let d3 = d0 + 96u * KP;
   // a has m_pad rows: every tile row exists. In the tiled layout (A_TILED, W_TILED) the slice at
   // chunk kv of a tile's row r is at tile * 128 * k8 + kv * 128 + r * 4: the 8 rows x 4 chunks of
-  // a subgroup's load are 512 contiguous bytes (the loads then run 13-17% faster for each operand
-  // tiled, 36-43% for both, in the lab: sgmat_v5_*, docs/perf-notes.md)
+  // a subgroup's load are 512 contiguous bytes (the kernel then ran 12-17% faster for each operand
+  // tiled, 36-40% for both, at 2,048 rows on an H200 in the lab: sgmat_v5_*, docs/perf-notes.md)
 #if A_TILED
   let ap0 = tr * k8 + row0 * 4u + cq;
   let ap1 = ap0 + 128u;
