@@ -20,7 +20,7 @@ export const VARIANTS: { name: string; shape: GemvRowsShape }[] = [
   { name: 'g4s16k4u2', shape: { G: 4, SLOTS: 16, KS: 4, U: 2, splits: 1, stage: false } },
   { name: 'g4s2k16u2', shape: { G: 4, SLOTS: 2, KS: 16, U: 2, splits: 1, stage: false } },
   // a whole (or half) tile of a tiled weight per workgroup: one step reads 1-2 of its k-slices
-  // whole (8 KiB each); k split to make up for the few workgroups. On an H200 (158ae45) they ran
+  // whole (8 KiB each); k split to make up for the few workgroups. On an H200 (dff09d3) they ran
   // 37-81% of copy at 1-2 rows against g32s1k4u2's 72-95% on the same tiled weights
   { name: 'g4s32k2u2-split4', shape: { G: 4, SLOTS: 32, KS: 2, U: 2, splits: 4, stage: false } },
   { name: 'g4s32k2u2-split8', shape: { G: 4, SLOTS: 32, KS: 2, U: 2, splits: 8, stage: false } },
