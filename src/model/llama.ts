@@ -144,6 +144,9 @@ export class LlamaModel {
 
   /** `parts` one after another along dim 0 in one new tensor (the parts freed), and their views in it. */
   private stack(parts: Tensor[], label: string): [Tensor, Tensor[]] {
+    // a model built on these weights before packed them (packWeight): their bytes are not rows
+    const packed = parts.find((p) => p.layout);
+    if (packed) throw new Error(`LlamaModel: the ${label} weights were packed (${packed.layout}) by a model built on them before; load the weights again for another model`);
     const t = this.ws.persistent([parts.reduce((n, p) => n + p.shape[0], 0), ...parts[0].shape.slice(1)], parts[0].dtype, label);
     const s = this.device.stream();
     let at = 0;
