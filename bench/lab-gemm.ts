@@ -4,7 +4,8 @@
 // case back to back for 300 ms before it is timed). One line per (rows, shape): us, TFLOP/s,
 // GB/s of weights. bench/lab_torch_gemm.py times PyTorch's GEMMs at the same shapes.
 //   npx tsx bench/lab-gemm.ts [--backend=native] [--rows=64,256,2048] [--shapes=4096x4096]
-import { createDevice, empty, fromArray, type Tensor } from '../src/device/index.ts';
+import { createDevice, empty, fromArray } from '../src/device/index.ts';
+import { weight } from './ops.ts';
 
 const args = process.argv.slice(2);
 const opt = (name: string) => args.find((a) => a.startsWith(`--${name}=`))?.split('=')[1];
@@ -20,12 +21,8 @@ const rand = (n: number) => Float32Array.from({ length: n }, () => Math.random()
 for (const [n, k] of shapes) {
   const copies = Math.max(2, Math.ceil((256 * 2 ** 20) / (n * k * 2)));
   // the weights as the model holds them: packed where the device packs (Device.packWeight)
-  const ws: Tensor[] = Array.from({ length: copies }, () => {
-    const t = fromArray(dev, rand(n * k).map((x) => x * 0.02), [n, k], 'f16');
-    const p = dev.packWeight?.(t) ?? t;
-    if (p !== t) dev.free(t.buffer);
-    return p;
-  });
+  const made = Array.from({ length: copies }, () => weight(dev, rand(n * k).map((x) => x * 0.02), n, k));
+  const ws = made.map(([w]) => w);
   for (const m of rows) {
     const a = fromArray(dev, rand(m * k), [m, k], 'f32');
     const out = empty(dev, [m, n], 'f32');
@@ -47,6 +44,6 @@ for (const [n, k] of shapes) {
     dev.free(a.buffer);
     dev.free(out.buffer);
   }
-  for (const w of ws) dev.free(w.buffer);
+  for (const t of made.flatMap(([, all]) => all)) dev.free(t.buffer);
 }
 dev.destroy();

@@ -10,7 +10,7 @@
 // Each case runs back to back for --warm-ms (400) before it is timed; "first" is its first timing.
 // The variants split k until --min-wg (528, as the planner) workgroups; the op's kernel as the planner does.
 //   npx tsx bench/lab-sgmat.ts [--quick] [--warm-ms=400] [--only=name,name] [--m=64,2048] [--shapes=4096x4096] [--min-wg=264]
-import { createDevice, empty, f16BitsToF32, type Tensor, toArray } from '../src/device/index.ts';
+import { createDevice, empty, f16BitsToF32, type Tensor, tileBits, toArray } from '../src/device/index.ts';
 import type { WebGpuDevice } from '../src/device/webgpu/backend.ts';
 import { SG_TILE_M, SG_TILE_N, sgmatSplits } from '../src/device/webgpu/matmul.ts';
 import { type Dispatch, grid } from '../src/device/webgpu/plan.ts';
@@ -62,18 +62,6 @@ if (!dev.info.features.subgroupMatrix) {
   console.log('FAIL: this adapter has no usable subgroup matrices (f16 16x16x16, 32-wide subgroups): nothing to time');
   dev.destroy();
   process.exit(1);
-}
-
-/** bits [rows, k] row-major as [rows / t][k / bk][t][bk] (the generator's 'tiled' layout); rows % t == 0, k % bk == 0 */
-function tileBits(bits: Uint16Array, rows: number, k: number, t: number, bk = 32): Uint16Array {
-  const out = new Uint16Array(rows * k);
-  const kb = k / bk;
-  for (let r = 0; r < rows; r++) {
-    const rt = Math.floor(r / t);
-    const ri = r % t;
-    for (let b = 0; b < kb; b++) out.set(bits.subarray(r * k + b * bk, r * k + b * bk + bk), ((rt * kb + b) * t + ri) * bk);
-  }
-  return out;
 }
 
 function upload(bits: Uint16Array, shape: number[]): Tensor {

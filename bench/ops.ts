@@ -142,7 +142,7 @@ const MAX_REPS = 1000;
  * with it, not before: on an H200 the first case timed after freeing ~270 MB of buffers ran at
  * 40% of its speed for ~0.5 s (0.064 against 0.026 ms, bfea2bb), past the warm-up.
  */
-function weight(dev: Device, values: ArrayLike<number>, n: number, k: number): [Tensor, Tensor[]] {
+export function weight(dev: Device, values: ArrayLike<number>, n: number, k: number): [Tensor, Tensor[]] {
   const t = fromArray(dev, values, [n, k], 'f16');
   const p = dev.packWeight?.(t) ?? t;
   return [p, p === t ? [t] : [p, t]];

@@ -209,11 +209,13 @@ export function checkOp<K extends OpName>(name: K, args: OpArgs[K]): Support {
 
 function check(name: OpName, a: any): string | undefined {
   // a packed weight (Device.packWeight) is read by its device's matmul as w, by nothing else
-  for (const [key, t] of Object.entries(a ?? {})) {
-    const layout = (t as Tensor | undefined)?.layout;
-    if (layout && !(name === 'matmul' && key === 'w')) return `${key} is a packed (${layout}) weight, which only matmul's w may be`;
-    if (layout && (t as Tensor).dtype !== 'f16') return `a packed (${layout}) weight must be f16, got ${(t as Tensor).dtype}`;
-    if (layout && !(t as Tensor).buffer.device.packWeight) return `w is packed (${layout}), and this device's matmul reads row-major weights only`;
+  for (const key in a) {
+    const t = a[key] as Tensor | undefined;
+    const layout = t?.layout;
+    if (!layout) continue;
+    if (!(name === 'matmul' && key === 'w')) return `${key} is a packed (${layout}) weight, which only matmul's w may be`;
+    if (t!.dtype !== 'f16') return `a packed (${layout}) weight must be f16, got ${t!.dtype}`;
+    if (!t!.buffer.device.packWeight) return `w is packed (${layout}), and this device's matmul reads row-major weights only`;
   }
   switch (name) {
     case 'embedding': {

@@ -1,6 +1,6 @@
 // Tensor helpers over any Device: allocate, view, fill from host arrays, read back.
 
-import { type Device, type Tensor, WEIGHT_TILE_ROWS } from './device.ts';
+import { type Device, type Tensor, WEIGHT_TILE_K, WEIGHT_TILE_ROWS } from './device.ts';
 import { DTYPE_BYTES, type DType, byteSize, decode, encode, numel } from './dtype.ts';
 
 /** A fresh tensor in its own buffer. */
@@ -70,4 +70,18 @@ export function tensorBytes(t: Tensor): number {
 export function storedBytes(t: Tensor): number {
   if (!t.layout) return tensorBytes(t);
   return byteSize([Math.ceil(t.shape[0] / WEIGHT_TILE_ROWS) * WEIGHT_TILE_ROWS, ...t.shape.slice(1)], t.dtype);
+}
+
+/**
+ * The host's copy of the tiled layout (Tensor.layout 'tiled', tile_weight.wgsl): 16-bit values
+ * [rows, k] row-major as [ceil(rows / t)][k / bk][t][bk], rows past the last whole tile zero.
+ * Tests check the device's tiling against it; the lab tiles its operands with it (t 128 or 256).
+ */
+export function tileBits(bits: Uint16Array, rows: number, k: number, t = WEIGHT_TILE_ROWS, bk = WEIGHT_TILE_K): Uint16Array {
+  const out = new Uint16Array(Math.ceil(rows / t) * t * k);
+  const kb = k / bk;
+  for (let r = 0; r < rows; r++) {
+    for (let b = 0; b < kb; b++) out.set(bits.subarray(r * k + b * bk, (r * k + b * bk) + bk), ((Math.floor(r / t) * kb + b) * t + (r % t)) * bk);
+  }
+  return out;
 }

@@ -88,37 +88,28 @@ export class LlamaModel {
     // One matmul by stacked weights where the op after it takes the outputs side by side in one
     // row: qkv_rope_cache takes q, k and v (and Qwen2's biases alike), silu_and_mul gate and up.
     // The separate tensors are freed once copied; the layer's fields become views of the stacks.
+    // The matmul weights then go into the layout the device's matmuls read fastest
+    // (Device.packWeight; the webgpu backend tiles them where it has subgroup matrices).
     for (const [i, l] of weights.layers.entries()) {
       let views: Tensor[];
-      [this.qkv[i], views] = this.stack([l.qProj, l.kProj, l.vProj], 'qkv');
+      [this.qkv[i], views] = this.packStack(...this.stack([l.qProj, l.kProj, l.vProj], 'qkv'));
       [l.qProj, l.kProj, l.vProj] = views;
       if (l.qBias || l.kBias || l.vBias) {
         if (!l.qBias || !l.kBias || !l.vBias) throw new Error('q, k and v projections must all have biases or none');
         [this.qkvBias[i], views] = this.stack([l.qBias, l.kBias, l.vBias], 'qkv_bias');
         [l.qBias, l.kBias, l.vBias] = views;
       }
-      [this.gateUp[i], views] = this.stack([l.gateProj, l.upProj], 'gate_up');
+      [this.gateUp[i], views] = this.packStack(...this.stack([l.gateProj, l.upProj], 'gate_up'));
       [l.gateProj, l.upProj] = views;
+      l.oProj = this.packOwn(l.oProj);
+      l.downProj = this.packOwn(l.downProj);
     }
-    // The matmul weights in the layout the device's matmuls read fastest (Device.packWeight; the
-    // webgpu backend tiles them where it has subgroup matrices), the stacks with their views.
-    if (device.packWeight) {
-      for (const [i, l] of weights.layers.entries()) {
-        let views: Tensor[];
-        [this.qkv[i], views] = this.packStack(this.qkv[i], [l.qProj, l.kProj, l.vProj]);
-        [l.qProj, l.kProj, l.vProj] = views;
-        [this.gateUp[i], views] = this.packStack(this.gateUp[i], [l.gateProj, l.upProj]);
-        [l.gateProj, l.upProj] = views;
-        l.oProj = this.packOwn(l.oProj);
-        l.downProj = this.packOwn(l.downProj);
-      }
-      if (weights.lmHead !== weights.embedTokens) weights.lmHead = this.packOwn(weights.lmHead);
-    }
+    if (weights.lmHead !== weights.embedTokens) weights.lmHead = this.packOwn(weights.lmHead);
   }
 
   /** A loaded weight packed by the device, its row-major buffer freed (or the weight itself). */
   private packOwn(w: Tensor): Tensor {
-    const p = this.device.packWeight!(w);
+    const p = this.device.packWeight?.(w) ?? w;
     if (p !== w) this.device.free(w.buffer);
     return p;
   }
@@ -136,7 +127,7 @@ export class LlamaModel {
       at += v.shape[0];
     }
     if (starts.some((s) => s % WEIGHT_TILE_ROWS)) return [t, views];
-    const p = this.device.packWeight!(t);
+    const p = this.device.packWeight?.(t) ?? t;
     if (p === t) return [t, views];
     this.ws.replacePersistent(t.buffer, p.buffer);
     return [p, views.map((v, j) => rows(p, starts[j], v.shape[0]))];

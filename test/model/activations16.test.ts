@@ -10,9 +10,10 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type CommandStream, type Device, createDevice } from '../../src/device/index.ts';
 import { loadConfig } from '../../src/model/config.ts';
 import { KvCache } from '../../src/model/kv-cache.ts';
-import { LlamaModel, type StepInput } from '../../src/model/llama.ts';
+import { LlamaModel } from '../../src/model/llama.ts';
 import { type ModelWeights, freeWeights, loadWeights } from '../../src/model/weights.ts';
 import { backendsUnderTest, relErr } from '../ops/harness.ts';
+import { overriding, prefill } from './steps.ts';
 
 const DIR = join(import.meta.dirname, '..', 'fixtures', 'hf', 'tiny-llama');
 
@@ -34,32 +35,10 @@ function preferring(dev: Device, on: boolean, seen: string[]): Device {
     });
     return p;
   };
-  return new Proxy(dev, {
-    get(t, key) {
-      if (key === 'info') return { ...t.info, features: { ...t.info.features, activations16: on } };
-      if (key === 'stream') return (...a: Parameters<Device['stream']>) => spy(t.stream(...a));
-      const v = Reflect.get(t, key, t);
-      return typeof v === 'function' ? v.bind(t) : v;
-    },
+  return overriding(dev, {
+    info: { ...dev.info, features: { ...dev.info.features, activations16: on } },
+    stream: (...a: Parameters<Device['stream']>) => spy(dev.stream(...a)),
   });
-}
-
-/** One prefill step of three prompts (blocks of 4 in order). */
-function prefill(lens: number[]): StepInput {
-  const tokenIds: number[] = [];
-  const positions: number[] = [];
-  const slotMapping: number[] = [];
-  let block = 0;
-  const seqs = lens.map((n, s) => {
-    const table = Array.from({ length: Math.ceil(n / 4) }, () => block++);
-    for (let p = 0; p < n; p++) {
-      tokenIds.push((s * 37 + p * 11 + 5) % 200);
-      positions.push(p);
-      slotMapping.push(table[Math.floor(p / 4)] * 4 + (p % 4));
-    }
-    return { queryLen: n, contextLen: n, blockTable: table };
-  });
-  return { tokenIds, positions, slotMapping, seqs };
 }
 
 describe.each(['cpu', ...backendsUnderTest()])('%s backend: 16-bit activations in the model', (backend) => {

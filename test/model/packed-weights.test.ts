@@ -8,44 +8,18 @@
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { type Device, type Tensor, createDevice } from '../../src/device/index.ts';
-import type { WebGpuDevice } from '../../src/device/webgpu/backend.ts';
+import { type WebGpuDevice, canTile } from '../../src/device/webgpu/backend.ts';
 import { loadConfig } from '../../src/model/config.ts';
 import { KvCache } from '../../src/model/kv-cache.ts';
-import { LlamaModel, type StepInput } from '../../src/model/llama.ts';
-import { freeWeights, loadWeights } from '../../src/model/weights.ts';
+import { LlamaModel } from '../../src/model/llama.ts';
+import { loadWeights } from '../../src/model/weights.ts';
 import { backendsUnderTest } from '../ops/harness.ts';
+import { overriding, prefill } from './steps.ts';
 
 const DIR = join(import.meta.dirname, '..', 'fixtures', 'hf', 'tiny-llama');
 
 /** dev, packing every weight the tiled layout can hold (as the webgpu backend does on a GPU with subgroup matrices). */
-function tiling(dev: WebGpuDevice): Device {
-  const pack = (w: Tensor) => (!w.layout && w.dtype === 'f16' && w.shape.length === 2 && w.shape[1] % 32 === 0 ? dev.tileWeight(w) : w);
-  return new Proxy(dev, {
-    get(t, key) {
-      if (key === 'packWeight') return pack;
-      const v = Reflect.get(t, key, t);
-      return typeof v === 'function' ? v.bind(t) : v;
-    },
-  });
-}
-
-/** One prefill step of prompts of these lengths (blocks of 4 in order). */
-function prefill(lens: number[]): StepInput {
-  const tokenIds: number[] = [];
-  const positions: number[] = [];
-  const slotMapping: number[] = [];
-  let block = 0;
-  const seqs = lens.map((n, s) => {
-    const table = Array.from({ length: Math.ceil(n / 4) }, () => block++);
-    for (let p = 0; p < n; p++) {
-      tokenIds.push((s * 37 + p * 11 + 5) % 200);
-      positions.push(p);
-      slotMapping.push(table[Math.floor(p / 4)] * 4 + (p % 4));
-    }
-    return { queryLen: n, contextLen: n, blockTable: table };
-  });
-  return { tokenIds, positions, slotMapping, seqs };
-}
+const tiling = (dev: WebGpuDevice): Device => overriding(dev, { packWeight: (w: Tensor) => (canTile(w) ? dev.tileWeight(w) : w) });
 
 describe.runIf(backendsUnderTest().includes('webgpu'))('webgpu backend: the model on packed weights', () => {
   const env = process.env.PARALLM_TILED_WEIGHTS;

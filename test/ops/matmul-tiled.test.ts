@@ -5,24 +5,11 @@
 // tensor out of every other place (shared by all backends).
 
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type Device, type MatmulKernel, type Tensor, WEIGHT_TILE_K, WEIGHT_TILE_ROWS, createDevice, fromArray, toArray } from '../../src/device/index.ts';
+import { type MatmulKernel, type Tensor, createDevice, fromArray, tileBits, toArray } from '../../src/device/index.ts';
 import { CpuDevice } from '../../src/device/cpu/backend.ts';
 import { rows, view } from '../../src/device/tensor.ts';
 import type { WebGpuDevice } from '../../src/device/webgpu/backend.ts';
 import { SEED, backendsUnderTest, host, normal, output, reference, relErr, rng } from './harness.ts';
-
-/** Host tiling of an f16 [n, k] weight's bits: tiles of 128 rows, each k / 32 slices of [128][32], rows past n zero. */
-function tileHost(bits: Uint16Array, n: number, k: number): Uint16Array {
-  const nPad = Math.ceil(n / WEIGHT_TILE_ROWS) * WEIGHT_TILE_ROWS;
-  const out = new Uint16Array(nPad * k);
-  for (let r = 0; r < n; r++) {
-    for (let kb = 0; kb < k / WEIGHT_TILE_K; kb++) {
-      const at = ((Math.floor(r / WEIGHT_TILE_ROWS) * (k / WEIGHT_TILE_K) + kb) * WEIGHT_TILE_ROWS + (r % WEIGHT_TILE_ROWS)) * WEIGHT_TILE_K;
-      out.set(bits.subarray(r * k + kb * WEIGHT_TILE_K, r * k + (kb + 1) * WEIGHT_TILE_K), at);
-    }
-  }
-  return out;
-}
 
 // [m, n, k, bias]: k a multiple of 32 (the tile's k-slice); n past whole tiles of 128
 type Case = [m: number, n: number, k: number, bias: boolean];
@@ -51,7 +38,7 @@ describe.skipIf(!backendsUnderTest().includes('webgpu'))('webgpu backend: matmul
       const whole: Tensor = { buffer: t.buffer, offset: 0, shape: [nPad * k], dtype: 'f16' };
       const got = new Uint16Array((await dev.download(whole)).slice().buffer);
       const bits = new Uint16Array((await dev.download(w)).slice().buffer, 0, n * k);
-      expect(Array.from(got)).toEqual(Array.from(tileHost(bits, n, k)));
+      expect(Array.from(got)).toEqual(Array.from(tileBits(bits, n, k)));
       dev.free(w.buffer);
       dev.free(t.buffer);
     }

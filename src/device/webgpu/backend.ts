@@ -558,6 +558,6 @@ let nextGpuBufferKey = 1;
 const WIDE_BINDINGS = process.env.PARALLM_WEBGPU_WIDE_BINDINGS !== '0';
 
 /** A weight the tiled layout can hold: 2-D f16, row-major, k a multiple of the tile's k-slice. */
-function canTile(w: Tensor): boolean {
+export function canTile(w: Tensor): boolean {
   return !w.layout && w.dtype === 'f16' && w.shape.length === 2 && w.shape[1] % WEIGHT_TILE_K === 0 && w.shape[0] > 0;
 }

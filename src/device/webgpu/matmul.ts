@@ -5,7 +5,7 @@ import type { Tensor } from '../device.ts';
 import { GEMV_KERNELS, GEMV_MMA_MAX_ROWS, type MatmulKernel, type OpArgs } from '../ops.ts';
 import { rows, tensorBytes } from '../tensor.ts';
 import type { WebGpuDevice } from './backend.ts';
-import { type Dispatch, grid, rowBlock, weightFlags } from './plan.ts';
+import { type Dispatch, grid, layoutFlags, rowBlock, weightFlags } from './plan.ts';
 
 /** Rows of a up to which the gemv kernels work. */
 export const GEMV_MAX_ROWS = 16;
@@ -306,7 +306,7 @@ export function planGemvMma(dev: WebGpuDevice, args: OpArgs['matmul'], shape: Ge
   const file = 'matmul_gemv_mma.wgsl';
   // the rows are a parameter: one pipeline per row tile count
   const overrides = { RT: gemvMmaRowTiles(m), CF, SUB };
-  const wf = w.layout ? ['W_TILED'] : [];
+  const wf = layoutFlags(w);
   const wb = rows(w, n0, nb);
   const params = { m, n: nb, k, wgs_n: wgsN, k_chunk: chunk };
   if (splits === 1) {
@@ -335,7 +335,7 @@ export function planMatmul(dev: WebGpuDevice, args: OpArgs['matmul']): Dispatch[
   let a16: Tensor | undefined;
   // matmul_sgmat's operands in the tiled layout: its a (the cast's copy) wherever k allows, its w
   // where the device packed it (WebGpuDevice.packWeight)
-  const sgFlags = [...(k % SG_BK === 0 ? ['A_TILED'] : []), ...(w.layout ? ['W_TILED'] : [])];
+  const sgFlags = [...(k % SG_BK === 0 ? ['A_TILED'] : []), ...layoutFlags(w)];
   if (kernel === 'sgmat') {
     // f16 copy of a, padded to whole tiles of rows with zeros (the kernel reads every tile row)
     const mPad = Math.ceil(m / SG_TILE_M) * SG_TILE_M;

@@ -31,9 +31,14 @@ export function weightFlag(t: Tensor): string {
   return t.dtype === 'f32' ? 'W_F32' : t.dtype === 'bf16' ? 'W_BF16' : 'W_F16';
 }
 
-/** The flags a kernel that reads matmul weight t needs: its dtype's, and W_TILED for a packed one. */
+/** W_TILED for a weight in the tiled layout (WebGpuDevice.packWeight), else nothing. */
+export function layoutFlags(t: Tensor): string[] {
+  return t.layout === 'tiled' ? ['W_TILED'] : [];
+}
+
+/** The flags a kernel that reads matmul weight t needs: its dtype's and its layout's. */
 export function weightFlags(t: Tensor): string[] {
-  return t.layout === 'tiled' ? [weightFlag(t), 'W_TILED'] : [weightFlag(t)];
+  return [weightFlag(t), ...layoutFlags(t)];
 }
 
 /** Rows per block of a 2-D tensor split so that each block fits one binding and starts aligned. */
