@@ -12,7 +12,7 @@
 //   npx tsx bench/lab-sgmat.ts [--quick] [--warm-ms=400] [--only=name,name] [--m=64,2048] [--shapes=4096x4096] [--min-wg=264]
 import { createDevice, empty, f16BitsToF32, type Tensor, tileBits, toArray } from '../src/device/index.ts';
 import type { WebGpuDevice } from '../src/device/webgpu/backend.ts';
-import { SG_TILE_M, SG_TILE_N, sgmatSplits } from '../src/device/webgpu/matmul.ts';
+import { SG_TILE_M, SG_TILE_N, sgmatSplits, splitkReduce } from '../src/device/webgpu/matmul.ts';
 import { type Dispatch, grid } from '../src/device/webgpu/plan.ts';
 import { generate, type SgVariant, SHADER_LAB_DIR, smemBytes, tileOf, VARIANTS } from './lab-sgmat-gen.ts';
 import { randF16 } from './lab-rand.ts';
@@ -181,7 +181,7 @@ for (const [N, K] of shapes) {
             ? [D(file, { a, w, out }, { ...p, k_chunk: K, split_stride: 0 }, grid(tiles), ['W_F16'], ov)]
             : [
                 D(file, { a, w, out: part }, { ...p, k_chunk: chunk, split_stride: m * N }, grid(tiles * splits), [], ov),
-                D('matmul_splitk_reduce.wgsl', { part, out }, { m, n: N, ldo: N, col0: 0, splits }, grid(Math.ceil((m * N) / 256))),
+                splitkReduce(part, out, undefined, m, N, N, 0, splits),
               ],
       });
     }
@@ -211,7 +211,7 @@ for (const [N, K] of shapes) {
             ? [D(file, { a, w, out }, { ...p, k_chunk: K, split_stride: 0 }, grid(tiles))]
             : [
                 D(file, { a, w, out: part }, { ...p, k_chunk: chunk, split_stride: mp * N }, grid(tiles * splits)),
-                D('matmul_splitk_reduce.wgsl', { part, out }, { m: mp, n: N, ldo: N, col0: 0, splits }, grid(Math.ceil((mp * N) / 256))),
+                splitkReduce(part, out, undefined, mp, N, N, 0, splits),
               ],
       });
     }

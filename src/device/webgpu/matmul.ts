@@ -138,6 +138,18 @@ export interface GemvRowsShape {
   stage: boolean;
 }
 
+/**
+ * The dispatch of matmul_splitk_reduce.wgsl that sums `splits` partial products part [splits, m,
+ * nb] into columns [n0, n0 + nb) of out (row length ldo), adding the bias: by vec4 where the
+ * columns allow it.
+ */
+export function splitkReduce(part: Tensor, out: Tensor, bias: Tensor | undefined, m: number, nb: number, ldo: number, n0: number, splits: number): Dispatch {
+  const vec4 = nb % 4 === 0 && ldo % 4 === 0 && n0 % 4 === 0;
+  const flags = [...(bias ? ['BIAS'] : []), ...(vec4 ? ['VEC4'] : [])];
+  const tensors: Record<string, Tensor> = { part, out, ...(bias ? { bias } : {}) };
+  return { file: 'matmul_splitk_reduce.wgsl', flags, overrides: {}, tensors, params: { m, n: nb, ldo, col0: n0, splits }, grid: grid(Math.ceil((m * nb) / (vec4 ? 4 : 1) / 256)) };
+}
+
 /** Workgroups below which gemv_rows splits k, if the chunks stay >= 1024 deep (chosen, unmeasured). */
 const GEMV_ROWS_MIN_WORKGROUPS = 256;
 /** Bytes of a's k-slice that a STAGE_A workgroup holds (chosen, unmeasured). */
@@ -212,10 +224,9 @@ export function planGemvRows(dev: WebGpuDevice, args: OpArgs['matmul'], shape: G
     return [{ file, flags: [...flags, ...(bias ? ['BIAS'] : [])], overrides, tensors, params: { ...params, ldo, col0: n0, split_stride: 0 }, grid: grid(wgsN) }];
   }
   const part = dev.scratch('gemv_rows.part', [splits * m * nb], 'f32');
-  const rtensors: Record<string, Tensor> = { part, out, ...(bias ? { bias } : {}) };
   return [
     { file, flags, overrides, tensors: { a, w: wb, out: part }, params: { ...params, ldo: nb, col0: 0, split_stride: m * nb }, grid: grid(wgsN * splits) },
-    { file: 'matmul_splitk_reduce.wgsl', flags: bias ? ['BIAS'] : [], overrides: {}, tensors: rtensors, params: { m, n: nb, ldo, col0: n0, splits }, grid: grid(Math.ceil((m * nb) / 256)) },
+    splitkReduce(part, out, bias, m, nb, ldo, n0, splits),
   ];
 }
 
@@ -314,10 +325,9 @@ export function planGemvMma(dev: WebGpuDevice, args: OpArgs['matmul'], shape: Ge
     return [{ file, flags: [...wf, ...(bias ? ['BIAS'] : [])], overrides, tensors, params: { ...params, ldo, col0: n0, split_stride: 0 }, grid: grid(wgsN) }];
   }
   const part = dev.scratch('gemv_mma.part', [splits * m * nb], 'f32');
-  const rtensors: Record<string, Tensor> = { part, out, ...(bias ? { bias } : {}) };
   return [
     { file, flags: wf, overrides, tensors: { a, w: wb, out: part }, params: { ...params, ldo: nb, col0: 0, split_stride: m * nb }, grid: grid(wgsN * splits) },
-    { file: 'matmul_splitk_reduce.wgsl', flags: bias ? ['BIAS'] : [], overrides: {}, tensors: rtensors, params: { m, n: nb, ldo, col0: n0, splits }, grid: grid(Math.ceil((m * nb) / 256)) },
+    splitkReduce(part, out, bias, m, nb, ldo, n0, splits),
   ];
 }
 
@@ -371,9 +381,7 @@ export function planMatmul(dev: WebGpuDevice, args: OpArgs['matmul']): Dispatch[
         const part = dev.scratch('sgmat.part', [Math.max(splits * m * nb, SG_MIN_OUT_BYTES / 4)], 'f32');
         const sgParams = { m, n: nb, k, ldo: nb, col0: 0, tiles_n: tilesN, tiles, k_chunk: chunk, split_stride: m * nb };
         plans.push({ file: 'matmul_sgmat.wgsl', flags: sgFlags, overrides: {}, tensors: { a: a16!, w: rows(w, n0, nb), out: part }, params: sgParams, grid: grid(tiles * splits) });
-        const rflags = bias ? ['BIAS'] : [];
-        const rtensors: Record<string, Tensor> = { part, out, ...(bias ? { bias } : {}) };
-        plans.push({ file: 'matmul_splitk_reduce.wgsl', flags: rflags, overrides: {}, tensors: rtensors, params: { m, n: nb, ldo: n, col0: n0, splits }, grid: grid(Math.ceil((m * nb) / 256)) });
+        plans.push(splitkReduce(part, out, bias, m, nb, n, n0, splits));
       }
     } else {
       const tilesN = Math.ceil(nb / 64);
