@@ -1,8 +1,9 @@
 """Ceilings of this GPU as PyTorch reaches them, for the op benchmark's peer column.
 
 Runs on the GPU machine (torch is there): a large device-to-device copy (bytes read + written)
-and f16/bf16 matmuls at the 7B prefill shapes and at 8192^3, timed with CUDA events on random
-data (never zeros), median of repeats. Prints and writes JSON:
+f16/bf16 matmuls at the 7B prefill shapes and at 8192^3, and the decode shapes (1-16 rows of the
+7B projections, the weight's bytes against the copy rate), timed with CUDA events on random data
+(never zeros), median of repeats. Prints and writes JSON:
 
     python3 scripts/torch_ceilings.py --out torch-ceilings.json
 """
@@ -49,6 +50,23 @@ def main():
             w = torch.randn(nn, k, device=dev, dtype=dt)
             ms = bench(lambda: a @ w.t())
             res[f"matmul_{name}_{m}x{nn}x{k}_tflops"] = round(2 * m * nn * k / (ms * 1e9), 1)
+    # decode: the issue's weights at 1-16 rows through cuBLAS (F.linear), as the op benchmark
+    # times its own: many launches back to back over 8 copies of the weight (past L2), the
+    # weight's bytes per launch against the copy rate above
+    for nn, k in ((4096, 4096), (11008, 4096), (4096, 11008)):
+        ws = [torch.randn(nn, k, device=dev, dtype=torch.float16) for _ in range(8)]
+        for m in (1, 2, 4, 8, 16):
+            a = torch.randn(m, k, device=dev, dtype=torch.float16)
+
+            def run():
+                for i in range(200):
+                    torch.nn.functional.linear(a, ws[i % 8])
+
+            us = bench(run, reps=5, warmup=1) * 1e3 / 200
+            gbps = nn * k * 2 / (us * 1e3)
+            res[f"decode_f16_{m}x{nn}x{k}_us"] = round(us, 2)
+            res[f"decode_f16_{m}x{nn}x{k}_of_copy"] = round(gbps / res["copyGBps"], 3)
+        del ws
     print(json.dumps(res, indent=2))
     with open(args.out, "w") as f:
         json.dump(res, f, indent=2)
