@@ -13,13 +13,9 @@ import { type DType, type Device, TensorTooLargeError, createDevice, empty, from
 import type { WebGpuDevice } from '../../src/device/webgpu/backend.ts';
 import { DECODE_FILL, DECODE_V1_MAX, MIN_PARTITION, V2_MIN_CONTEXT, flashShape, planPagedAttention, planPrefillAttention, prefillChoice, prefillKernel } from '../../src/device/webgpu/attention.ts';
 import { SEED, type HostTensor, backendsUnderTest, host, normal, openBackend, output, reference, relErr, rng, runOp } from './harness.ts';
-import { cacheArgs, pagedCache, rowErr, shuffle } from './paged.ts';
+import { cacheArgs, pagedCache, prefillTol, rowErr, shuffle } from './paged.ts';
 
 const TOL = 1e-5;
-// native prefill with an f16 cache at head size 64 or 128 runs on the tensor cores (NVIDIA),
-// which take Q and the softmax weights P rounded to f16: relErr ~6e-4 in the emulator
-const TOL_F16_MMA = 3e-3;
-const prefillTol = (backend: string, dtype: DType, hs: number) => (backend === 'native' && dtype === 'f16' && (hs === 64 || hs === 128) ? TOL_F16_MMA : TOL);
 
 type DecodeCase = [name: string, lens: number[], blockSize: number, numHeads: number, numKvHeads: number, headSize: number, dtype: DType, partitionSize: number, extra: number];
 // The planner splits contexts into partitions (v2) unless the sequences x head blocks fill the
@@ -148,7 +144,7 @@ describe.each(backendsUnderTest())('%s backend: paged attention', (backend) => {
     };
     const got = await runOp(dev, 'prefill_attention', args);
     const want = await reference('prefill_attention', args);
-    expect(rowErr(got.out, want.out, hs)).toBeLessThan(prefillTol(backend, dtype, hs));
+    expect(rowErr(got.out, want.out, hs)).toBeLessThan(prefillTol(dev, dtype, hs));
   });
 
   it('a prefill step: reshape_and_cache writes the chunk, prefill_attention reads it with the cached prefix', async () => {
@@ -198,7 +194,7 @@ describe.each(backendsUnderTest())('%s backend: paged attention', (backend) => {
       out: output([tokens, numHeads * hs]),
       scale,
     });
-    expect(rowErr(await toArray(dev, out), want.out, hs)).toBeLessThan(prefillTol(backend, dtype, hs));
+    expect(rowErr(await toArray(dev, out), want.out, hs)).toBeLessThan(prefillTol(dev, dtype, hs));
   });
 
   it('runs on views: K and V in one pool buffer, block tables, lengths and query starts in one arena', async () => {
@@ -325,12 +321,18 @@ describe.each(backendsUnderTest())('%s backend: paged attention', (backend) => {
     });
     const files = (hs: number) => planPrefillAttention(g, args(hs)).map((x) => x.file);
     const budget = g.gpu.limits.maxComputeWorkgroupStorageSize;
-    // the adapter that runs the tests must run the flash kernel at these head sizes (llvmpipe: 32 KiB)
+    // the adapter that runs the tests must run the flash kernel at these head sizes (llvmpipe:
+    // 32 KiB); by default head size 128 on an f16 cache runs on the matrix units where it has them
+    const mma = g.info.features.subgroupMatrix;
     for (const hs of [64, 128]) {
       expect(flashShape(budget, hs)).toBeDefined();
       expect(prefillKernel(g, hs, 'flash')).toBe('flash');
-      if (prefillChoice(process.env.PARALLM_WGSL_PREFILL) === 'flash') expect(files(hs)).toEqual(['prefill_attention_flash.wgsl']);
+      expect(prefillKernel(g, hs, 'mma')).toBe(mma && hs === 128 ? 'mma' : 'flash');
+      expect(prefillKernel(g, hs, 'mma', 'f32')).toBe('flash');
+      const choice = prefillChoice(process.env.PARALLM_WGSL_PREFILL);
+      if (choice === 'flash' || choice === 'mma') expect(files(hs)).toEqual([prefillKernel(g, hs, choice) === 'mma' ? 'prefill_attention_mma.wgsl' : 'prefill_attention_flash.wgsl']);
     }
+    expect(prefillChoice(undefined)).toBe('mma');
     expect(prefillKernel(g, 64, 'tile')).toBe('tile');
     for (const hs of [80, 256]) {
       expect(flashShape(budget, hs)).toBeUndefined();

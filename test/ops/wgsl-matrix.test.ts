@@ -6,6 +6,7 @@
 // its WGSL has been validated.
 
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { MMA_PREFILL_BYTES } from '../../src/device/webgpu/attention.ts';
 import { KernelCache } from '../../src/device/webgpu/kernels.ts';
 import { type GemvMmaShape, gemvMmaSharedBytes } from '../../src/device/webgpu/matmul.ts';
 
@@ -20,7 +21,9 @@ describe('subgroup-matrix kernels compile (Dawn null backend)', () => {
     const adapter = (await gpu.requestAdapter()) as GPUAdapter;
     const feature = 'chromium-experimental-subgroup-matrix' as GPUFeatureName;
     if (!adapter.features.has(feature)) return;
-    device = await adapter.requestDevice({ requiredFeatures: ['subgroups', 'shader-f16', feature] });
+    // the adapter's storage buffers per stage: the attention kernels bind a split KV pool's parts
+    const requiredLimits = { maxStorageBuffersPerShaderStage: adapter.limits.maxStorageBuffersPerShaderStage };
+    device = await adapter.requestDevice({ requiredFeatures: ['subgroups', 'shader-f16', feature], requiredLimits });
     kernels = new KernelCache(device);
   });
   afterAll(() => {
@@ -71,6 +74,21 @@ describe('subgroup-matrix kernels compile (Dawn null backend)', () => {
       expect(errors.length).toBe(1);
       expect(errors[0]).toMatch(/workgroup storage \(\d+ bytes\) is larger than the maximum allowed/);
     }
+  });
+
+  // ~45 KiB of tiles, over the null adapter's 16 KiB; a pool in parts binds more storage buffers
+  // than its 8. Each refusal must be one of those limits, after the WGSL was validated.
+  it.for([[], ['KV_F16'], ['KV_F16', 'KV_PARTS_2'], ['KV_F16', 'KV_PARTS_2', 'KV_PARTS_3', 'KV_PARTS_4']])('prefill_attention_mma, flags [%s]', async (flags, ctx) => {
+    if (!device) return ctx.skip('no subgroup matrices on the null adapter');
+    const errors = await compile('prefill_attention_mma.wgsl', flags, {});
+    const limits = device.limits;
+    const buffers = 7 + 2 * flags.filter((f) => f.startsWith('KV_PARTS_')).length;
+    const over = [
+      ...(MMA_PREFILL_BYTES > limits.maxComputeWorkgroupStorageSize ? [/workgroup storage \(\d+ bytes\) is larger than the maximum allowed/] : []),
+      ...(buffers > limits.maxStorageBuffersPerShaderStage ? [new RegExp(`number of storage buffers \\(${buffers}\\) in the Compute stage exceeds`)] : []),
+    ];
+    expect(errors.length).toBe(over.length > 0 ? 1 : 0);
+    for (const e of errors) expect(over.some((re) => re.test(e))).toBe(true);
   });
 
   it('matmul_gemv_mma refuses to compile a shape whose share of a is over 8 loads a thread', async (ctx) => {

@@ -15,6 +15,7 @@
 // scratch to every split step; a switch per loaded pair costs little next to the load.)
 
 import { type Tensor, TensorTooLargeError } from '../device.ts';
+import type { DType } from '../dtype.ts';
 import { type KvPool, MAX_KV_PARTS, blocksPerPart, poolBlocks, poolParts } from '../kv-pool.ts';
 import type { OpArgs, OpName } from '../ops.ts';
 import { tensorBytes } from '../tensor.ts';
@@ -415,19 +416,34 @@ export function planTiledDecode(dev: WebGpuDevice, a: OpArgs['paged_attention'])
 }
 
 /**
- * The prefill kernel that PARALLM_WGSL_PREFILL names (read once): `flash` (the default)
- * prefill_attention_flash.wgsl wherever its shape fits, else the tile loop; `tile` the tile loop
- * (prefill_attention.wgsl) always, for an A/B on the GPU; `flash:BQxTK` (e.g. flash:16x64) the
- * flash kernel with that tile where it fits (a shape sweep on the GPU), else as `flash`.
+ * The prefill kernel that PARALLM_WGSL_PREFILL names (read once): `mma` (the default)
+ * prefill_attention_mma.wgsl on the matrix units where it applies (prefillMmaApplies), else as
+ * `flash`; `flash` prefill_attention_flash.wgsl wherever its shape fits, else the tile loop;
+ * `tile` the tile loop (prefill_attention.wgsl) always, for an A/B on the GPU; `flash:BQxTK`
+ * (e.g. flash:16x64) the flash kernel with that tile where it fits (a shape sweep on the GPU),
+ * else as `flash`.
  */
-export type PrefillChoice = 'flash' | 'tile' | `flash:${number}x${number}`;
+export type PrefillChoice = 'mma' | 'flash' | 'tile' | `flash:${number}x${number}`;
 const PREFILL_CHOICE: PrefillChoice = prefillChoice(process.env.PARALLM_WGSL_PREFILL);
 
 export function prefillChoice(v: string | undefined): PrefillChoice {
-  if (v === undefined || v === '' || v === 'flash' || v === 'tile') return (v || 'flash') as PrefillChoice;
+  if (v === undefined || v === '' || v === 'mma' || v === 'flash' || v === 'tile') return (v || 'mma') as PrefillChoice;
   const m = /^flash:(\d+)x(\d+)$/.exec(v);
   if (m && [16, 32, 64].includes(+m[1]) && [16, 32, 64, 128].includes(+m[2])) return v as PrefillChoice;
-  throw new Error(`PARALLM_WGSL_PREFILL=${v}: expected flash, tile or flash:BQxTK (BQ 16, 32 or 64; TK 16, 32, 64 or 128)`);
+  throw new Error(`PARALLM_WGSL_PREFILL=${v}: expected mma, flash, tile or flash:BQxTK (BQ 16, 32 or 64; TK 16, 32, 64 or 128)`);
+}
+
+/** Query rows of a prefill_attention_mma.wgsl workgroup (four subgroups of 16). */
+export const MMA_PREFILL_ROWS = 64;
+/** Workgroup memory of prefill_attention_mma.wgsl: K/V (and Q) tile, scores, P, the tile search. */
+export const MMA_PREFILL_BYTES = 64 * 136 * 2 + 64 * 68 * 4 + 64 * 72 * 2 + 2 * 64 * 4 + 128 * 4 + 20;
+
+/**
+ * Whether prefill_attention_mma.wgsl runs this prefill: subgroup matrices on the adapter, head
+ * size 128, an f16 cache, and the workgroup memory it needs.
+ */
+export function prefillMmaApplies(dev: WebGpuDevice, hs: number, kvDtype: DType): boolean {
+  return dev.info.features.subgroupMatrix && hs === 128 && kvDtype === 'f16' && workgroupBudget(dev) >= MMA_PREFILL_BYTES;
 }
 
 /** Launch shape of prefill_attention_flash.wgsl: WG = 8 * BQ threads, BQ query rows of one head, TK keys per tile. */
@@ -488,9 +504,31 @@ export function prefillFlashShape(dev: WebGpuDevice, hs: number, choice: Prefill
 const FLASH_MIN_MEAN_QUERY = 16;
 const PREFILL_FORCED = process.env.PARALLM_WGSL_PREFILL !== undefined && process.env.PARALLM_WGSL_PREFILL !== '';
 
-/** The kernel planPrefillAttention runs for head size hs on this adapter (PARALLM_WGSL_PREFILL, then fit). */
-export function prefillKernel(dev: WebGpuDevice, hs: number, choice: PrefillChoice = PREFILL_CHOICE): 'flash' | 'tile' {
+/**
+ * The kernel planPrefillAttention runs for head size hs and cache type kvDtype on this adapter
+ * (PARALLM_WGSL_PREFILL, then fit), where the chunks are long enough for tiles of query rows.
+ */
+export function prefillKernel(dev: WebGpuDevice, hs: number, choice: PrefillChoice = PREFILL_CHOICE, kvDtype: DType = 'f16'): 'mma' | 'flash' | 'tile' {
+  if (choice === 'mma' && prefillMmaApplies(dev, hs, kvDtype)) return 'mma';
   return prefillFlashShape(dev, hs, choice) ? 'flash' : 'tile';
+}
+
+/**
+ * Prefill on the matrix units: one workgroup per (query tile of 64 rows, query head), the grid
+ * an upper bound of the query tiles as the flash kernel's (the kernel takes them last to first).
+ */
+function planMmaPrefill(a: OpArgs['prefill_attention']): Dispatch[] {
+  const [, blockSize, kvh] = poolParts(a.keyCache)[0].shape;
+  const [numTokens, width] = a.q.shape;
+  const numHeads = width / 128;
+  const numSeqs = a.contextLens.shape[0];
+  const BQ = MMA_PREFILL_ROWS;
+  const tiles = Math.floor((numTokens + numSeqs * (BQ - 1)) / BQ);
+  if (tiles === 0) return [];
+  const pool = pools(a.keyCache, a.valueCache);
+  const tensors = { q: a.q, ...pool.tensors, block_tables: a.blockTables, query_starts: a.queryStarts, context_lens: a.contextLens, out: a.out };
+  const params = { num_seqs: numSeqs, num_heads: numHeads, num_kv_heads: kvh, block_size: blockSize, max_blocks: a.blockTables.shape[1], scale: a.scale, tiles, part_blocks: pool.partBlocks };
+  return [{ file: 'prefill_attention_mma.wgsl', flags: pool.flags, overrides: {}, tensors, params, grid: grid(tiles * numHeads) }];
 }
 
 /**
@@ -524,8 +562,10 @@ export function planPrefillAttention(dev: WebGpuDevice, a: OpArgs['prefill_atten
   const [numTokens, width] = a.q.shape;
   const numHeads = width / hs;
   const numSeqs = a.contextLens.shape[0];
+  const long = PREFILL_FORCED || numTokens >= FLASH_MIN_MEAN_QUERY * numSeqs;
+  if (long && prefillKernel(dev, hs, PREFILL_CHOICE, poolParts(a.keyCache)[0].dtype) === 'mma') return planMmaPrefill(a);
   const flash = prefillFlashShape(dev, hs);
-  if (flash && (PREFILL_FORCED || numTokens >= FLASH_MIN_MEAN_QUERY * numSeqs)) return planFlashPrefill(dev, a, flash);
+  if (flash && long) return planFlashPrefill(dev, a, flash);
   const { WG, HS, HPW, BQ, NQ, TK, NACC } = tileShape(workgroupBudget(dev), hs, numHeads / kvh, true)!;
   const tiles = Math.floor((numTokens + numSeqs * (BQ - 1)) / BQ);
   const pool = pools(a.keyCache, a.valueCache);
