@@ -9,11 +9,10 @@
 // a [128, BK] tile of w into workgroup memory with 16-byte loads (rows padded by 8 halves against
 // bank conflicts) and the matrix loads read from there: a matrix load from storage cannot tell
 // the driver that its rows are 16-byte aligned, one from workgroup memory can (2-4x, perf-notes).
-// The k-slices after this one are loaded into registers (two ahead) while the matrix units work
-// on this one; two workgroup buffers ran 27-32% slower (sgmat_v5_t_db, H100 lab, session 10).
-// On an H200, as the lab variant shaders/lab/sgmat_v2_128.wgsl (bench/lab-sgmat.ts, n x k =
-// 4096 x 4096, one run): 86.5 TFLOP/s against 64.4 for the 64 x 128 kernel at 256 rows (split
-// k 8), 22.9 against 19.0 at 2048 rows (split k 2).
+// The next k-slice is loaded into registers while the matrix units work on this one; two
+// workgroup buffers would not fit. On an H200, as the lab variant shaders/lab/sgmat_v2_128.wgsl
+// (bench/lab-sgmat.ts, n x k = 4096 x 4096, one run): 86.5 TFLOP/s against 64.4 for the 64 x 128
+// kernel at 256 rows (split k 8), 22.9 against 19.0 at 2048 rows (split k 2).
 //
 // a: [m_pad, k] f16, m_pad a multiple of 128 (zero rows past m, see cast_f16.wgsl); w: [n, k]
 // f16; both bound as vec4<u32> (8 halves), so k % 8 == 0; k past the last whole BK and rows of w
@@ -158,60 +157,39 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, 
   var c32 = subgroup_matrix_result<f32, 16, 16>();
   var c33 = subgroup_matrix_result<f32, 16, 16>();
 
-  // k-slices reach workgroup memory through registers, two slices ahead: v holds the next one to
-  // stage, x the one after it (one slice ahead ran 2-4% slower on tiled operands in the lab,
-  // sgmat_v5_t against sgmat_v5_t_d2, H100, docs/perf-notes.md; untiled it made no difference).
-  // A slice wholly inside k_end of a tile wholly inside n (the same for the whole workgroup)
-  // loads without the per-chunk guards: 11-17% faster in the lab (sgmat_v4_u against the op,
-  // H100, perf-notes), as the guarded loads were not issued back to back.
+  // the first k-slice; later ones are loaded one iteration ahead. A slice wholly inside k_end of
+  // a tile wholly inside n (the same for the whole workgroup) loads without the per-chunk guards:
+  // 11-17% faster in the lab (sgmat_v4_u against the op, H100, perf-notes), as the guarded
+  // loads were not issued back to back
   let wfull = tc + TN <= params.n;
-  var va0 = vec4<u32>();
-  var va1 = vec4<u32>();
-  var va2 = vec4<u32>();
-  var va3 = vec4<u32>();
-  var vw0 = vec4<u32>();
-  var vw1 = vec4<u32>();
-  var vw2 = vec4<u32>();
-  var vw3 = vec4<u32>();
-  var xa0 = vec4<u32>();
-  var xa1 = vec4<u32>();
-  var xa2 = vec4<u32>();
-  var xa3 = vec4<u32>();
-  var xw0 = vec4<u32>();
-  var xw1 = vec4<u32>();
-  var xw2 = vec4<u32>();
-  var xw3 = vec4<u32>();
-  // the loads of slice i go to x for every i (the first one then moves to v): one copy of the
-  // guarded and unguarded loads in the source
-  for (var k0 = k_begin; k0 < min(k_end, k_begin + 2u * BK); k0 += BK) {
-    va0 = xa0; va1 = xa1; va2 = xa2; va3 = xa3;
-    vw0 = xw0; vw1 = xw1; vw2 = xw2; vw3 = xw3;
-    let kv = k0 / 8u;
-    if (wfull && kv + BK / 8u <= end8) {
-      xa0 = a[ap0 + kv * a_step];
-      xa1 = a[ap1 + kv * a_step];
-      xa2 = a[ap2 + kv * a_step];
-      xa3 = a[ap3 + kv * a_step];
-      xw0 = w[wp0 + kv * w_step];
-      xw1 = w[wp1 + kv * w_step];
-      xw2 = w[wp2 + kv * w_step];
-      xw3 = w[wp3 + kv * w_step];
-    } else {
-      let kin = kv + cq < end8;
-      xa0 = vec4<u32>(); if (kin) { xa0 = a[ap0 + kv * a_step]; }
-      xa1 = vec4<u32>(); if (kin) { xa1 = a[ap1 + kv * a_step]; }
-      xa2 = vec4<u32>(); if (kin) { xa2 = a[ap2 + kv * a_step]; }
-      xa3 = vec4<u32>(); if (kin) { xa3 = a[ap3 + kv * a_step]; }
-      xw0 = vec4<u32>(); if (kin && wok0) { xw0 = w[wp0 + kv * w_step]; }
-      xw1 = vec4<u32>(); if (kin && wok1) { xw1 = w[wp1 + kv * w_step]; }
-      xw2 = vec4<u32>(); if (kin && wok2) { xw2 = w[wp2 + kv * w_step]; }
-      xw3 = vec4<u32>(); if (kin && wok3) { xw3 = w[wp3 + kv * w_step]; }
-    }
-  }
-  if (k_begin + BK >= k_end) {
-    // a chunk of one slice: it is in x
-    va0 = xa0; va1 = xa1; va2 = xa2; va3 = xa3;
-    vw0 = xw0; vw1 = xw1; vw2 = xw2; vw3 = xw3;
+  var kv = k_begin / 8u;
+  var va0: vec4<u32>;
+  var va1: vec4<u32>;
+  var va2: vec4<u32>;
+  var va3: vec4<u32>;
+  var vw0: vec4<u32>;
+  var vw1: vec4<u32>;
+  var vw2: vec4<u32>;
+  var vw3: vec4<u32>;
+  if (wfull && kv + BK / 8u <= end8) {
+    va0 = a[ap0 + kv * a_step];
+    va1 = a[ap1 + kv * a_step];
+    va2 = a[ap2 + kv * a_step];
+    va3 = a[ap3 + kv * a_step];
+    vw0 = w[wp0 + kv * w_step];
+    vw1 = w[wp1 + kv * w_step];
+    vw2 = w[wp2 + kv * w_step];
+    vw3 = w[wp3 + kv * w_step];
+  } else {
+    let kin = kv + cq < end8;
+    va0 = vec4<u32>(); if (kin) { va0 = a[ap0 + kv * a_step]; }
+    va1 = vec4<u32>(); if (kin) { va1 = a[ap1 + kv * a_step]; }
+    va2 = vec4<u32>(); if (kin) { va2 = a[ap2 + kv * a_step]; }
+    va3 = vec4<u32>(); if (kin) { va3 = a[ap3 + kv * a_step]; }
+    vw0 = vec4<u32>(); if (kin && wok0) { vw0 = w[wp0 + kv * w_step]; }
+    vw1 = vec4<u32>(); if (kin && wok1) { vw1 = w[wp1 + kv * w_step]; }
+    vw2 = vec4<u32>(); if (kin && wok2) { vw2 = w[wp2 + kv * w_step]; }
+    vw3 = vec4<u32>(); if (kin && wok3) { vw3 = w[wp3 + kv * w_step]; }
   }
   for (var k0 = k_begin; k0 < k_end; k0 += BK) {
     put_a(d0, va0, cq);
@@ -223,30 +201,28 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, 
     put_w(d2, vw2, cq);
     put_w(d3, vw3, cq);
     workgroupBarrier();
-    // the slice after next goes in flight while the matrix units work on this one
-    va0 = xa0; va1 = xa1; va2 = xa2; va3 = xa3;
-    vw0 = xw0; vw1 = xw1; vw2 = xw2; vw3 = xw3;
-    if (k0 + 2u * BK < k_end) {
-      let kv = (k0 + 2u * BK) / 8u;
+    // the next slice is in flight while the matrix units work on this one
+    if (k0 + BK < k_end) {
+      kv = (k0 + BK) / 8u;
       if (wfull && kv + BK / 8u <= end8) {
-        xa0 = a[ap0 + kv * a_step];
-        xa1 = a[ap1 + kv * a_step];
-        xa2 = a[ap2 + kv * a_step];
-        xa3 = a[ap3 + kv * a_step];
-        xw0 = w[wp0 + kv * w_step];
-        xw1 = w[wp1 + kv * w_step];
-        xw2 = w[wp2 + kv * w_step];
-        xw3 = w[wp3 + kv * w_step];
+        va0 = a[ap0 + kv * a_step];
+        va1 = a[ap1 + kv * a_step];
+        va2 = a[ap2 + kv * a_step];
+        va3 = a[ap3 + kv * a_step];
+        vw0 = w[wp0 + kv * w_step];
+        vw1 = w[wp1 + kv * w_step];
+        vw2 = w[wp2 + kv * w_step];
+        vw3 = w[wp3 + kv * w_step];
       } else {
         let kin = kv + cq < end8;
-        xa0 = vec4<u32>(); if (kin) { xa0 = a[ap0 + kv * a_step]; }
-        xa1 = vec4<u32>(); if (kin) { xa1 = a[ap1 + kv * a_step]; }
-        xa2 = vec4<u32>(); if (kin) { xa2 = a[ap2 + kv * a_step]; }
-        xa3 = vec4<u32>(); if (kin) { xa3 = a[ap3 + kv * a_step]; }
-        xw0 = vec4<u32>(); if (kin && wok0) { xw0 = w[wp0 + kv * w_step]; }
-        xw1 = vec4<u32>(); if (kin && wok1) { xw1 = w[wp1 + kv * w_step]; }
-        xw2 = vec4<u32>(); if (kin && wok2) { xw2 = w[wp2 + kv * w_step]; }
-        xw3 = vec4<u32>(); if (kin && wok3) { xw3 = w[wp3 + kv * w_step]; }
+        va0 = vec4<u32>(); if (kin) { va0 = a[ap0 + kv * a_step]; }
+        va1 = vec4<u32>(); if (kin) { va1 = a[ap1 + kv * a_step]; }
+        va2 = vec4<u32>(); if (kin) { va2 = a[ap2 + kv * a_step]; }
+        va3 = vec4<u32>(); if (kin) { va3 = a[ap3 + kv * a_step]; }
+        vw0 = vec4<u32>(); if (kin && wok0) { vw0 = w[wp0 + kv * w_step]; }
+        vw1 = vec4<u32>(); if (kin && wok1) { vw1 = w[wp1 + kv * w_step]; }
+        vw2 = vec4<u32>(); if (kin && wok2) { vw2 = w[wp2 + kv * w_step]; }
+        vw3 = vec4<u32>(); if (kin && wok3) { vw3 = w[wp3 + kv * w_step]; }
       }
     }
     for (var ks = 0u; ks < BK; ks += 16u) {
