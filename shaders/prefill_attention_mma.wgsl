@@ -13,15 +13,16 @@
 // WGSL cannot scale their rows, so the online softmax's rescaling of the output by exp(m_old -
 // m_new) is not possible. Instead two passes over the keys:
 //   1. S = Q K^T a tile at a time (4 x 8 multiplies a subgroup), into workgroup memory; each row's
-//      running max and sum of exp by two lanes (32 keys each), masked by position
-//   2. S again, P = exp(S - m) / l in f16 (in [0, 1]), then O += P V (4 x 8 multiplies), the
-//      accumulators never rescaled
+//      max by two lanes (32 keys each), masked by position
+//   2. S again, P = exp(S - m) in f16 (in [0, 1]) and each row's sum l of it, then O += P V (4 x
+//      8 multiplies; V's loads are in flight during Q K^T), the accumulators never rescaled; the
+//      rows are divided by l on their way out, through workgroup memory
 // Q K^T runs twice (1.5x the FLOPs of one pass), which the matrix units afford. Q is staged once
 // (pre-scaled, f16) and held in eight left matrices; K and V tiles are staged in turn through
 // one workgroup buffer (16-byte loads from the cache, rows padded by 8 halves). Rows past the
 // chunk and keys past the diagonal are masked; rows past the chunk are not written.
 // Workgroup memory: 64 x 136 halves (17 KiB) + 64 x 68 f32 (17 KiB) + 64 x 72 halves (9 KiB) +
-// the tile search's 2 KiB: ~46 KiB, under the 48 KiB of NVIDIA's Vulkan driver.
+// the tile search's and the rows' ~2 KiB: ~46 KiB, under the 48 KiB of NVIDIA's Vulkan driver.
 enable f16;
 enable subgroups;
 enable chromium_experimental_subgroup_matrix;
@@ -66,6 +67,7 @@ var<workgroup> kv_sh: array<f16, BQ * HP>; // Q at the start, then K or V tiles 
 var<workgroup> s_sh: array<f32, BQ * SP>;
 var<workgroup> p_sh: array<f16, BQ * PP>;
 var<workgroup> row_sh: array<u32, TK>;
+var<workgroup> inv_sh: array<f32, BQ>; // each row's 1 / l
 #if KV_PARTS_2
 var<workgroup> part_sh: array<u32, TK>;
 #endif
@@ -106,25 +108,42 @@ fn find_rows(lid: u32, table: u32, t0: u32, hi: u32, kvh: u32) {
   }
 }
 
-// the K (is_key) or V tile into kv_sh, zeros for keys past the range: thread lid copies 16-byte
-// chunk lid % 16 of keys lid / 16 + 8i
-fn stage(lid: u32, is_key: bool) {
-  let c = lid & 15u;
-  for (var i = 0u; i < 8u; i++) {
-    let t = (lid >> 4u) + 8u * i;
-    let row = row_sh[t];
+// Thread lid's share of a K or V tile: 16-byte chunk lid % 16 of keys lid / 16 + 8i (i < 8),
+// zeros for keys past the range. Loaded into registers first (load_kv), so that a tile's loads
+// can be in flight while the matrix units work, then stored into kv_sh (put_kv).
+struct Kv8 { c0: vec4u, c1: vec4u, c2: vec4u, c3: vec4u, c4: vec4u, c5: vec4u, c6: vec4u, c7: vec4u }
+
+fn kv_chunk(lid: u32, i: u32, is_key: bool) -> vec4u {
+  let t = (lid >> 4u) + 8u * i;
+  let row = row_sh[t];
 #if KV_PARTS_2
-    let part = part_sh[t];
+  let part = part_sh[t];
 #else
-    let part = 0u;
+  let part = 0u;
 #endif
-    var v = vec4u(0u);
-    if (row != NONE) {
-      let e = row * (HS / 8u) + c;
-      if (is_key) { v = key_at(part, e); } else { v = value_at(part, e); }
-    }
-    put8(t * HP + 8u * c, v);
+  var v = vec4u(0u);
+  if (row != NONE) {
+    let e = row * (HS / 8u) + (lid & 15u);
+    if (is_key) { v = key_at(part, e); } else { v = value_at(part, e); }
   }
+  return v;
+}
+
+fn load_kv(lid: u32, is_key: bool) -> Kv8 {
+  return Kv8(kv_chunk(lid, 0u, is_key), kv_chunk(lid, 1u, is_key), kv_chunk(lid, 2u, is_key), kv_chunk(lid, 3u, is_key),
+             kv_chunk(lid, 4u, is_key), kv_chunk(lid, 5u, is_key), kv_chunk(lid, 6u, is_key), kv_chunk(lid, 7u, is_key));
+}
+
+fn put_kv(lid: u32, x: Kv8) {
+  let d = (lid >> 4u) * HP + 8u * (lid & 15u);
+  put8(d, x.c0);
+  put8(d + 8u * HP, x.c1);
+  put8(d + 16u * HP, x.c2);
+  put8(d + 24u * HP, x.c3);
+  put8(d + 32u * HP, x.c4);
+  put8(d + 40u * HP, x.c5);
+  put8(d + 48u * HP, x.c6);
+  put8(d + 56u * HP, x.c7);
 }
 
 // this subgroup's 16 rows of S = Q K^T for the staged K tile (keys 16j.. in column block j) into s_sh
@@ -159,21 +178,16 @@ fn pv(sg: u32, e: u32, o: subgroup_matrix_result<f32, 16, 16>) -> subgroup_matri
   return acc;
 }
 
-// one 16 x 16 output block of this subgroup's rows at (token row `tr`, column `col` of out): in
-// place where the workgroup's 64 rows are all in the chunk (`full`, the same for the whole
-// workgroup, as the barriers need), else through s_sh and only the subgroup's rows < n
-fn put_out(o: subgroup_matrix_result<f32, 16, 16>, tr: u32, col: u32, width: u32, full: bool, n: u32, sg: u32, lane: u32) {
-  if (full) {
-    subgroupMatrixStore<row_major>(&out, tr * width + col, o, width);
-  } else {
-    subgroupMatrixStore<row_major>(&s_sh, 16u * sg * SP, o, SP);
-    workgroupBarrier();
-    for (var x = lane; x < 256u; x += 32u) {
-      let r = x / 16u;
-      if (r < n) { out[(tr + r) * width + col + x % 16u] = s_sh[(16u * sg + r) * SP + x % 16u]; }
-    }
-    workgroupBarrier();
+// one 16 x 16 output block of this subgroup's rows at (token row `tr`, column `col` of out),
+// each row scaled by its 1 / l (inv_sh): through s_sh, and only the subgroup's rows < n
+fn put_out(o: subgroup_matrix_result<f32, 16, 16>, tr: u32, col: u32, width: u32, n: u32, sg: u32, lane: u32) {
+  subgroupMatrixStore<row_major>(&s_sh, 16u * sg * SP, o, SP);
+  workgroupBarrier();
+  for (var x = lane; x < 256u; x += 32u) {
+    let r = x / 16u;
+    if (r < n) { out[(tr + r) * width + col + x % 16u] = s_sh[(16u * sg + r) * SP + x % 16u] * inv_sh[16u * sg + r]; }
   }
+  workgroupBarrier();
 }
 
 @compute @workgroup_size(WG)
@@ -260,38 +274,28 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, 
   let pos_r = select(-1, first + i32(r0 + my), my < rows);
   let hi = u32(max(first + i32(r0 + rows), 0)); // keys the workgroup's rows see: [0, hi)
 
-  // pass 1: each row's max m and sum l of exp(s - m) over the keys it sees
+  // pass 1: each row's max m over the keys it sees
   var m = NEG;
-  var l = 0.0;
   for (var t0 = 0u; t0 < hi; t0 += TK) {
     find_rows(lid, table, t0, hi, kvh);
     workgroupBarrier();
-    stage(lid, true);
+    put_kv(lid, load_kv(lid, true));
     workgroupBarrier();
     scores(sg, q0, q1, q2, q3, q4, q5, q6, q7);
     workgroupBarrier();
     var x = NEG;
     for (var i = 0u; i < 32u; i++) {
       let c = 32u * half + ((i + rr) & 31u);
-      let s = s_sh[my * SP + c];
-      x = max(x, select(NEG, s, i32(t0 + c) <= pos_r));
+      x = max(x, select(NEG, s_sh[my * SP + c], i32(t0 + c) <= pos_r));
     }
-    let mn = max(m, max(x, subgroupShuffleXor(x, 1u)));
-    var e = 0.0;
-    for (var i = 0u; i < 32u; i++) {
-      let c = 32u * half + ((i + rr) & 31u);
-      let s = s_sh[my * SP + c];
-      e += select(0.0, exp(s - mn), i32(t0 + c) <= pos_r);
-    }
-    // exp(NEG - mn) is 0 once a key is in range; 1 while none is (l is 0 then)
-    l = l * select(exp(m - mn), 1.0, mn == NEG) + e;
-    m = mn;
+    m = max(m, max(x, subgroupShuffleXor(x, 1u)));
     workgroupBarrier();
   }
-  l += subgroupShuffleXor(l, 1u);
-  let inv_l = select(0.0, 1.0 / l, l > 0.0);
 
-  // pass 2: O = sum over tiles of P V, P = exp(S - m) / l
+  // pass 2: O = sum over tiles of P V with P = exp(S - m) in f16 (<= 1), and each row's sum l
+  // of the same rounded P; the rows are scaled by 1 / l at the store. V's loads are issued
+  // before Q K^T and stored after it.
+  var l = 0.0;
   var o0 = subgroup_matrix_result<f32, 16, 16>();
   var o1 = subgroup_matrix_result<f32, 16, 16>();
   var o2 = subgroup_matrix_result<f32, 16, 16>();
@@ -303,16 +307,18 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, 
   for (var t0 = 0u; t0 < hi; t0 += TK) {
     find_rows(lid, table, t0, hi, kvh);
     workgroupBarrier();
-    stage(lid, true);
+    put_kv(lid, load_kv(lid, true));
     workgroupBarrier();
+    let vt = load_kv(lid, false);
     scores(sg, q0, q1, q2, q3, q4, q5, q6, q7);
     workgroupBarrier();
     for (var i = 0u; i < 32u; i++) {
       let c = 32u * half + ((i + rr) & 31u);
-      let s = s_sh[my * SP + c];
-      p_sh[my * PP + c] = f16(select(0.0, exp(s - m) * inv_l, i32(t0 + c) <= pos_r));
+      let p = f16(select(0.0, exp(s_sh[my * SP + c] - m), i32(t0 + c) <= pos_r));
+      l += f32(p);
+      p_sh[my * PP + c] = p;
     }
-    stage(lid, false);
+    put_kv(lid, vt);
     workgroupBarrier();
     o0 = pv(sg, 0u, o0);
     o1 = pv(sg, 1u, o1);
@@ -324,19 +330,21 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, 
     o7 = pv(sg, 7u, o7);
     workgroupBarrier();
   }
+  l += subgroupShuffleXor(l, 1u);
+  if (half == 0u) { inv_sh[my] = select(0.0, 1.0 / l, l > 0.0); }
+  workgroupBarrier();
 
   // this subgroup's rows that are in the chunk: 16, or fewer in the chunk's last tile (a
   // subgroup with none stores nothing, but still meets the barriers)
-  let full = rows == BQ;
   let n = u32(clamp(i32(rows) - i32(16u * sg), 0, 16));
   let tr = info.z + r0 + 16u * sg;
   let col = head * HS;
-  put_out(o0, tr, col, width, full, n, sg, lane);
-  put_out(o1, tr, col + 16u, width, full, n, sg, lane);
-  put_out(o2, tr, col + 32u, width, full, n, sg, lane);
-  put_out(o3, tr, col + 48u, width, full, n, sg, lane);
-  put_out(o4, tr, col + 64u, width, full, n, sg, lane);
-  put_out(o5, tr, col + 80u, width, full, n, sg, lane);
-  put_out(o6, tr, col + 96u, width, full, n, sg, lane);
-  put_out(o7, tr, col + 112u, width, full, n, sg, lane);
+  put_out(o0, tr, col, width, n, sg, lane);
+  put_out(o1, tr, col + 16u, width, n, sg, lane);
+  put_out(o2, tr, col + 32u, width, n, sg, lane);
+  put_out(o3, tr, col + 48u, width, n, sg, lane);
+  put_out(o4, tr, col + 64u, width, n, sg, lane);
+  put_out(o5, tr, col + 80u, width, n, sg, lane);
+  put_out(o6, tr, col + 96u, width, n, sg, lane);
+  put_out(o7, tr, col + 112u, width, n, sg, lane);
 }

@@ -435,8 +435,8 @@ export function prefillChoice(v: string | undefined): PrefillChoice {
 
 /** Query rows of a prefill_attention_mma.wgsl workgroup (four subgroups of 16). */
 export const MMA_PREFILL_ROWS = 64;
-/** Workgroup memory of prefill_attention_mma.wgsl: K/V (and Q) tile, scores, P, the tile search. */
-export const MMA_PREFILL_BYTES = 64 * 136 * 2 + 64 * 68 * 4 + 64 * 72 * 2 + 2 * 64 * 4 + 128 * 4 + 20;
+/** Workgroup memory of prefill_attention_mma.wgsl: K/V (and Q) tile, scores, P, cache rows and parts, rows' 1 / l, the tile search. */
+export const MMA_PREFILL_BYTES = 64 * 136 * 2 + 64 * 68 * 4 + 64 * 72 * 2 + 3 * 64 * 4 + 128 * 4 + 20;
 
 /**
  * Whether prefill_attention_mma.wgsl runs this prefill: subgroup matrices on the adapter, head
