@@ -71,10 +71,7 @@ var<workgroup> inv_sh: array<f32, BQ>; // each row's 1 / l
 #if KV_PARTS_2
 var<workgroup> part_sh: array<u32, TK>;
 #endif
-// (sequence or num_seqs if none, first row of the tile in the sequence, its first token row, qlen)
-var<workgroup> tile_sh: vec4u;
-var<workgroup> scan_sh: array<u32, WG>;
-var<workgroup> ctx_sh: u32;
+#include "lib/query_tile.wgsl"
 
 // the 8 halves of v into kv_sh at d
 fn put8(d: u32, v: vec4u) {
@@ -198,35 +195,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, 
   let wt = w / params.num_heads;
   if (wt >= params.tiles) { return; }
   let tile = params.tiles - 1u - wt;
-  // (sequence, tile) by a prefix sum of the sequences' query-tile counts, as the flash kernel
-  if (lid == 0u) { tile_sh = vec4u(params.num_seqs, 0u, 0u, 0u); }
-  var before = 0u;
-  for (var base = 0u; base < params.num_seqs; base += WG) {
-    let s = base + lid;
-    var start = 0;
-    var qlen = 0u;
-    if (s < params.num_seqs) {
-      start = query_starts[s];
-      qlen = u32(max(query_starts[s + 1u] - start, 0));
-    }
-    let n = (qlen + BQ - 1u) / BQ;
-    scan_sh[lid] = n;
-    workgroupBarrier();
-    for (var off = 1u; off < WG; off *= 2u) {
-      var v = scan_sh[lid];
-      if (lid >= off) { v += scan_sh[lid - off]; }
-      workgroupBarrier();
-      scan_sh[lid] = v;
-      workgroupBarrier();
-    }
-    let incl = before + scan_sh[lid];
-    if (n > 0u && tile >= incl - n && tile < incl) {
-      tile_sh = vec4u(s, (tile - (incl - n)) * BQ, u32(start), qlen);
-      ctx_sh = u32(clamp(context_lens[s], 0, i32(params.max_blocks * params.block_size)));
-    }
-    before += scan_sh[WG - 1u];
-    workgroupBarrier();
-  }
+  find_query_tile(lid, tile);
   let info = workgroupUniformLoad(&tile_sh);
   let seq = info.x;
   if (seq >= params.num_seqs) { return; }

@@ -514,40 +514,22 @@ export function prefillKernel(dev: WebGpuDevice, hs: number, choice: PrefillChoi
 }
 
 /**
- * Prefill on the matrix units: one workgroup per (query tile of 64 rows, query head), the grid
- * an upper bound of the query tiles as the flash kernel's (the kernel takes them last to first).
+ * Prefill by a kernel that takes one workgroup per (query tile of BQ rows, query head):
+ * prefill_attention_flash.wgsl and prefill_attention_mma.wgsl (lib/query_tile.wgsl). The grid is
+ * an upper bound of the query tiles, floor((numTokens + numSeqs * (BQ - 1)) / BQ), times
+ * numHeads (the kernels take the tiles last to first).
  */
-function planMmaPrefill(a: OpArgs['prefill_attention']): Dispatch[] {
+function planQueryTiles(a: OpArgs['prefill_attention'], file: string, hs: number, BQ: number, overrides: Record<string, number>, extra: Record<string, number> = {}): Dispatch[] {
   const [, blockSize, kvh] = poolParts(a.keyCache)[0].shape;
   const [numTokens, width] = a.q.shape;
-  const numHeads = width / 128;
-  const numSeqs = a.contextLens.shape[0];
-  const BQ = MMA_PREFILL_ROWS;
-  const tiles = Math.floor((numTokens + numSeqs * (BQ - 1)) / BQ);
-  if (tiles === 0) return [];
-  const pool = pools(a.keyCache, a.valueCache);
-  const tensors = { q: a.q, ...pool.tensors, block_tables: a.blockTables, query_starts: a.queryStarts, context_lens: a.contextLens, out: a.out };
-  const params = { num_seqs: numSeqs, num_heads: numHeads, num_kv_heads: kvh, block_size: blockSize, max_blocks: a.blockTables.shape[1], scale: a.scale, tiles, part_blocks: pool.partBlocks };
-  return [{ file: 'prefill_attention_mma.wgsl', flags: pool.flags, overrides: {}, tensors, params, grid: grid(tiles * numHeads) }];
-}
-
-/**
- * Prefill by the flash kernel: one workgroup per (query tile of BQ rows, query head), the grid an
- * upper bound of the query tiles, floor((numTokens + numSeqs * (BQ - 1)) / BQ), times numHeads
- * (the kernel takes the tiles last to first).
- */
-function planFlashPrefill(dev: WebGpuDevice, a: OpArgs['prefill_attention'], shape: FlashShape): Dispatch[] {
-  const [, blockSize, kvh] = poolParts(a.keyCache)[0].shape;
-  const [numTokens, width] = a.q.shape;
-  const { WG, HS, BQ, TK } = shape;
-  const numHeads = width / HS;
+  const numHeads = width / hs;
   const numSeqs = a.contextLens.shape[0];
   const tiles = Math.floor((numTokens + numSeqs * (BQ - 1)) / BQ);
   if (tiles === 0) return [];
   const pool = pools(a.keyCache, a.valueCache);
   const tensors = { q: a.q, ...pool.tensors, block_tables: a.blockTables, query_starts: a.queryStarts, context_lens: a.contextLens, out: a.out };
-  const params = { num_seqs: numSeqs, num_heads: numHeads, num_kv_heads: kvh, block_size: blockSize, max_blocks: a.blockTables.shape[1], scale: a.scale, tile_keys: TK, tiles, part_blocks: pool.partBlocks };
-  return [{ file: 'prefill_attention_flash.wgsl', flags: pool.flags, overrides: { WG, HS, BQ, TK }, tensors, params, grid: grid(tiles * numHeads) }];
+  const params = { num_seqs: numSeqs, num_heads: numHeads, num_kv_heads: kvh, block_size: blockSize, max_blocks: a.blockTables.shape[1], scale: a.scale, tiles, part_blocks: pool.partBlocks, ...extra };
+  return [{ file, flags: pool.flags, overrides, tensors, params, grid: grid(tiles * numHeads) }];
 }
 
 /**
@@ -563,9 +545,12 @@ export function planPrefillAttention(dev: WebGpuDevice, a: OpArgs['prefill_atten
   const numHeads = width / hs;
   const numSeqs = a.contextLens.shape[0];
   const long = PREFILL_FORCED || numTokens >= FLASH_MIN_MEAN_QUERY * numSeqs;
-  if (long && prefillKernel(dev, hs, PREFILL_CHOICE, poolParts(a.keyCache)[0].dtype) === 'mma') return planMmaPrefill(a);
+  if (long && prefillKernel(dev, hs, PREFILL_CHOICE, poolParts(a.keyCache)[0].dtype) === 'mma') return planQueryTiles(a, 'prefill_attention_mma.wgsl', hs, MMA_PREFILL_ROWS, {});
   const flash = prefillFlashShape(dev, hs);
-  if (flash && long) return planFlashPrefill(dev, a, flash);
+  if (flash && long) {
+    const { WG, HS, BQ, TK } = flash;
+    return planQueryTiles(a, 'prefill_attention_flash.wgsl', HS, BQ, { WG, HS, BQ, TK }, { tile_keys: TK });
+  }
   const { WG, HS, HPW, BQ, NQ, TK, NACC } = tileShape(workgroupBudget(dev), hs, numHeads / kvh, true)!;
   const tiles = Math.floor((numTokens + numSeqs * (BQ - 1)) / BQ);
   const pool = pools(a.keyCache, a.valueCache);
