@@ -1,6 +1,7 @@
 // The KV cache bindings of the attention kernels, the lookup of a token's cache row, and loads
 // that pick a block's part. Included by paged_attention_tile.wgsl (and so prefill_attention.wgsl
-// and paged_attention_tiled.wgsl), by paged_attention.wgsl and by prefill_attention_flash.wgsl.
+// and paged_attention_tiled.wgsl), by paged_attention.wgsl, prefill_attention_flash.wgsl and
+// prefill_attention_mma.wgsl.
 //
 // key_cache, value_cache: [num_blocks, block_size, num_kv_heads, head_size] f16 | f32 seen as
 // an array of kv_elem, a type the includer declares: the tile loop reads pairs (u32 of two
