@@ -9,6 +9,7 @@
 // 5 trials of 50 back-to-back launches (3 streams in flight) by GPU timestamps, rotating copies
 // of the weights (> 150 MB in all) so that L2 (50 MB on an H100) does not hold them.
 //   npx tsx bench/lab-gemv.ts [--quick] [--smoke] [--out FILE] [--m=1,16] [--shapes=4096x4096] [--only=planner,g4s8]
+//     [--mma-cf=4] [--mma-sub=1,2] [--mma-splits=4,16,64]
 // --quick: 2 trials and 100 ms warm-ups; --smoke: one tiny shape (what CI runs on llvmpipe);
 // --only: substrings of the labels to time (`copy` for the copy lines). About 2-3 minutes on an H100.
 import { execFileSync } from 'node:child_process';
@@ -30,6 +31,10 @@ const ms_ = opt('m')?.split(',').map(Number) ?? (smoke ? [1, 3, 16] : [1, 2, 4, 
 const shapes: [number, number][] = (opt('shapes')?.split(',') ?? (smoke ? ['200x288'] : ['4096x4096', '11008x4096', '4096x11008', '12288x4096', '22016x4096', '32000x4096'])).map(
   (s) => s.split('x').map(Number) as [number, number],
 );
+const list = (name: string, dflt: number[]) => opt(name)?.split(',').map(Number) ?? dflt;
+const mmaCf = list('mma-cf', [1, 2, 4]) as GemvMmaShape['CF'][];
+const mmaSub = list('mma-sub', [1, 2]) as GemvMmaShape['SUB'][];
+const mmaSplits = list('mma-splits', [1, 2, 4, 8]);
 const WARM_MS = smoke ? 0 : quick ? 100 : 300;
 const TRIALS = smoke ? 1 : quick ? 2 : 5;
 const REPS = smoke ? 2 : 50;
@@ -161,15 +166,19 @@ for (const [N, K] of shapes) {
       plans.push({ label: `rows ${v.name}${n > 1 ? ' (+reduce)' : ''}`, mk: (w) => planGemvRows(dev, args(w), v.shape) });
       if (wts.length) plans.push({ label: `rows ${v.name}${n > 1 ? ' (+reduce)' : ''}`, mk: (w) => planGemvRows(dev, args(w), v.shape), tiled: true });
     }
-    // matmul_gemv_mma (the matrix units): 16, 32 or 64 columns per workgroup, k split 1-8 ways
+    // matmul_gemv_mma (the matrix units): 16, 32 or 64 columns per workgroup (--mma-cf), 4 or 8
+    // loads of w in flight a thread (--mma-sub), k split 1-8 ways (--mma-splits), on the tiled
+    // weights too where the device packs them
     if (dev.info.features.subgroupMatrix) {
-      for (const CF of [1, 2, 4] as GemvMmaShape['CF'][]) {
-        for (const SUB of [1, 2] as GemvMmaShape['SUB'][]) {
-          for (const splits of [1, 2, 4, 8]) {
+      for (const CF of mmaCf) {
+        for (const SUB of mmaSub) {
+          for (const splits of mmaSplits) {
             const shape = { CF, SUB, splits };
             if (gemvMmaUnfit(dev, m, shape)) continue;
             const n = planGemvMma(dev, args(ws[0]), shape).length;
-            plans.push({ label: `mma c${16 * CF}s${SUB}${splits > 1 ? `-split${splits}` : ''}${n > 1 ? ' (+reduce)' : ''}`, mk: (w) => planGemvMma(dev, args(w), shape) });
+            const label = `mma c${16 * CF}s${SUB}${splits > 1 ? `-split${splits}` : ''}${n > 1 ? ' (+reduce)' : ''}`;
+            plans.push({ label, mk: (w) => planGemvMma(dev, args(w), shape) });
+            if (wts.length) plans.push({ label, mk: (w) => planGemvMma(dev, args(w), shape), tiled: true });
           }
         }
       }
