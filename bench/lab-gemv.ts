@@ -27,11 +27,11 @@ const smoke = args.includes('--smoke');
 const quick = args.includes('--quick') || smoke;
 const outFile = opt('out');
 const only = opt('only')?.split(',');
-const ms_ = opt('m')?.split(',').map(Number) ?? (smoke ? [1, 3, 16] : [1, 2, 4, 8, 16]);
+const list = (name: string, dflt: number[]) => opt(name)?.split(',').map(Number) ?? dflt;
+const ms_ = list('m', smoke ? [1, 3, 16] : [1, 2, 4, 8, 16]);
 const shapes: [number, number][] = (opt('shapes')?.split(',') ?? (smoke ? ['200x288'] : ['4096x4096', '11008x4096', '4096x11008', '12288x4096', '22016x4096', '32000x4096'])).map(
   (s) => s.split('x').map(Number) as [number, number],
 );
-const list = (name: string, dflt: number[]) => opt(name)?.split(',').map(Number) ?? dflt;
 const mmaCf = list('mma-cf', [1, 2, 4]) as GemvMmaShape['CF'][];
 const mmaSub = list('mma-sub', [1, 2]) as GemvMmaShape['SUB'][];
 const mmaSplits = list('mma-splits', [1, 2, 4, 8]);
@@ -177,8 +177,9 @@ for (const [N, K] of shapes) {
             if (gemvMmaUnfit(dev, m, shape)) continue;
             const n = planGemvMma(dev, args(ws[0]), shape).length;
             const label = `mma c${16 * CF}s${SUB}${splits > 1 ? `-split${splits}` : ''}${n > 1 ? ' (+reduce)' : ''}`;
-            plans.push({ label, mk: (w) => planGemvMma(dev, args(w), shape) });
-            if (wts.length) plans.push({ label, mk: (w) => planGemvMma(dev, args(w), shape), tiled: true });
+            const mk = (w: Tensor) => planGemvMma(dev, args(w), shape);
+            plans.push({ label, mk });
+            if (wts.length) plans.push({ label, mk, tiled: true });
           }
         }
       }
